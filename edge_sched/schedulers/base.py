@@ -1,0 +1,209 @@
+"""What every scheduler shares: outputs, loading/saving, step bookkeeping, checks.
+
+A concrete scheduler plans its per-step constants in ``set_timesteps`` and applies its
+update rule in ``step``; everything else lives here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+import numpy as np
+
+from .configuration import SCHEDULER_CLASSES, ConfigError, ConfigMixin
+
+
+@dataclass
+class SchedulerOutput:
+    """Result of ``step``: the next sample and, where the rule has one, the x0 estimate.
+
+    Indexable like diffusers' outputs: ``out[0]`` is ``prev_sample``.
+    """
+
+    prev_sample: np.ndarray
+    pred_original_sample: np.ndarray | None = None
+
+    def to_tuple(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None)
+
+    def __getitem__(self, index):
+        if isinstance(index, str):
+            return getattr(self, index)
+        return self.to_tuple()[index]
+
+
+class SchedulerNotReadyError(RuntimeError):
+    """``step`` (or similar) called before ``set_timesteps``."""
+
+
+def expand_to(values: np.ndarray, ndim: int) -> np.ndarray:
+    """Append singleton axes so per-sample ``values`` broadcast over a batch of latents."""
+    values = np.asarray(values)
+    return values.reshape(values.shape + (1,) * (ndim - values.ndim))
+
+
+class SchedulerMixin(ConfigMixin):
+    """Base class of every edge_sched scheduler (mirrors diffusers' SchedulerMixin)."""
+
+    order = 1
+    init_noise_sigma = 1.0
+    num_inference_steps: int | None = None
+    timesteps: np.ndarray
+    _step_index: int | None = None
+    _begin_index: int | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            SCHEDULER_CLASSES[cls.__name__] = cls
+
+    # -- loading and saving ------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        subfolder: str | None = None,
+        return_unused_kwargs: bool = False,
+        *,
+        cache_dir=None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token=None,
+        revision: str | None = None,
+        **kwargs,
+    ):
+        """Load ``scheduler_config.json`` from a local folder or a Hub repo (``subfolder="scheduler"``
+        for a pipeline); ``kwargs`` override config values."""
+        config, path = cls.load_config(
+            pretrained_model_name_or_path,
+            subfolder=subfolder,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            revision=revision,
+        )
+        try:
+            return cls.from_config(config, return_unused_kwargs=return_unused_kwargs, **kwargs)
+        except (ConfigError, TypeError, ValueError) as e:
+            raise ConfigError(f"{path}: {e}") from e
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """Write ``scheduler_config.json`` (loadable by diffusers and by us)."""
+        if kwargs.pop("push_to_hub", False):
+            raise NotImplementedError("push_to_hub is not supported; upload the folder with huggingface_hub.")
+        self.save_config(save_directory)
+
+    @property
+    def compatibles(self) -> list[type]:
+        """Scheduler classes that can be built from this one's config."""
+        return self._compatible_classes()
+
+    def __repr__(self) -> str:
+        body = ",\n".join(f"  {k!r}: {v!r}" for k, v in self.config.items() if k != "_use_default_values")
+        return f"{type(self).__name__} {{\n{body}\n}}"
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps
+
+    # -- step bookkeeping --------------------------------------------------------------
+
+    @property
+    def step_index(self) -> int | None:
+        """Index of the current step in ``timesteps`` (None until the first step)."""
+        return self._step_index
+
+    @property
+    def begin_index(self) -> int | None:
+        """First step index, set by pipelines (image-to-image) via ``set_begin_index``."""
+        return self._begin_index
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        self._begin_index = begin_index
+
+    def index_for_timestep(self, timestep, schedule_timesteps: np.ndarray | None = None) -> int:
+        """Position of ``timestep`` in the schedule; for a repeated timestep (image-to-image
+        starting mid-schedule) the second occurrence, as diffusers does."""
+        if schedule_timesteps is None:
+            schedule_timesteps = self.timesteps
+        indices = np.flatnonzero(schedule_timesteps == np.asarray(timestep).item())
+        if len(indices) == 0:
+            raise ValueError(f"timestep {timestep!r} is not in this scheduler's timesteps {schedule_timesteps!r}.")
+        return int(indices[1] if len(indices) > 1 else indices[0])
+
+    def _init_step_index(self, timestep) -> None:
+        if self._begin_index is None:
+            self._step_index = self.index_for_timestep(timestep)
+        else:
+            self._step_index = self._begin_index
+
+    def _require_timesteps(self) -> None:
+        if self.num_inference_steps is None:
+            raise SchedulerNotReadyError(
+                f"{type(self).__name__}: call `set_timesteps(num_inference_steps)` before `step`."
+            )
+
+    # -- shared argument checks --------------------------------------------------------
+
+    def _check_num_inference_steps(self, num_inference_steps, *, allow_more_than_train: bool = False) -> int:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)):
+            raise TypeError(f"num_inference_steps must be an int, got {num_inference_steps!r}.")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
+        limit = self.config.num_train_timesteps
+        if not allow_more_than_train and num_inference_steps > limit:
+            raise ValueError(
+                f"num_inference_steps ({num_inference_steps}) cannot be larger than "
+                f"num_train_timesteps ({limit}): the model was trained on {limit} timesteps at most."
+            )
+        return int(num_inference_steps)
+
+    @staticmethod
+    def _check_custom_schedule(num_inference_steps, timesteps, sigmas=None) -> None:
+        """Exactly one of ``num_inference_steps``, ``timesteps``, ``sigmas``."""
+        given = [n for n, v in (("num_inference_steps", num_inference_steps), ("timesteps", timesteps),
+                                ("sigmas", sigmas)) if v is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "Pass exactly one of `num_inference_steps`, `timesteps` or `sigmas` to set_timesteps"
+                + (f"; got {' and '.join(given)}." if given else "; got none.")
+            )
+
+    @staticmethod
+    def _check_descending(name: str, values, *, strict: bool = True) -> np.ndarray:
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.ndim != 1 or arr.size == 0:
+            raise ValueError(f"custom {name} must be a non-empty 1-D list, got {values!r}.")
+        diffs = np.diff(arr)
+        if np.any(diffs >= 0 if strict else diffs > 0):
+            raise ValueError(f"custom {name} must be in descending order, got {list(values)!r}.")
+        return arr
+
+    def _output(self, prev_sample, pred_original_sample, return_dict: bool):
+        if not return_dict:
+            return (prev_sample,) if pred_original_sample is None else (prev_sample, pred_original_sample)
+        return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+
+def scheduler_class(name: str) -> type[SchedulerMixin]:
+    """Look up a scheduler class by its diffusers name; the error lists the known ones."""
+    try:
+        return SCHEDULER_CLASSES[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, SCHEDULER_CLASSES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(
+            f"Unknown scheduler {name!r}.{hint} Known schedulers: {', '.join(sorted(SCHEDULER_CLASSES))}."
+        ) from None
+
+
+__all__ = [
+    "SchedulerMixin",
+    "SchedulerOutput",
+    "SchedulerNotReadyError",
+    "expand_to",
+    "scheduler_class",
+]

@@ -1,0 +1,90 @@
+"""Beta schedules: the training noise schedule every discrete-time scheduler starts from.
+
+All tables are float32, built the way diffusers builds them (in torch float32), so that
+alphas_cumprod matches the reference bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import check_choice
+from .torch_numerics import cumprod_f32, linspace_f32
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "exp", "laplace", "sigmoid")
+ALPHA_TRANSFORMS = ("cosine", "exp", "laplace")
+
+
+def _alpha_bar_fn(alpha_transform_type: str):
+    check_choice("alpha_transform_type", alpha_transform_type, ALPHA_TRANSFORMS)
+    if alpha_transform_type == "cosine":
+        return lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+    if alpha_transform_type == "exp":
+        return lambda t: math.exp(t * -12.0)
+
+    def laplace(t):
+        lmb = -0.5 * math.copysign(1, 0.5 - t) * math.log(1 - 2 * math.fabs(0.5 - t) + 1e-6)
+        snr = math.exp(lmb)
+        return math.sqrt(snr / (1 + snr))
+
+    return laplace
+
+
+def betas_for_alpha_bar(
+    num_diffusion_timesteps: int, max_beta: float = 0.999, alpha_transform_type: str = "cosine"
+) -> np.ndarray:
+    """Discretise a continuous alpha_bar(t) on [0, 1] into betas, capped at ``max_beta``."""
+    alpha_bar = _alpha_bar_fn(alpha_transform_type)
+    n = num_diffusion_timesteps
+    betas = [min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), max_beta) for i in range(n)]
+    return np.array(betas, dtype=np.float32)
+
+
+def make_betas(
+    num_train_timesteps: int,
+    beta_start: float,
+    beta_end: float,
+    beta_schedule: str,
+    trained_betas=None,
+) -> np.ndarray:
+    """The float32 beta table of a scheduler config (``trained_betas`` wins when given)."""
+    if trained_betas is not None:
+        return np.asarray(trained_betas, dtype=np.float32)
+    check_choice("beta_schedule", beta_schedule, BETA_SCHEDULES)
+    n = num_train_timesteps
+    if beta_schedule == "linear":
+        return linspace_f32(beta_start, beta_end, n)
+    if beta_schedule == "scaled_linear":
+        return linspace_f32(beta_start**0.5, beta_end**0.5, n) ** 2
+    if beta_schedule == "squaredcos_cap_v2":
+        return betas_for_alpha_bar(n)
+    if beta_schedule == "exp":
+        return betas_for_alpha_bar(n, alpha_transform_type="exp")
+    if beta_schedule == "laplace":
+        return betas_for_alpha_bar(n, alpha_transform_type="laplace")
+    # sigmoid (GeoDiff): float32 sigmoid of a float32 ramp
+    ramp = linspace_f32(-6, 6, n)
+    sig = (1.0 / (1.0 + np.exp(-ramp.astype(np.float64)))).astype(np.float32)
+    return (sig * np.float32(beta_end - beta_start) + np.float32(beta_start)).astype(np.float32)
+
+
+def rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """Rescale betas so the last timestep has zero SNR (Lin et al. 2023, Algorithm 1)."""
+    alphas_bar_sqrt = np.sqrt(cumprod_f32(1.0 - betas))
+    first, last = alphas_bar_sqrt[0], alphas_bar_sqrt[-1]
+    alphas_bar_sqrt = (alphas_bar_sqrt - last) * (first / (first - last))
+    alphas_bar = alphas_bar_sqrt**2
+    alphas = np.concatenate([alphas_bar[:1], alphas_bar[1:] / alphas_bar[:-1]])
+    return (1 - alphas).astype(np.float32)
+
+
+def alphas_cumprod_of(betas: np.ndarray) -> np.ndarray:
+    """Cumulative product of (1 - beta), as torch computes it."""
+    return cumprod_f32(1.0 - betas)
+
+
+def sigmas_of(alphas_cumprod: np.ndarray) -> np.ndarray:
+    """Karras-style noise levels sigma_t = sqrt((1 - abar_t) / abar_t), ascending in t."""
+    return ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5

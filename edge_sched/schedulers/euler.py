@@ -1,0 +1,197 @@
+"""Euler sampler of Karras et al. 2022 (Algorithm 2), with optional churn noise.
+
+diffusers: EulerDiscreteScheduler. One model call per step:
+    x0 = f(model_output, sample, sigma_hat)
+    x_next = sample + (sample - x0) / sigma_hat * (sigma_next - sigma_hat)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from ..random import randn_tensor
+from .base import SchedulerMixin, expand_to
+from .betas import alphas_cumprod_of, make_betas, rescale_zero_terminal_snr, sigmas_of
+from .errors import check_choice
+from .noising import velocity_at_timesteps
+from .prediction import PREDICTION_TYPES
+from .sigmas import configured_sigma_schedule, discrete_sigma_plan, sigma_to_t
+from .spacing import spaced_timesteps
+from .torch_numerics import linspace_f32
+
+KARRAS_COMPATIBLES = [
+    "DDIMScheduler", "DDPMScheduler", "PNDMScheduler", "LMSDiscreteScheduler", "EulerDiscreteScheduler",
+    "HeunDiscreteScheduler", "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+    "DEISMultistepScheduler", "UniPCMultistepScheduler", "DPMSolverSDEScheduler", "EDMEulerScheduler",
+]
+
+
+class EulerDiscreteScheduler(SchedulerMixin):
+    _compatibles = KARRAS_COMPATIBLES
+    order = 1
+
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        trained_betas: np.ndarray | list[float] | None = None,
+        prediction_type: str = "epsilon",
+        interpolation_type: str = "linear",
+        use_karras_sigmas: bool | None = False,
+        use_exponential_sigmas: bool | None = False,
+        use_beta_sigmas: bool | None = False,
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
+        timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace",
+        timestep_type: Literal["discrete", "continuous"] = "discrete",
+        steps_offset: int = 0,
+        rescale_betas_zero_snr: bool = False,
+        final_sigmas_type: Literal["zero", "sigma_min"] = "zero",
+    ):
+        check_choice("prediction_type", prediction_type, (*PREDICTION_TYPES, "original_sample"))
+        check_choice("interpolation_type", interpolation_type, ("linear", "log_linear"))
+        configured_sigma_schedule(self.config)
+        betas = make_betas(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
+        if rescale_betas_zero_snr:
+            betas = rescale_zero_terminal_snr(betas)
+        self.betas = betas
+        self.alphas = 1.0 - betas
+        self.alphas_cumprod = alphas_cumprod_of(betas)
+        if rescale_betas_zero_snr:
+            # sigma would be infinite at the zero-SNR step; diffusers uses a tiny alpha instead
+            self.alphas_cumprod[-1] = 2**-24
+        train_sigmas = sigmas_of(self.alphas_cumprod)[::-1]
+        self._set_schedule(
+            np.arange(num_train_timesteps - 1, -1, -1, dtype=np.float32),
+            np.concatenate([train_sigmas, [0.0]]).astype(np.float32),
+        )
+        self.num_inference_steps = None
+
+    def _set_schedule(self, timesteps: np.ndarray, sigmas: np.ndarray) -> None:
+        cfg = self.config
+        self.sigmas = sigmas
+        if cfg.timestep_type == "continuous" and cfg.prediction_type == "v_prediction":
+            timesteps = (0.25 * np.log(sigmas[:-1].astype(np.float32))).astype(np.float32)
+        self.timesteps = timesteps.astype(np.float32)
+        # per-step constants, in float32 as torch computes them
+        self._input_scale = (np.float32(1) / (sigmas**2 + np.float32(1)) ** np.float32(0.5)).astype(np.float32)
+        self._step_index = None
+        self._begin_index = None
+
+    @property
+    def init_noise_sigma(self) -> float:
+        max_sigma = float(self.sigmas.max())
+        if self.config.timestep_spacing in ("linspace", "trailing"):
+            return max_sigma
+        return (max_sigma**2 + 1) ** 0.5
+
+    def set_timesteps(self, num_inference_steps: int | None = None, device=None, timesteps=None, sigmas=None):
+        """Plan the schedule: ``num_inference_steps``, or custom descending ``timesteps`` or ``sigmas``
+        (sigmas include the final one)."""
+        cfg = self.config
+        self._check_custom_schedule(num_inference_steps, timesteps, sigmas)
+        if timesteps is not None and configured_sigma_schedule(cfg):
+            raise ValueError(f"Cannot set custom `timesteps` with `use_{configured_sigma_schedule(cfg)}_sigmas=True`.")
+        if timesteps is not None and cfg.timestep_type == "continuous" and cfg.prediction_type == "v_prediction":
+            raise ValueError("Cannot set custom `timesteps` with timestep_type='continuous' and v_prediction.")
+        if num_inference_steps is not None:
+            self._check_num_inference_steps(num_inference_steps)
+        check_choice("final_sigmas_type", cfg.final_sigmas_type, ("zero", "sigma_min"))
+        train_sigmas = sigmas_of(self.alphas_cumprod)
+
+        if sigmas is not None:
+            sigmas = self._check_descending("sigmas", sigmas, strict=False).astype(np.float32)
+            if len(sigmas) < 2:
+                raise ValueError("custom `sigmas` need at least two values (the last is the final sigma).")
+            num_inference_steps = len(sigmas) - 1
+            steps = sigma_to_t(sigmas[:-1], np.log(train_sigmas))
+        else:
+            if timesteps is not None:
+                steps = self._check_descending("timesteps", timesteps).astype(np.float32)
+                num_inference_steps = len(steps)
+            else:
+                steps = spaced_timesteps(
+                    cfg.timestep_spacing, num_inference_steps, cfg.num_train_timesteps, cfg.steps_offset,
+                    rounded=False,
+                ).astype(np.float32)
+            base = None
+            if cfg.interpolation_type == "log_linear":
+                # diffusers' log_linear ignores the timesteps: n + 1 log-spaced training sigmas
+                ramp = linspace_f32(np.log(train_sigmas[-1]), np.log(train_sigmas[0]), num_inference_steps + 1)
+                base = np.exp(ramp).astype(np.float32)
+            steps, sigmas = discrete_sigma_plan(cfg, self.alphas_cumprod, steps, num_inference_steps, base)
+            last = train_sigmas[0] if cfg.final_sigmas_type == "sigma_min" else 0.0
+            sigmas = np.concatenate([sigmas, [last]]).astype(np.float32)
+        self.num_inference_steps = num_inference_steps
+        self._set_schedule(np.asarray(steps, dtype=np.float32), sigmas)
+
+    def scale_model_input(self, sample: np.ndarray, timestep) -> np.ndarray:
+        """Divide by sqrt(sigma^2 + 1) so the model sees unit-variance input."""
+        self._require_timesteps()
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        return sample * self._input_scale[self._step_index]
+
+    def step(
+        self,
+        model_output: np.ndarray,
+        timestep,
+        sample: np.ndarray,
+        s_churn: float = 0.0,
+        s_tmin: float = 0.0,
+        s_tmax: float = float("inf"),
+        s_noise: float = 1.0,
+        generator=None,
+        return_dict: bool = True,
+    ):
+        self._require_timesteps()
+        if isinstance(timestep, (int, np.integer)) and not isinstance(timestep, bool):
+            raise ValueError(
+                "Pass one of `scheduler.timesteps` as `timestep`, not an integer index (e.g. from enumerate)."
+            )
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        i = self._step_index
+        sample = np.asarray(sample, dtype=np.float32)
+        sigma = self.sigmas[i]
+        gamma = min(s_churn / (len(self.sigmas) - 1), 2**0.5 - 1) if s_tmin <= sigma <= s_tmax else 0.0
+        sigma_hat = np.float32(sigma * (gamma + 1))
+        if gamma > 0:
+            noise = randn_tensor(model_output.shape, generator=generator, dtype=model_output.dtype)
+            sample = sample + noise * s_noise * (sigma_hat**2 - sigma**2) ** 0.5
+
+        kind = self.config.prediction_type
+        if kind in ("sample", "original_sample"):
+            x0 = model_output
+        elif kind == "epsilon":
+            x0 = sample - sigma_hat * model_output
+        else:  # v_prediction
+            c = (sigma**2 + np.float32(1)).astype(np.float32)
+            x0 = model_output * (-sigma / c ** np.float32(0.5)) + sample / c
+        derivative = (sample - x0) / sigma_hat
+        prev_sample = (sample + derivative * (self.sigmas[i + 1] - sigma_hat)).astype(model_output.dtype)
+        self._step_index += 1
+        return self._output(prev_sample, x0, return_dict)
+
+    def add_noise(self, original_samples: np.ndarray, noise: np.ndarray, timesteps) -> np.ndarray:
+        """x_t = x0 + sigma_t * noise at the given (scheduled) timesteps."""
+        timesteps = np.atleast_1d(np.asarray(timesteps))
+        if self._begin_index is None:
+            idx = [self.index_for_timestep(t) for t in timesteps]
+        else:
+            start = self._step_index if self._step_index is not None else self._begin_index
+            idx = [start] * len(timesteps)
+        sigma = expand_to(self.sigmas[idx].astype(original_samples.dtype), original_samples.ndim)
+        return original_samples + noise * sigma
+
+    def get_velocity(self, sample: np.ndarray, noise: np.ndarray, timesteps) -> np.ndarray:
+        """v = sqrt(abar) * noise - sqrt(1 - abar) * sample, abar indexed by the step index
+        of each timestep (diffusers' convention for this scheduler)."""
+        timesteps = np.atleast_1d(np.asarray(timesteps))
+        idx = [self.index_for_timestep(t) for t in timesteps]
+        return velocity_at_timesteps(self.alphas_cumprod, sample, noise, idx)

@@ -1,0 +1,33 @@
+"""numpy versions of the few torch CPU kernels whose rounding diffusers' numbers depend on.
+
+diffusers builds its beta tables with ``torch.linspace`` and ``torch.cumprod`` in float32.
+Those kernels do not round like numpy's, so a plain numpy port drifts by an ulp here
+and there. Each function below reproduces the torch kernel bit for bit (checked in
+tests/parity/test_schedule_math.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def linspace_f32(start: float, end: float, steps: int) -> np.ndarray:
+    """``torch.linspace(start, end, steps, dtype=torch.float32)``.
+
+    torch computes a float32 step, then ``start + step * i`` for the first half and
+    ``end - step * (steps - 1 - i)`` for the second, each as one fused multiply-add.
+    float64 arithmetic on the float32 operands gives the same single rounding.
+    """
+    if steps == 1:
+        return np.array([start], dtype=np.float32)
+    start32, end32 = np.float32(start), np.float32(end)
+    step32 = np.float32((end32 - start32) / np.float32(steps - 1))
+    i = np.arange(steps, dtype=np.float64)
+    head = np.float64(start32) + np.float64(step32) * i
+    tail = np.float64(end32) - np.float64(step32) * (steps - 1 - i)
+    return np.where(i < steps // 2, head, tail).astype(np.float32)
+
+
+def cumprod_f32(values: np.ndarray) -> np.ndarray:
+    """``torch.cumprod`` of a float32 vector: torch accumulates in float64 on the CPU."""
+    return np.cumprod(np.asarray(values, dtype=np.float64)).astype(np.float32)

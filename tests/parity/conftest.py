@@ -1,0 +1,14 @@
+import pytest
+
+pytest.importorskip("diffusers", reason="parity tests compare against diffusers (pip install -e .[test])")
+
+
+def pytest_terminal_summary(terminalreporter):
+    from .harness import WORST
+
+    if not WORST:
+        return
+    terminalreporter.write_sep("-", "parity: cases and worst relative step error per scheduler")
+    for name in sorted(WORST):
+        cases, worst = WORST[name]
+        terminalreporter.write_line(f"{name:40s} {cases:5d} cases   worst {worst:.3g}")

@@ -1,0 +1,136 @@
+"""Run one scheduler loop in diffusers (torch) and in edge_sched (numpy), step by step.
+
+Both sides see the same deterministic "model" (a fixed numpy function of the model input
+and the timestep), the same starting sample, and the same seed: diffusers with
+``torch.Generator("cpu").manual_seed(seed)``, ours with ``TorchGenerator(seed)``. Every
+step's ``prev_sample`` and ``pred_original_sample`` are compared against the bound
+``RTOL * max(1, max|reference|)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+import diffusers
+from edge_sched.random import TorchGenerator
+from edge_sched.schedulers import scheduler_class
+
+RTOL = 1e-5  # the issue's parity bound, relative to max(1, max|reference|)
+SHAPE = (2, 4, 8, 8)
+
+
+def model_fn(x: np.ndarray, t) -> np.ndarray:
+    """A smooth, bounded stand-in for a denoiser; same numbers on both sides (numpy float32)."""
+    t = np.float32(np.asarray(t, dtype=np.float64).reshape(-1)[0])
+    x = np.asarray(x, dtype=np.float32)
+    return (0.6 * np.tanh(x) + 0.2 * np.sin(3 * x + t / np.float32(250)) - 0.05 * x).astype(np.float32)
+
+
+def initial_sample(seed: int = 0, shape=SHAPE) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@dataclasses.dataclass
+class Trace:
+    timesteps: np.ndarray
+    sigmas: np.ndarray | None
+    prev: list
+    x0: list
+
+
+def _to_np(v):
+    if v is None:
+        return None
+    return v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+
+
+def run_reference(name, config, set_kwargs, step_kwargs=None, seed=0, sample=None, model=model_fn) -> Trace:
+    sched = getattr(diffusers, name).from_config(dict(config))
+    sched.set_timesteps(**set_kwargs)
+    gen = torch.Generator("cpu").manual_seed(seed)
+    x = torch.from_numpy(initial_sample(seed) if sample is None else sample) * sched.init_noise_sigma
+    prev, x0 = [], []
+    for t in sched.timesteps:
+        inp = sched.scale_model_input(x, t)
+        out = torch.from_numpy(model(_to_np(inp), _to_np(t)))
+        res = sched.step(out, t, x, generator=gen, **(step_kwargs or {}))
+        x = res.prev_sample
+        prev.append(_to_np(x).copy())
+        x0.append(_to_np(getattr(res, "pred_original_sample", None)))
+    sigmas = getattr(sched, "sigmas", None)
+    return Trace(_to_np(sched.timesteps), _to_np(sigmas), prev, x0)
+
+
+def run_ours(name, config, set_kwargs, step_kwargs=None, seed=0, sample=None, model=model_fn) -> Trace:
+    sched = scheduler_class(name).from_config(dict(config))
+    sched.set_timesteps(**set_kwargs)
+    gen = TorchGenerator(seed)
+    x = (initial_sample(seed) if sample is None else sample) * np.float32(sched.init_noise_sigma)
+    prev, x0 = [], []
+    for t in sched.timesteps:
+        inp = sched.scale_model_input(x, t)
+        out = model(inp, t)
+        res = sched.step(out, t, x, generator=gen, **(step_kwargs or {}))
+        x = res.prev_sample
+        prev.append(np.array(x, copy=True))
+        x0.append(res.pred_original_sample)
+    return Trace(np.asarray(sched.timesteps), getattr(sched, "sigmas", None), prev, x0)
+
+
+def max_step_error(ref: Trace, ours: Trace) -> float:
+    """Worst |ours - ref| / max(1, max|ref|) over every step's outputs."""
+    worst = 0.0
+    for field in ("prev", "x0"):
+        for r, o in zip(getattr(ref, field), getattr(ours, field)):
+            if r is None:
+                continue
+            assert o is not None, f"{field}: reference has a value, ours is None"
+            assert o.shape == r.shape, f"{field}: shape {o.shape} != {r.shape}"
+            scale = max(1.0, float(np.abs(r).max()))
+            worst = max(worst, float(np.abs(o.astype(np.float64) - r).max()) / scale)
+    return worst
+
+
+def self_drift(name, config, set_kwargs, step_kwargs=None, seed=0) -> float:
+    """How far diffusers moves from itself when its starting sample moves by one ulp:
+    the chaos floor of a long loop, measured, never assumed."""
+    base = initial_sample(seed)
+    bumped = np.nextafter(base, np.float32(np.inf)).astype(np.float32)
+    a = run_reference(name, config, set_kwargs, step_kwargs, seed, sample=base)
+    b = run_reference(name, config, set_kwargs, step_kwargs, seed, sample=bumped)
+    return max_step_error(a, b)
+
+
+def check_parity(name, config, set_kwargs, step_kwargs=None, seed=0, chaotic=False) -> float:
+    """Assert parity for one case; returns the worst relative error (for the report).
+
+    ``chaotic=True`` is only for loops shown to amplify one-ulp input changes: the bound
+    becomes 10x diffusers' own measured drift (if that is larger than RTOL).
+    """
+    ref = run_reference(name, config, set_kwargs, step_kwargs, seed)
+    ours = run_ours(name, config, set_kwargs, step_kwargs, seed)
+    assert len(ours.timesteps) == len(ref.timesteps), (ours.timesteps, ref.timesteps)
+    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.astype(ours.timesteps.dtype))
+    assert ours.timesteps.dtype.kind == ref.timesteps.dtype.kind, (ours.timesteps.dtype, ref.timesteps.dtype)
+    if ref.sigmas is not None and ref.sigmas.ndim == 1 and ours.sigmas is not None:
+        np.testing.assert_allclose(ours.sigmas, ref.sigmas, rtol=RTOL, atol=RTOL)
+    err = max_step_error(ref, ours)
+    bound = RTOL
+    if chaotic and err > RTOL:
+        bound = max(RTOL, 10 * self_drift(name, config, set_kwargs, step_kwargs, seed))
+    assert err <= bound, f"{name} {config} {set_kwargs}: worst step error {err:.3g} > bound {bound:.3g}"
+    record(name, err)
+    return err
+
+
+# worst error per scheduler over the session, printed by conftest at the end
+WORST: dict[str, list] = {}
+
+
+def record(name: str, err: float) -> None:
+    entry = WORST.setdefault(name, [0, 0.0])
+    entry[0] += 1
+    entry[1] = max(entry[1], err)
