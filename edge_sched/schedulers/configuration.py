@@ -102,9 +102,14 @@ def check_config_types(cls: type, values: dict) -> None:
 def _init_hints(cls: type) -> dict:
     init = getattr(cls.__init__, "__wrapped__", cls.__init__)
     try:
-        return typing.get_type_hints(init)
+        hints = typing.get_type_hints(init)
     except Exception:  # unresolvable annotations: skip type checks rather than fail
         return {}
+    # PEP 484's implicit Optional, which diffusers relies on (`shift_terminal: float = None`)
+    for name, p in inspect.signature(init).parameters.items():
+        if p.default is None and name in hints:
+            hints[name] = typing.Optional[hints[name]]
+    return hints
 
 
 def init_parameters(cls: type) -> dict[str, inspect.Parameter]:

@@ -8,7 +8,7 @@ def pytest_terminal_summary(terminalreporter):
 
     if not WORST:
         return
-    terminalreporter.write_sep("-", "parity: cases and worst relative step error per scheduler")
+    terminalreporter.write_sep("-", "parity: cases and worst error (schedulers: relative step error; generator: absolute)")
     for name in sorted(WORST):
         cases, worst = WORST[name]
         terminalreporter.write_line(f"{name:40s} {cases:5d} cases   worst {worst:.3g}")

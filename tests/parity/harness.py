@@ -9,7 +9,9 @@ step's ``prev_sample`` and ``pred_original_sample`` are compared against the bou
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 
 import numpy as np
 import torch
@@ -41,6 +43,14 @@ class Trace:
     x0: list
 
 
+def _step_kwargs(sched, gen, step_kwargs):
+    """``generator=`` only for schedulers whose ``step`` takes one (PNDM, LMS, Heun do not)."""
+    kwargs = dict(step_kwargs or {})
+    if "generator" in inspect.signature(sched.step).parameters:
+        kwargs["generator"] = gen
+    return kwargs
+
+
 def _to_np(v):
     if v is None:
         return None
@@ -56,7 +66,7 @@ def run_reference(name, config, set_kwargs, step_kwargs=None, seed=0, sample=Non
     for t in sched.timesteps:
         inp = sched.scale_model_input(x, t)
         out = torch.from_numpy(model(_to_np(inp), _to_np(t)))
-        res = sched.step(out, t, x, generator=gen, **(step_kwargs or {}))
+        res = sched.step(out, t, x, **_step_kwargs(sched, gen, step_kwargs))
         x = res.prev_sample
         prev.append(_to_np(x).copy())
         x0.append(_to_np(getattr(res, "pred_original_sample", None)))
@@ -73,11 +83,29 @@ def run_ours(name, config, set_kwargs, step_kwargs=None, seed=0, sample=None, mo
     for t in sched.timesteps:
         inp = sched.scale_model_input(x, t)
         out = model(inp, t)
-        res = sched.step(out, t, x, generator=gen, **(step_kwargs or {}))
+        res = sched.step(out, t, x, **_step_kwargs(sched, gen, step_kwargs))
         x = res.prev_sample
         prev.append(np.array(x, copy=True))
         x0.append(res.pred_original_sample)
     return Trace(np.asarray(sched.timesteps), getattr(sched, "sigmas", None), prev, x0)
+
+
+def check_timesteps(ours: np.ndarray, ref: np.ndarray) -> None:
+    """Integer timesteps exactly. Fractional ones exactly where they match, else within RTOL:
+    timesteps interpolated in log-sigma (Karras / exponential / beta sigmas, log-linear
+    interpolation, continuous timesteps) pass through float32 log / exp / sqrt, which neither
+    torch (SIMD approximations) nor numpy round correctly, so they can differ by an ulp or two."""
+    ref = ref.astype(ours.dtype)
+    if ours.dtype.kind in "iu" or np.array_equal(ours, ref):
+        np.testing.assert_array_equal(ours, ref)
+        return
+    err = np.abs(ours.astype(np.float64) - ref) / np.maximum(1.0, np.abs(ref.astype(np.float64)))
+    assert err.max() <= RTOL, f"timesteps differ by {err.max():.3g} (relative): {ours} vs {ref}"
+
+
+def run_reference_with_ieee_sqrt(*args, **kwargs) -> Trace:
+    with ieee_sqrt_in_torch():
+        return run_reference(*args, **kwargs)
 
 
 def max_step_error(ref: Trace, ours: Trace) -> float:
@@ -94,14 +122,44 @@ def max_step_error(ref: Trace, ours: Trace) -> float:
     return worst
 
 
-def self_drift(name, config, set_kwargs, step_kwargs=None, seed=0) -> float:
+def self_drift(reference, name, config, set_kwargs, step_kwargs=None, seed=0) -> float:
     """How far diffusers moves from itself when its starting sample moves by one ulp:
     the chaos floor of a long loop, measured, never assumed."""
     base = initial_sample(seed)
     bumped = np.nextafter(base, np.float32(np.inf)).astype(np.float32)
-    a = run_reference(name, config, set_kwargs, step_kwargs, seed, sample=base)
-    b = run_reference(name, config, set_kwargs, step_kwargs, seed, sample=bumped)
+    a = reference(name, config, set_kwargs, step_kwargs, seed, sample=base)
+    b = reference(name, config, set_kwargs, step_kwargs, seed, sample=bumped)
     return max_step_error(a, b)
+
+
+@contextlib.contextmanager
+def ieee_sqrt_in_torch():
+    """Run diffusers with torch's square roots replaced by correctly rounded (IEEE) ones.
+
+    torch 2.13's CPU sqrt is not correctly rounded (test_torch_numerics.py measures it: about
+    17% of float32 values one ulp off), while numpy's, and every device's, is. diffusers takes
+    square roots while planning (training sigmas, the zero-SNR rescale), and a few of those are
+    ill-conditioned: sqrt(1/2**-24 - 1) is 4096.0 in torch and 4095.9998 in IEEE arithmetic,
+    and the zero-SNR rescale subtracts two close square roots. Under this patch diffusers
+    computes what IEEE arithmetic gives; nothing else changes.
+    """
+    real_sqrt, real_tensor_sqrt, real_pow = torch.sqrt, torch.Tensor.sqrt, torch.Tensor.__pow__
+
+    def sqrt(t, *args, **kwargs):
+        if args or kwargs or not t.dtype.is_floating_point:
+            return real_sqrt(t, *args, **kwargs)
+        return torch.from_numpy(np.asarray(np.sqrt(t.detach().cpu().numpy()))).to(t.dtype)
+
+    def pow_(t, exponent):
+        if isinstance(exponent, float) and exponent == 0.5 and t.dtype.is_floating_point:
+            return sqrt(t)
+        return real_pow(t, exponent)
+
+    torch.sqrt, torch.Tensor.sqrt, torch.Tensor.__pow__ = sqrt, sqrt, pow_
+    try:
+        yield
+    finally:
+        torch.sqrt, torch.Tensor.sqrt, torch.Tensor.__pow__ = real_sqrt, real_tensor_sqrt, real_pow
 
 
 def check_parity(name, config, set_kwargs, step_kwargs=None, seed=0, chaotic=False) -> float:
@@ -109,18 +167,43 @@ def check_parity(name, config, set_kwargs, step_kwargs=None, seed=0, chaotic=Fal
 
     ``chaotic=True`` is only for loops shown to amplify one-ulp input changes: the bound
     becomes 10x diffusers' own measured drift (if that is larger than RTOL).
+
+    Where stock diffusers and ours differ by more than RTOL, the case passes only if (a) ours
+    matches diffusers run with IEEE square roots (ieee_sqrt_in_torch) within RTOL, and (b)
+    ours is within 10x the distance between stock and IEEE-sqrt diffusers, measured here.
     """
-    ref = run_reference(name, config, set_kwargs, step_kwargs, seed)
+    try:
+        return _check_against(run_reference, name, config, set_kwargs, step_kwargs, seed, chaotic)
+    except AssertionError as stock_failure:
+        err = _check_against(run_reference_with_ieee_sqrt, name, config, set_kwargs, step_kwargs, seed, chaotic)
+        stock = run_reference(name, config, set_kwargs, step_kwargs, seed)
+        ieee = run_reference_with_ieee_sqrt(name, config, set_kwargs, step_kwargs, seed)
+        ours = run_ours(name, config, set_kwargs, step_kwargs, seed)
+        torch_sqrt_effect = max(max_step_error(stock, ieee), _timestep_error(stock, ieee))
+        stock_err = max(max_step_error(stock, ours), _timestep_error(stock, ours))
+        if stock_err > max(RTOL, 10 * torch_sqrt_effect):
+            raise stock_failure
+        record(f"{name} (vs torch's own sqrt)", stock_err)
+        return err
+
+
+def _timestep_error(a: Trace, b: Trace) -> float:
+    ta, tb = a.timesteps.astype(np.float64), b.timesteps.astype(np.float64)
+    return float((np.abs(ta - tb) / np.maximum(1.0, np.abs(ta))).max()) if len(ta) == len(tb) else np.inf
+
+
+def _check_against(reference, name, config, set_kwargs, step_kwargs, seed, chaotic) -> float:
+    ref = reference(name, config, set_kwargs, step_kwargs, seed)
     ours = run_ours(name, config, set_kwargs, step_kwargs, seed)
     assert len(ours.timesteps) == len(ref.timesteps), (ours.timesteps, ref.timesteps)
-    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.astype(ours.timesteps.dtype))
     assert ours.timesteps.dtype.kind == ref.timesteps.dtype.kind, (ours.timesteps.dtype, ref.timesteps.dtype)
+    check_timesteps(ours.timesteps, ref.timesteps)
     if ref.sigmas is not None and ref.sigmas.ndim == 1 and ours.sigmas is not None:
         np.testing.assert_allclose(ours.sigmas, ref.sigmas, rtol=RTOL, atol=RTOL)
     err = max_step_error(ref, ours)
     bound = RTOL
     if chaotic and err > RTOL:
-        bound = max(RTOL, 10 * self_drift(name, config, set_kwargs, step_kwargs, seed))
+        bound = max(RTOL, 10 * self_drift(reference, name, config, set_kwargs, step_kwargs, seed))
     assert err <= bound, f"{name} {config} {set_kwargs}: worst step error {err:.3g} > bound {bound:.3g}"
     record(name, err)
     return err

@@ -1,0 +1,225 @@
+"""Noise sources: the same seed gives the same noise as torch, without torch.
+
+:class:`TorchGenerator` reproduces ``torch.Generator("cpu").manual_seed(seed)`` followed by
+``torch.randn`` / ``torch.rand`` calls, in the order they are made. How torch's CPU kernels
+turn the Mersenne Twister (MT19937) stream into numbers:
+
+- uniform float32: one 32-bit draw, ``(u32 & (2**24 - 1)) * 2**-24``;
+  uniform float64: two 32-bit draws joined high-then-low, ``(u64 & (2**53 - 1)) * 2**-53``.
+- normal, 16 or more elements (contiguous): all uniforms of the tensor are drawn first; then each
+  block of 16 is turned into 16 normals by Box-Muller (u1 = 1 - data[j], u2 = data[j + 8] for
+  j < 8: data[j] = r cos(theta), data[j + 8] = r sin(theta), r = sqrt(-2 log u1), theta = 2 pi u2).
+  If the size is not a multiple of 16, 16 fresh uniforms replace the last 16 values and that
+  tail block is transformed again.
+- normal, fewer than 16 elements: element by element in float64, u1 and u2 each from two 32-bit
+  draws, r = sqrt(-2 log(1 - u2)), theta = 2 pi u1, value r cos(theta); r sin(theta) is cached
+  in the generator and is the next such element (the cache survives between calls, so it is
+  state, and ``manual_seed`` clears it).
+
+float32 normals of 16+ elements are computed by torch with SIMD (Sleef) log/sin/cos, accurate
+to about 1 ulp; we evaluate those three in float64 and round once, so a value can differ from
+torch's by one float32 ulp (measured in tests/parity/test_random.py). Everything else (uniforms,
+float64 normals, fewer than 16 elements) is bit-exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Union
+
+import numpy as np
+
+__all__ = ["TorchGenerator", "GeneratorLike", "as_generator", "randn_tensor", "rand_tensor"]
+
+_MASK24 = np.uint32((1 << 24) - 1)
+_MASK53 = np.uint64((1 << 53) - 1)
+_TWO_PI32 = np.float32(2 * np.pi)
+
+
+class TorchGenerator:
+    """``torch.Generator("cpu").manual_seed(seed)``, in numpy.
+
+    >>> g = TorchGenerator(7)
+    >>> x = g.randn((1, 4, 64, 64))        # == torch.randn(1, 4, 64, 64, generator=g_torch)
+    """
+
+    def __init__(self, seed: int = 67280421310721):
+        self.manual_seed(seed)
+
+    # -- state -------------------------------------------------------------------------
+
+    def manual_seed(self, seed: int) -> "TorchGenerator":
+        """Reseed (torch keeps the low 32 bits for the Mersenne Twister state)."""
+        seed = int(seed)
+        if seed < 0:  # torch reinterprets a negative int64 seed as uint64
+            seed += 1 << 64
+        if not 0 <= seed < 1 << 64:
+            raise ValueError(f"seed must fit in 64 bits, got {seed}.")
+        self._seed = seed
+        # numpy's legacy seeding is MT19937's init_genrand, exactly torch's initialisation
+        self._mt = np.random.RandomState(seed & 0xFFFFFFFF)._bit_generator
+        self._next_normal: float | None = None
+        return self
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def get_state(self) -> dict:
+        """A copy of the generator state (restore with :meth:`set_state`)."""
+        return {"mt": self._mt.state, "next_normal": self._next_normal, "seed": self._seed}
+
+    def set_state(self, state: dict) -> "TorchGenerator":
+        self._mt.state = state["mt"]
+        self._next_normal = state["next_normal"]
+        self._seed = state["seed"]
+        return self
+
+    # -- raw draws ---------------------------------------------------------------------
+
+    def _u32(self, n: int) -> np.ndarray:
+        return self._mt.random_raw(n).astype(np.uint32)
+
+    def _u64(self, n: int) -> np.ndarray:
+        pairs = self._mt.random_raw(2 * n).reshape(n, 2)
+        return (pairs[:, 0] << np.uint64(32)) | pairs[:, 1]
+
+    def _uniform(self, n: int, dtype) -> np.ndarray:
+        if dtype == np.float64:
+            return (self._u64(n) & _MASK53).astype(np.float64) * 2.0**-53
+        return ((self._u32(n) & _MASK24).astype(np.float32) * np.float32(2.0**-24)).astype(np.float32)
+
+    # -- torch.rand / torch.randn ------------------------------------------------------
+
+    def rand(self, shape: Sequence[int] | int, dtype=np.float32) -> np.ndarray:
+        """``torch.rand(shape, generator=g, dtype=dtype)``: uniform on [0, 1)."""
+        shape, dtype = _shape(shape), _float_dtype(dtype)
+        return self._uniform(_numel(shape), dtype).reshape(shape)
+
+    def randn(self, shape: Sequence[int] | int, dtype=np.float32) -> np.ndarray:
+        """``torch.randn(shape, generator=g, dtype=dtype)``: standard normal."""
+        shape, dtype = _shape(shape), _float_dtype(dtype)
+        n = _numel(shape)
+        if n >= 16:
+            values = self._uniform(n, dtype)
+            out = _box_muller_blocks(values[: n - n % 16], dtype)
+            if n % 16:
+                tail = _box_muller_blocks(self._uniform(16, dtype), dtype)
+                out = np.concatenate([out[: n - 16], tail])
+        else:
+            out = np.array([self._normal_scalar() for _ in range(n)], dtype=np.float64).astype(dtype)
+        return out.reshape(shape)
+
+    def _normal_scalar(self) -> float:
+        if self._next_normal is not None:
+            value, self._next_normal = self._next_normal, None
+            return value
+        u1, u2 = self._uniform(2, np.float64)
+        r = math.sqrt(-2.0 * math.log1p(-float(u2)))
+        theta = 2.0 * math.pi * float(u1)
+        self._next_normal = r * math.sin(theta)
+        return r * math.cos(theta)
+
+    def __repr__(self) -> str:
+        return f"TorchGenerator(seed={self._seed})"
+
+
+def _box_muller_blocks(uniforms: np.ndarray, dtype) -> np.ndarray:
+    """torch's 16-wide Box-Muller over consecutive blocks of 16 uniforms."""
+    blocks = uniforms.reshape(-1, 2, 8)
+    u1 = 1 - blocks[:, 0]
+    u2 = blocks[:, 1]
+    if dtype == np.float64:
+        # torch calls the C library here; numpy's SIMD log/sin/cos can differ in the last bit
+        radius = np.sqrt(-2 * _libm(math.log, u1))
+        theta = 2.0 * np.pi * u2
+        return np.stack([radius * _libm(math.cos, theta), radius * _libm(math.sin, theta)], axis=1).reshape(-1)
+    else:
+        # float32 operands, transcendental functions evaluated in float64 and rounded once
+        radius = np.sqrt((np.float32(-2) * np.log(u1.astype(np.float64)).astype(np.float32)).astype(np.float32))
+        theta = (_TWO_PI32 * u2).astype(np.float64)
+    cos_t, sin_t = np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
+    return np.stack([radius * cos_t, radius * sin_t], axis=1).reshape(-1)
+
+
+def _libm(fn, values: np.ndarray) -> np.ndarray:
+    return np.fromiter(map(fn, values.ravel().tolist()), dtype=np.float64, count=values.size).reshape(values.shape)
+
+
+def _shape(shape) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    shape = tuple(int(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise ValueError(f"negative dimension in shape {shape}.")
+    return shape
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _float_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype == np.float16:
+        raise TypeError("draw float16 noise as float32 and cast it; torch's CPU float16 path differs.")
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"noise dtype must be float32 or float64, got {dtype}.")
+    return dtype
+
+
+GeneratorLike = Union[TorchGenerator, np.random.Generator, int, None]
+
+
+def as_generator(generator: GeneratorLike) -> TorchGenerator | np.random.Generator:
+    """An int seed means ``TorchGenerator(seed)``; None means fresh OS entropy (numpy)."""
+    if isinstance(generator, (TorchGenerator, np.random.Generator)):
+        return generator
+    if generator is None:
+        return np.random.default_rng()
+    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
+        return TorchGenerator(int(generator))
+    raise TypeError(
+        "generator must be an edge_sched.random.TorchGenerator, a numpy.random.Generator, an int seed, "
+        f"a list of those (one per batch item), or None; got {type(generator).__name__}."
+    )
+
+
+def _draw(generator, shape, dtype, kind: str) -> np.ndarray:
+    gen = as_generator(generator)
+    if isinstance(gen, TorchGenerator):
+        return gen.randn(shape, dtype) if kind == "normal" else gen.rand(shape, dtype)
+    if kind == "normal":
+        return gen.standard_normal(shape, dtype=dtype)
+    return gen.random(shape, dtype=dtype)
+
+
+def randn_tensor(shape, generator=None, dtype=np.float32, **_ignored) -> np.ndarray:
+    """Standard-normal noise as diffusers' ``randn_tensor`` draws it.
+
+    With a list of generators (one per batch item) each item is drawn from its own generator
+    with shape ``(1, *shape[1:])`` and the items are concatenated. Extra keyword arguments
+    (``device=``, ``layout=``) are accepted and ignored, so ported calls keep working.
+    """
+    return _per_item(shape, generator, dtype, "normal")
+
+
+def rand_tensor(shape, generator=None, dtype=np.float32) -> np.ndarray:
+    """Uniform [0, 1) noise, with the same generator rules as :func:`randn_tensor`."""
+    return _per_item(shape, generator, dtype, "uniform")
+
+
+def _per_item(shape, generator, dtype, kind):
+    shape, dtype = _shape(shape), np.dtype(dtype)
+    draw_dtype = np.float32 if dtype == np.float16 else _float_dtype(dtype)
+    if isinstance(generator, (list, tuple)):
+        if len(generator) == 1:
+            generator = generator[0]
+        else:
+            if not shape or len(generator) != shape[0]:
+                raise ValueError(
+                    f"got a list of {len(generator)} generators for a batch of shape {shape}: "
+                    "pass one generator per batch item."
+                )
+            items = [_draw(g, (1, *shape[1:]), draw_dtype, kind) for g in generator]
+            return np.concatenate(items, axis=0).astype(dtype, copy=False)
+    return _draw(generator, shape, draw_dtype, kind).astype(dtype, copy=False)
