@@ -16,10 +16,10 @@ turn the Mersenne Twister (MT19937) stream into numbers:
   in the generator and is the next such element (the cache survives between calls, so it is
   state, and ``manual_seed`` clears it).
 
-float32 normals of 16+ elements are computed by torch with SIMD (Sleef) log/sin/cos, accurate
-to about 1 ulp; we evaluate those three in float64 and round once, so a value can differ from
-torch's by one float32 ulp (measured in tests/parity/test_random.py). Everything else (uniforms,
-float64 normals, fewer than 16 elements) is bit-exact.
+float32 normals of 16+ elements are computed by torch with SIMD (Sleef) log/sin/cos and by us
+with numpy's SIMD float32 log/sin/cos; both are approximations within a few ulps, so a value can
+differ from torch's by a few float32 ulps (at most 1e-6; measured in tests/parity/test_random.py).
+Everything else (uniforms, float64 normals, fewer than 16 elements) is bit-exact.
 """
 
 from __future__ import annotations
@@ -133,12 +133,10 @@ def _box_muller_blocks(uniforms: np.ndarray, dtype) -> np.ndarray:
         radius = np.sqrt(-2 * _libm(math.log, u1))
         theta = 2.0 * np.pi * u2
         return np.stack([radius * _libm(math.cos, theta), radius * _libm(math.sin, theta)], axis=1).reshape(-1)
-    else:
-        # float32 operands, transcendental functions evaluated in float64 and rounded once
-        radius = np.sqrt((np.float32(-2) * np.log(u1.astype(np.float64)).astype(np.float32)).astype(np.float32))
-        theta = (_TWO_PI32 * u2).astype(np.float64)
-    cos_t, sin_t = np.cos(theta).astype(np.float32), np.sin(theta).astype(np.float32)
-    return np.stack([radius * cos_t, radius * sin_t], axis=1).reshape(-1)
+    # float32 throughout, as torch; numpy's float32 log/sin/cos are SIMD approximations too
+    radius = np.sqrt(np.float32(-2) * np.log(u1))
+    theta = _TWO_PI32 * u2
+    return np.stack([radius * np.cos(theta), radius * np.sin(theta)], axis=1).reshape(-1)
 
 
 def _libm(fn, values: np.ndarray) -> np.ndarray:
