@@ -27,6 +27,32 @@ def predicted_x0_and_eps(prediction_type: str, model_output, sample, alpha_t, si
     return x0, eps
 
 
+def predicted_x0(prediction_type: str, model_output, sample, alpha_t, sigma_t):
+    """x0 alone, for update rules that integrate the data prediction (DPM-Solver++, UniPC).
+
+    "flow_prediction" is the rectified-flow velocity v = eps - x0 of x_t = (1 - sigma) x0 + sigma eps,
+    with ``sigma_t`` = sigma, so x0 = x_t - sigma * v.
+    """
+    check_choice("prediction_type", prediction_type, (*PREDICTION_TYPES, "flow_prediction"))
+    if prediction_type == "epsilon":
+        return (sample - sigma_t * model_output) / alpha_t
+    if prediction_type == "sample":
+        return model_output
+    if prediction_type == "v_prediction":
+        return alpha_t * sample - sigma_t * model_output
+    return sample - sigma_t * model_output
+
+
+def predicted_eps(prediction_type: str, model_output, sample, alpha_t, sigma_t):
+    """eps alone, for update rules that integrate the noise prediction (DPM-Solver, UniPC)."""
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    if prediction_type == "epsilon":
+        return model_output
+    if prediction_type == "sample":
+        return (sample - alpha_t * model_output) / sigma_t
+    return alpha_t * model_output + sigma_t * sample
+
+
 def threshold_sample(sample: np.ndarray, ratio: float, max_value: float) -> np.ndarray:
     """Dynamic thresholding (Imagen, Saharia et al. 2022): per batch item, clip to the
     ``ratio`` quantile s of |x0| (s clamped to [1, max_value]) and divide by s."""
@@ -37,3 +63,14 @@ def threshold_sample(sample: np.ndarray, ratio: float, max_value: float) -> np.n
     s = np.quantile(np.abs(flat), ratio, axis=1).astype(flat.dtype)
     s = np.clip(s, 1, max_value)[:, None]
     return (np.clip(flat, -s, s) / s).reshape(sample.shape).astype(dtype, copy=False)
+
+
+def clip_predicted_x0(x0: np.ndarray, config) -> np.ndarray:
+    """diffusers' x0 post-processing: dynamic thresholding when ``config.thresholding``,
+    else a clamp to +-``clip_sample_range`` when ``config.clip_sample`` (absent keys = off)."""
+    if getattr(config, "thresholding", False):
+        return threshold_sample(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
+    if getattr(config, "clip_sample", False):
+        limit = config.clip_sample_range
+        return np.clip(x0, -limit, limit).astype(x0.dtype, copy=False)
+    return x0
