@@ -117,8 +117,18 @@ def max_step_error(ref: Trace, ours: Trace) -> float:
                 continue
             assert o is not None, f"{field}: reference has a value, ours is None"
             assert o.shape == r.shape, f"{field}: shape {o.shape} != {r.shape}"
-            scale = max(1.0, float(np.abs(r).max()))
-            worst = max(worst, float(np.abs(o.astype(np.float64) - r).max()) / scale)
+            # non-finite values (NaN, +-inf) must appear in the same places with the same values;
+            # a mismatch there is an infinite error, never silently skipped by max()
+            r64, o64 = r.astype(np.float64), o.astype(np.float64)
+            finite = np.isfinite(r64)
+            if not np.array_equal(finite, np.isfinite(o64)) or not np.array_equal(
+                np.nan_to_num(r64[~finite]), np.nan_to_num(o64[~finite])
+            ):
+                return float("inf")
+            if not finite.any():
+                continue
+            scale = max(1.0, float(np.abs(r64[finite]).max()))
+            worst = max(worst, float(np.abs(o64[finite] - r64[finite]).max()) / scale)
     return worst
 
 

@@ -1,0 +1,156 @@
+"""DDIMScheduler: numpy vs diffusers over its config grid, eta > 0 noise, variance_noise."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import diffusers
+import edge_sched.schedulers.ddim  # noqa: F401  registers DDIMScheduler
+from edge_sched.random import TorchGenerator
+from edge_sched.schedulers import SchedulerNotReadyError
+from edge_sched.schedulers.ddim import DDIMScheduler
+
+from .harness import RTOL, check_parity, initial_sample, model_fn, record
+
+NAME = "DDIMScheduler"
+SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+STEPS = (1, 2, 3, 10, 25, 50)
+
+GRID = [
+    dict(SD, prediction_type=p, timestep_spacing=s, set_alpha_to_one=one, clip_sample=False)
+    for p, s, one in itertools.product(
+        ("epsilon", "v_prediction", "sample"), ("linspace", "leading", "trailing"), (True, False)
+    )
+]
+EXTRA = [
+    dict(SD),  # clip_sample=True (diffusers' default)
+    dict(SD, clip_sample=True, clip_sample_range=0.5, prediction_type="v_prediction"),
+    dict(SD, thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=2.5),
+    dict(SD, thresholding=True, prediction_type="v_prediction", timestep_spacing="trailing"),
+    dict(SD, steps_offset=1, set_alpha_to_one=False, clip_sample=False),  # Stable Diffusion 1.x
+    dict(SD, rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction",
+         clip_sample=False),
+    dict(beta_schedule="squaredcos_cap_v2", clip_sample=False),
+    dict(trained_betas=[0.0001 + 0.0002 * i for i in range(100)], num_train_timesteps=100),
+    dict(),  # diffusers' defaults: linear betas, clip_sample=True, leading
+    dict(clip_sample=False, timestep_spacing="trailing"),
+]
+
+
+def _ids(c):
+    return ",".join(f"{k}={v}" for k, v in c.items())[:80] or "defaults"
+
+
+@pytest.mark.parametrize("steps", STEPS)
+@pytest.mark.parametrize("config", GRID + EXTRA, ids=_ids)
+def test_grid(config, steps):
+    check_parity(NAME, config, {"num_inference_steps": steps})
+
+
+@pytest.mark.parametrize("steps", (1, 10, 50))
+@pytest.mark.parametrize(
+    "config, step_kwargs",
+    [
+        (dict(SD, clip_sample=False), {"eta": 1.0}),
+        (dict(SD, clip_sample=False, timestep_spacing="trailing"), {"eta": 0.5}),
+        (dict(SD), {"eta": 0.7, "use_clipped_model_output": True}),
+        (dict(SD, thresholding=True, prediction_type="v_prediction"), {"eta": 1.0, "use_clipped_model_output": True}),
+        (dict(SD, prediction_type="sample", clip_sample_range=0.5), {"eta": 0.3, "use_clipped_model_output": True}),
+    ],
+    ids=lambda v: _ids(v) if isinstance(v, dict) else None,
+)
+def test_eta_noise_from_the_generator(config, step_kwargs, steps):
+    # eta > 0 draws noise from the generator: the same seed must give the same trajectory
+    check_parity(NAME, config, {"num_inference_steps": steps}, step_kwargs, seed=4)
+
+
+def test_use_clipped_model_output_without_noise():
+    check_parity(NAME, SD, {"num_inference_steps": 10}, {"use_clipped_model_output": True})
+
+
+@pytest.mark.parametrize("eta", (0.0, 0.5, 1.0))
+def test_variance_noise_given_explicitly(eta):
+    config = dict(SD, timestep_spacing="trailing")
+    ref, ours = diffusers.DDIMScheduler(**config), DDIMScheduler(**config)
+    ref.set_timesteps(8)
+    ours.set_timesteps(8)
+    x = initial_sample(6)
+    xr = torch.from_numpy(x)
+    rng = np.random.default_rng(9)
+    worst = 0.0
+    for t in ours.timesteps:
+        noise = rng.standard_normal(x.shape).astype(np.float32)
+        out = ours.step(model_fn(x, t), t, x, eta=eta, variance_noise=noise)
+        res = ref.step(torch.from_numpy(model_fn(xr.numpy(), t)), torch.tensor(t), xr, eta=eta,
+                       variance_noise=torch.from_numpy(noise))
+        for o, r in ((out.prev_sample, res.prev_sample), (out.pred_original_sample, res.pred_original_sample)):
+            r = r.numpy()
+            worst = max(worst, float(np.abs(o - r).max()) / max(1.0, float(np.abs(r).max())))
+        x, xr = out.prev_sample, res.prev_sample
+    assert worst <= RTOL
+    record(NAME, worst)
+
+
+def test_generator_and_variance_noise_together_is_an_error():
+    ref, ours = diffusers.DDIMScheduler(), DDIMScheduler()
+    ref.set_timesteps(10)
+    ours.set_timesteps(10)
+    x = initial_sample()
+    t = ours.timesteps[0]
+    with pytest.raises(ValueError):
+        ref.step(torch.from_numpy(model_fn(x, t)), torch.tensor(t), torch.from_numpy(x), eta=1.0,
+                 generator=torch.Generator().manual_seed(0), variance_noise=torch.zeros(x.shape))
+    with pytest.raises(ValueError, match="generator.*variance_noise"):
+        ours.step(model_fn(x, t), t, x, eta=1.0, generator=TorchGenerator(0), variance_noise=np.zeros_like(x))
+
+
+def test_return_dict_false_and_dtype():
+    s = DDIMScheduler(**SD)
+    s.set_timesteps(5)
+    assert s.timesteps.dtype == np.int64
+    x = initial_sample()
+    t = s.timesteps[0]
+    out = s.step(model_fn(x, t), t, x)
+    tup = s.step(model_fn(x, t), t, x, return_dict=False)
+    assert isinstance(tup, tuple) and len(tup) == 2
+    np.testing.assert_array_equal(tup[0], out.prev_sample)
+    np.testing.assert_array_equal(tup[1], out.pred_original_sample)
+    assert out.prev_sample.dtype == np.float32
+    assert s.scale_model_input(x, t) is x
+
+
+@pytest.mark.parametrize("config", [SD, dict(SD, rescale_betas_zero_snr=True), dict()], ids=_ids)
+def test_add_noise_and_velocity(config):
+    ref, ours = diffusers.DDIMScheduler(**config), DDIMScheduler(**config)
+    x0, noise = initial_sample(1), initial_sample(2)
+    t = np.array([3, 999])
+    for method in ("add_noise", "get_velocity"):
+        want = getattr(ref, method)(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
+        got = getattr(ours, method)(x0, noise, t)
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=0, atol=RTOL * max(1.0, float(np.abs(want).max())))
+
+
+def test_step_before_set_timesteps():
+    x = initial_sample()
+    with pytest.raises(ValueError, match="set_timesteps"):
+        diffusers.DDIMScheduler().step(torch.from_numpy(x), 10, torch.from_numpy(x))
+    with pytest.raises(SchedulerNotReadyError, match="set_timesteps"):
+        DDIMScheduler().step(x, 10, x)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError):
+        diffusers.DDIMScheduler().set_timesteps(1001)
+    with pytest.raises(ValueError, match="1001"):
+        DDIMScheduler().set_timesteps(1001)
+    with pytest.raises(NotImplementedError):
+        diffusers.DDIMScheduler(beta_schedule="sigmoid")
+    with pytest.raises(ValueError, match="beta_schedule 'sigmoid'"):
+        DDIMScheduler(beta_schedule="sigmoid")
+    with pytest.raises(ValueError, match="prediction_type"):
+        DDIMScheduler(prediction_type="x0")
+    with pytest.raises(ValueError, match="timestep_spacing"):
+        DDIMScheduler(timestep_spacing="middle")
