@@ -10,6 +10,7 @@ diffusers/ours (higher = we are faster) and writes it to benchmarks/results/sche
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import statistics
 import sys
@@ -34,11 +35,13 @@ SHAPES = [(1, 4, 64, 64), (2, 4, 128, 128)]
 def loop_time(sched, timesteps, outputs, sample, make_gen, to_lib) -> float:
     """Seconds per step for one whole loop (scale_model_input + step only)."""
     x = to_lib(sample)
-    gen = make_gen()
+    kwargs = {"generator": make_gen()} if "generator" in inspect.signature(sched.step).parameters else {}
+    scale = getattr(sched, "scale_model_input", None)  # flow-matching schedulers have none
     start = time.perf_counter()
     for t, out in zip(timesteps, outputs):
-        sched.scale_model_input(x, t)
-        x = sched.step(out, t, x, generator=gen).prev_sample
+        if scale is not None:
+            scale(x, t)
+        x = sched.step(out, t, x, **kwargs).prev_sample
     return (time.perf_counter() - start) / len(timesteps)
 
 

@@ -7,8 +7,11 @@ from .ddim import DDIMScheduler
 from .ddim_inverse import DDIMInverseScheduler
 from .ddpm import DDPMScheduler
 from .euler import EulerDiscreteScheduler
+from .euler_ancestral import EulerAncestralDiscreteScheduler
 from .flow_match_euler import FlowMatchEulerDiscreteScheduler
+from .heun import HeunDiscreteScheduler
 from .lcm import LCMScheduler, LCMSchedulerOutput
+from .lms import LMSDiscreteScheduler
 from .pndm import PNDMScheduler
 
 __all__ = [
@@ -17,10 +20,13 @@ __all__ = [
     "DDIMInverseScheduler",
     "DDIMScheduler",
     "DDPMScheduler",
+    "EulerAncestralDiscreteScheduler",
     "EulerDiscreteScheduler",
     "FlowMatchEulerDiscreteScheduler",
+    "HeunDiscreteScheduler",
     "LCMScheduler",
     "LCMSchedulerOutput",
+    "LMSDiscreteScheduler",
     "PNDMScheduler",
     "FrozenConfig",
     "SCHEDULER_CLASSES",

@@ -12,13 +12,12 @@ from typing import Literal
 import numpy as np
 
 from ..random import randn_tensor
-from .base import SchedulerMixin, expand_to
-from .betas import alphas_cumprod_of, make_betas, rescale_zero_terminal_snr, sigmas_of
+from .betas import sigmas_of
 from .errors import check_choice
 from .noising import velocity_at_timesteps
 from .prediction import PREDICTION_TYPES
-from .sigmas import configured_sigma_schedule, discrete_sigma_plan, sigma_to_t
-from .spacing import spaced_timesteps
+from .sigma_discrete import _SigmaDiscreteScheduler
+from .sigmas import configured_sigma_schedule, sigma_to_t
 from .torch_numerics import linspace_f32
 
 KARRAS_COMPATIBLES = [
@@ -29,7 +28,7 @@ KARRAS_COMPATIBLES = [
 ]
 
 
-class EulerDiscreteScheduler(SchedulerMixin):
+class EulerDiscreteScheduler(_SigmaDiscreteScheduler):
     _compatibles = KARRAS_COMPATIBLES
     order = 1
 
@@ -56,39 +55,18 @@ class EulerDiscreteScheduler(SchedulerMixin):
         check_choice("prediction_type", prediction_type, (*PREDICTION_TYPES, "original_sample"))
         check_choice("interpolation_type", interpolation_type, ("linear", "log_linear"))
         configured_sigma_schedule(self.config)
-        betas = make_betas(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
-        if rescale_betas_zero_snr:
-            betas = rescale_zero_terminal_snr(betas)
-        self.betas = betas
-        self.alphas = 1.0 - betas
-        self.alphas_cumprod = alphas_cumprod_of(betas)
-        if rescale_betas_zero_snr:
-            # sigma would be infinite at the zero-SNR step; diffusers uses a tiny alpha instead
-            self.alphas_cumprod[-1] = 2**-24
-        train_sigmas = sigmas_of(self.alphas_cumprod)[::-1]
-        self._set_schedule(
-            np.arange(num_train_timesteps - 1, -1, -1, dtype=np.float32),
-            np.concatenate([train_sigmas, [0.0]]).astype(np.float32),
+        self._init_training_schedule(
+            num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr
         )
+        self._set_schedule(np.arange(num_train_timesteps - 1, -1, -1, dtype=np.float32), self._training_sigmas())
         self.num_inference_steps = None
 
     def _set_schedule(self, timesteps: np.ndarray, sigmas: np.ndarray) -> None:
         cfg = self.config
-        self.sigmas = sigmas
         if cfg.timestep_type == "continuous" and cfg.prediction_type == "v_prediction":
             timesteps = (0.25 * np.log(sigmas[:-1].astype(np.float32))).astype(np.float32)
         self.timesteps = timesteps.astype(np.float32)
-        # per-step constants, in float32 as torch computes them
-        self._input_scale = (np.float32(1) / (sigmas**2 + np.float32(1)) ** np.float32(0.5)).astype(np.float32)
-        self._step_index = None
-        self._begin_index = None
-
-    @property
-    def init_noise_sigma(self) -> float:
-        max_sigma = float(self.sigmas.max())
-        if self.config.timestep_spacing in ("linspace", "trailing"):
-            return max_sigma
-        return (max_sigma**2 + 1) ** 0.5
+        self._set_sigmas(sigmas)
 
     def set_timesteps(self, num_inference_steps: int | None = None, device=None, timesteps=None, sigmas=None):
         """Plan the schedule: ``num_inference_steps``, or custom descending ``timesteps`` or ``sigmas``
@@ -115,27 +93,16 @@ class EulerDiscreteScheduler(SchedulerMixin):
                 steps = self._check_descending("timesteps", timesteps).astype(np.float32)
                 num_inference_steps = len(steps)
             else:
-                steps = spaced_timesteps(
-                    cfg.timestep_spacing, num_inference_steps, cfg.num_train_timesteps, cfg.steps_offset,
-                    rounded=False,
-                ).astype(np.float32)
+                steps = self._spaced_timesteps(num_inference_steps)
             base = None
             if cfg.interpolation_type == "log_linear":
                 # diffusers' log_linear ignores the timesteps: n + 1 log-spaced training sigmas
                 ramp = linspace_f32(np.log(train_sigmas[-1]), np.log(train_sigmas[0]), num_inference_steps + 1)
                 base = np.exp(ramp).astype(np.float32)
-            steps, sigmas = discrete_sigma_plan(cfg, self.alphas_cumprod, steps, num_inference_steps, base)
             last = train_sigmas[0] if cfg.final_sigmas_type == "sigma_min" else 0.0
-            sigmas = np.concatenate([sigmas, [last]]).astype(np.float32)
+            steps, sigmas = self._plan_sigmas(steps, num_inference_steps, base, last)
         self.num_inference_steps = num_inference_steps
         self._set_schedule(np.asarray(steps, dtype=np.float32), sigmas)
-
-    def scale_model_input(self, sample: np.ndarray, timestep) -> np.ndarray:
-        """Divide by sqrt(sigma^2 + 1) so the model sees unit-variance input."""
-        self._require_timesteps()
-        if self._step_index is None:
-            self._init_step_index(timestep)
-        return sample * self._input_scale[self._step_index]
 
     def step(
         self,
@@ -150,10 +117,7 @@ class EulerDiscreteScheduler(SchedulerMixin):
         return_dict: bool = True,
     ):
         self._require_timesteps()
-        if isinstance(timestep, (int, np.integer)) and not isinstance(timestep, bool):
-            raise ValueError(
-                "Pass one of `scheduler.timesteps` as `timestep`, not an integer index (e.g. from enumerate)."
-            )
+        self._reject_integer_timestep(timestep)
         if self._step_index is None:
             self._init_step_index(timestep)
         i = self._step_index
@@ -177,17 +141,6 @@ class EulerDiscreteScheduler(SchedulerMixin):
         prev_sample = (sample + derivative * (self.sigmas[i + 1] - sigma_hat)).astype(model_output.dtype)
         self._step_index += 1
         return self._output(prev_sample, x0, return_dict)
-
-    def add_noise(self, original_samples: np.ndarray, noise: np.ndarray, timesteps) -> np.ndarray:
-        """x_t = x0 + sigma_t * noise at the given (scheduled) timesteps."""
-        timesteps = np.atleast_1d(np.asarray(timesteps))
-        if self._begin_index is None:
-            idx = [self.index_for_timestep(t) for t in timesteps]
-        else:
-            start = self._step_index if self._step_index is not None else self._begin_index
-            idx = [start] * len(timesteps)
-        sigma = expand_to(self.sigmas[idx].astype(original_samples.dtype), original_samples.ndim)
-        return original_samples + noise * sigma
 
     def get_velocity(self, sample: np.ndarray, noise: np.ndarray, timesteps) -> np.ndarray:
         """v = sqrt(abar) * noise - sqrt(1 - abar) * sample, abar indexed by the step index

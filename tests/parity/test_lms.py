@@ -1,0 +1,182 @@
+"""LMSDiscreteScheduler: numpy vs diffusers over its config grid, and the LMS weights."""
+
+import itertools
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+import diffusers
+import edge_sched.schedulers.lms  # noqa: F401  (registers LMSDiscreteScheduler)
+from edge_sched.schedulers import SchedulerNotReadyError
+from edge_sched.schedulers.lms import LMSDiscreteScheduler, lms_coefficients
+
+from .harness import RTOL, check_parity, run_reference, self_drift
+
+NAME = "LMSDiscreteScheduler"
+SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+STEPS = (1, 2, 3, 10, 25, 50)
+SPACINGS = ("linspace", "leading", "trailing")
+
+# beta sigmas are slow to plan on both sides (diffusers plans 1000 of them in __init__):
+# they get the spacings with epsilon; the other ramps get the full prediction x spacing grid
+GRID = [
+    dict(SD, prediction_type=p, timestep_spacing=s, **sig)
+    for p, s, sig in itertools.product(
+        ("epsilon", "v_prediction", "sample"),
+        SPACINGS,
+        ({}, {"use_karras_sigmas": True}, {"use_exponential_sigmas": True}),
+    )
+] + [dict(SD, timestep_spacing=s, use_beta_sigmas=True) for s in SPACINGS]
+EXTRA = [
+    dict(beta_schedule="linear"),
+    dict(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"),
+    dict(SD, steps_offset=1, timestep_spacing="leading"),
+    dict(SD, steps_offset=1, timestep_spacing="leading", use_karras_sigmas=True),
+    dict(trained_betas=[0.0001 + 0.0002 * i for i in range(100)], num_train_timesteps=100),
+]
+
+
+def _id(config):
+    return ",".join(f"{k}={v}" for k, v in config.items() if k not in SD or config[k] != SD[k])[:80] or "sd"
+
+
+# Trailing spacing + exponential ramp, 50 steps: the final 4th-order step extrapolates from
+# four closely spaced small sigmas down to 0 with large LMS weights, so diffusers itself
+# moves by more than RTOL when its starting sample moves by one ulp
+# (test_chaotic_cases_amplify_one_ulp measures it); these are held to 10x that drift.
+CHAOTIC = [(dict(SD, prediction_type=p, timestep_spacing="trailing", use_exponential_sigmas=True), 50)
+           for p in ("epsilon", "v_prediction", "sample")]
+
+
+@pytest.mark.parametrize("steps", STEPS)
+@pytest.mark.parametrize("config", GRID + EXTRA, ids=_id)
+def test_grid(config, steps):
+    check_parity(NAME, config, {"num_inference_steps": steps}, chaotic=(config, steps) in CHAOTIC)
+
+
+@pytest.mark.parametrize("config,steps", CHAOTIC, ids=lambda c: _id(c) if isinstance(c, dict) else str(c))
+def test_chaotic_cases_amplify_one_ulp(config, steps):
+    assert self_drift(run_reference, NAME, config, {"num_inference_steps": steps}) > RTOL
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 5])
+@pytest.mark.parametrize("config", [SD, dict(SD, use_karras_sigmas=True, prediction_type="v_prediction")], ids=_id)
+def test_order_kwarg(config, order):
+    for steps in (3, 25):
+        check_parity(NAME, config, {"num_inference_steps": steps}, {"order": order})
+
+
+def _exact_lms_weight(sigmas, i, m, j):
+    """integral_{s_i}^{s_{i+1}} of the Lagrange basis L_j on s_i..s_{i-m+1}, in rationals."""
+    s = [Fraction(float(v)) for v in sigmas]
+    nodes = [s[i - k] for k in range(m)]
+    poly = [Fraction(1)]  # coefficients, lowest degree first
+    for k in range(m):
+        if k == j:
+            continue
+        denom = nodes[j] - nodes[k]
+        poly = [(a - nodes[k] * b) / denom for a, b in zip([Fraction(0)] + poly, poly + [Fraction(0)])]
+    integral = lambda x: sum(c * x ** (d + 1) / (d + 1) for d, c in enumerate(poly))  # noqa: E731
+    return integral(s[i + 1]) - integral(s[i])
+
+
+@pytest.mark.parametrize("order", [1, 2, 4, 5])
+def test_lms_weights_are_the_exact_integral_and_match_scipy_quad(order):
+    ref = diffusers.LMSDiscreteScheduler(**SD, use_karras_sigmas=True)
+    ref.set_timesteps(12)
+    sigmas = ref.sigmas.numpy()
+    table = lms_coefficients(sigmas, order)
+    for i in range(12):
+        m = min(i + 1, order)
+        exact = np.array([float(_exact_lms_weight(sigmas, i, m, j)) for j in range(m)])
+        quad = np.array([ref.get_lms_coefficient(m, i, j) for j in range(m)])
+        scale = max(1.0, np.abs(exact).max())
+        np.testing.assert_allclose(table[i, :m], exact, rtol=0, atol=1e-12 * scale)
+        # diffusers' quad integrates a float32 integrand: it sits within ~1e-6 of the exact value
+        np.testing.assert_allclose(quad, exact, rtol=0, atol=RTOL * scale)
+        assert not table[i, m:].any()
+
+
+def test_get_lms_coefficient_matches_diffusers():
+    ours, ref = LMSDiscreteScheduler(**SD), diffusers.LMSDiscreteScheduler(**SD)
+    ours.set_timesteps(10)
+    ref.set_timesteps(10)
+    for t, order, j in [(0, 1, 0), (3, 4, 0), (3, 4, 3), (9, 2, 1)]:
+        assert ours.get_lms_coefficient(order, t, j) == pytest.approx(ref.get_lms_coefficient(order, t, j), rel=1e-5)
+
+
+def test_fresh_scheduler_is_set_to_the_training_schedule_like_diffusers():
+    ours, ref = LMSDiscreteScheduler(**SD), diffusers.LMSDiscreteScheduler(**SD)
+    assert ours.num_inference_steps == ref.num_inference_steps == 1000
+    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
+    np.testing.assert_allclose(ours.sigmas, ref.sigmas.numpy(), rtol=RTOL)
+    assert ours.init_noise_sigma == pytest.approx(float(ref.init_noise_sigma), rel=1e-6)
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_add_noise(spacing):
+    ours = LMSDiscreteScheduler(**SD, timestep_spacing=spacing)
+    ref = diffusers.LMSDiscreteScheduler(**SD, timestep_spacing=spacing)
+    ours.set_timesteps(20)
+    ref.set_timesteps(20)
+    rng = np.random.default_rng(1)
+    x0 = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    noise = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    t = ours.timesteps[[3, 11]]
+    expected = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
+    np.testing.assert_allclose(ours.add_noise(x0, noise, t), expected, rtol=RTOL, atol=RTOL)
+    # image-to-image: a begin index pins every item to that step
+    ours.set_begin_index(5)
+    ref.set_begin_index(5)
+    expected = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
+    np.testing.assert_allclose(ours.add_noise(x0, noise, t), expected, rtol=RTOL, atol=RTOL)
+
+
+def test_begin_index_mid_schedule_matches_diffusers():
+    # a pipeline starting mid-schedule: diffusers' effective order follows the step index
+    ours, ref = LMSDiscreteScheduler(**SD), diffusers.LMSDiscreteScheduler(**SD)
+    ours.set_timesteps(20)
+    ref.set_timesteps(20)
+    ours.set_begin_index(8)
+    ref.set_begin_index(8)
+    x = np.random.default_rng(2).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    xr = torch.from_numpy(x.copy())
+    for t in ours.timesteps[8:]:
+        out = (0.3 * np.tanh(x)).astype(np.float32)
+        x = ours.step(out, t, x).prev_sample
+        xr = ref.step(torch.from_numpy(out), torch.tensor(t), xr).prev_sample
+        scale = max(1.0, float(xr.abs().max()))
+        assert np.abs(x - xr.numpy()).max() <= RTOL * scale
+
+
+def test_return_dict_false():
+    s = LMSDiscreteScheduler(**SD)
+    s.set_timesteps(5)
+    x = np.ones((1, 4, 8, 8), np.float32)
+    out = s.step(np.zeros_like(x), s.timesteps[0], x, return_dict=False)
+    assert isinstance(out, tuple) and len(out) == 2
+    np.testing.assert_array_equal(out[1], x)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match=r"'cubic'.*'linear'"):
+        LMSDiscreteScheduler(beta_schedule="cubic")
+    with pytest.raises(ValueError, match="Only one of"):
+        LMSDiscreteScheduler(use_karras_sigmas=True, use_beta_sigmas=True)
+    with pytest.raises(ValueError, match="timestep_spacing.*'ddim'"):
+        LMSDiscreteScheduler(timestep_spacing="ddim")
+    with pytest.raises(ValueError, match="prediction_type"):
+        LMSDiscreteScheduler(prediction_type="flow")
+    s = LMSDiscreteScheduler()
+    with pytest.raises(ValueError, match="at least 1"):
+        s.set_timesteps(0)
+    s.set_timesteps(4)
+    x = np.ones((1, 4, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="order"):
+        s.step(x, s.timesteps[0], x, order=0)
+    with pytest.raises(ValueError, match="not in this scheduler's timesteps"):
+        s.step(x, 1.5, x)
+    with pytest.raises(SchedulerNotReadyError):
+        object.__new__(LMSDiscreteScheduler).step(x, 1.0, x)
