@@ -11,6 +11,7 @@ DATA_STD; the table shows how far each scheduler is from it at each step count.
 from __future__ import annotations
 
 import argparse
+import inspect
 
 import numpy as np
 
@@ -34,10 +35,11 @@ def sample(name: str, steps: int, seed: int, shape=(4, 4, 32, 32)) -> np.ndarray
     scheduler.set_timesteps(steps)
     generator = TorchGenerator(seed)
     x = generator.randn(shape) * np.float32(scheduler.init_noise_sigma)
+    noise = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     for t in scheduler.timesteps:
-        model_input = scheduler.scale_model_input(x, t)
         # sigma-parameterised schedulers scale the input so the model sees x_t of a VP process
-        x = scheduler.step(exact_eps(scheduler, model_input, t), t, x, generator=generator).prev_sample
+        model_input = scheduler.scale_model_input(x, t)
+        x = scheduler.step(exact_eps(scheduler, model_input, t), t, x, **noise).prev_sample
     return x
 
 
@@ -46,13 +48,19 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 25])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    names = [n for n in sorted(edge_sched.SCHEDULER_CLASSES)
-             if hasattr(edge_sched.SCHEDULER_CLASSES[n](), "alphas_cumprod")]
+    # denoising schedulers with a discrete-time VP training schedule (not inversion)
+    names = [n for n, cls in sorted(edge_sched.SCHEDULER_CLASSES.items())
+             if hasattr(cls(), "alphas_cumprod") and "Inverse" not in n]
     print(f"| scheduler | " + " | ".join(f"|std - {DATA_STD}| at {s} steps" for s in args.steps) + " |")
     print("|---|" + "---|" * len(args.steps))
     for name in names:
-        errors = [abs(float(sample(name, s, args.seed).std()) - DATA_STD) for s in args.steps]
-        print(f"| {name} | " + " | ".join(f"{e:.4f}" for e in errors) + " |")
+        cells = []
+        for steps in args.steps:
+            try:
+                cells.append(f"{abs(float(sample(name, steps, args.seed).std()) - DATA_STD):.4f}")
+            except ValueError:  # a step count this scheduler does not support (e.g. PNDM's warm-up)
+                cells.append("n/a")
+        print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 
 
