@@ -6,6 +6,7 @@ from .configuration import SCHEDULER_CLASSES, ConfigError, FrozenConfig
 from .ddim import DDIMScheduler
 from .ddim_inverse import DDIMInverseScheduler
 from .ddpm import DDPMScheduler
+from .dpmsolver_multistep import DPMSolverMultistepScheduler
 from .euler import EulerDiscreteScheduler
 from .euler_ancestral import EulerAncestralDiscreteScheduler
 from .flow_match_euler import FlowMatchEulerDiscreteScheduler
@@ -13,6 +14,7 @@ from .heun import HeunDiscreteScheduler
 from .lcm import LCMScheduler, LCMSchedulerOutput
 from .lms import LMSDiscreteScheduler
 from .pndm import PNDMScheduler
+from .unipc_multistep import UniPCMultistepScheduler
 
 __all__ = [
     "AysSchedules",
@@ -20,6 +22,7 @@ __all__ = [
     "DDIMInverseScheduler",
     "DDIMScheduler",
     "DDPMScheduler",
+    "DPMSolverMultistepScheduler",
     "EulerAncestralDiscreteScheduler",
     "EulerDiscreteScheduler",
     "FlowMatchEulerDiscreteScheduler",
@@ -28,6 +31,7 @@ __all__ = [
     "LCMSchedulerOutput",
     "LMSDiscreteScheduler",
     "PNDMScheduler",
+    "UniPCMultistepScheduler",
     "FrozenConfig",
     "SCHEDULER_CLASSES",
     "SchedulerMixin",

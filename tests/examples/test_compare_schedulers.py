@@ -17,7 +17,7 @@ def example():
     return module
 
 
-@pytest.mark.parametrize("name", ["DDIMScheduler", "EulerDiscreteScheduler", "LMSDiscreteScheduler"])
+@pytest.mark.parametrize("name", ["DDIMScheduler", "EulerDiscreteScheduler", "LMSDiscreteScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler"])
 def test_more_steps_get_closer_to_the_data_std(example, name):
     # the exact denoiser of Gaussian data: a correct sampler's output std tends to DATA_STD
     errors = [abs(float(example.sample(name, steps, seed=0).std()) - example.DATA_STD) for steps in (2, 5, 25)]

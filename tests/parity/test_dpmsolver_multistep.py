@@ -1,0 +1,316 @@
+"""DPMSolverMultistepScheduler: numpy vs diffusers over its config grid."""
+
+import itertools
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import diffusers
+import edge_sched.schedulers.dpmsolver_multistep  # noqa: F401  (registers DPMSolverMultistepScheduler)
+from edge_sched import AysSchedules
+from edge_sched.random import TorchGenerator
+from edge_sched.schedulers import SchedulerNotReadyError, scheduler_class
+
+from .harness import RTOL, check_parity, initial_sample, max_step_error, model_fn, run_ours, run_reference
+
+NAME = "DPMSolverMultistepScheduler"
+SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+STEPS = (1, 2, 3, 10, 25, 50)
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),  # diffusers deprecates dpmsolver / sde-dpmsolver
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),  # diffusers np.concatenate()s a tensor
+]
+
+
+def _id(config):
+    return ",".join(f"{k}={v}" for k, v in config.items() if k not in SD)[:90] or "sd"
+
+
+# every update rule: algorithm x second-order solver x order (sde-dpmsolver has no third order)
+RULES = [
+    dict(SD, algorithm_type=a, solver_type=s, solver_order=o,
+         **({} if a.endswith("++") else {"final_sigmas_type": "sigma_min"}))
+    for a, s, o in itertools.product(("dpmsolver++", "sde-dpmsolver++", "dpmsolver", "sde-dpmsolver"),
+                                     ("midpoint", "heun"), (1, 2, 3))
+    if not (a == "sde-dpmsolver" and o == 3)
+]
+
+# schedules x prediction types (DPM-Solver++ 2M, the common one)
+SCHEDULES = [
+    dict(SD, prediction_type=p, timestep_spacing=s, **sig)
+    for p, s, sig in itertools.product(
+        ("epsilon", "v_prediction", "sample"),
+        ("linspace", "leading", "trailing"),
+        ({}, {"use_karras_sigmas": True}, {"use_exponential_sigmas": True}, {"use_beta_sigmas": True},
+         {"use_lu_lambdas": True}),
+    )
+]
+
+EXTRA = [
+    dict(SD, lower_order_final=False),
+    dict(SD, lower_order_final=False, solver_order=3),
+    dict(SD, euler_at_final=True, final_sigmas_type="sigma_min"),
+    dict(SD, final_sigmas_type="sigma_min"),
+    dict(SD, final_sigmas_type="sigma_min", lower_order_final=False, algorithm_type="sde-dpmsolver++"),
+    # Karras ends on the first training sigma, so does "sigma_min": the last interval has h = 0,
+    # which only a first-order step survives (diffusers' higher orders give NaN there)
+    dict(SD, use_karras_sigmas=True, final_sigmas_type="sigma_min", solver_order=3, euler_at_final=True),
+    dict(SD, use_lu_lambdas=True, use_exponential_sigmas=True),  # Lu wins over exponential, as in diffusers
+    dict(SD, steps_offset=1, timestep_spacing="leading"),
+    dict(beta_schedule="linear"),
+    dict(beta_schedule="squaredcos_cap_v2", lambda_min_clipped=-5.1),
+    dict(beta_schedule="squaredcos_cap_v2", lambda_min_clipped=-5.1, use_lu_lambdas=True, timestep_spacing="trailing"),
+    dict(SD, lambda_min_clipped=-3.0, timestep_spacing="leading"),
+    dict(SD, rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction"),
+    dict(SD, rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction",
+         algorithm_type="sde-dpmsolver++", solver_order=3),
+    dict(SD, thresholding=True, sample_max_value=1.5),
+    dict(SD, thresholding=True, prediction_type="v_prediction", solver_order=3, dynamic_thresholding_ratio=0.9),
+    dict(SD, thresholding=True, algorithm_type="dpmsolver", final_sigmas_type="sigma_min"),
+    dict(SD, thresholding=True, algorithm_type="sde-dpmsolver", final_sigmas_type="sigma_min",
+         prediction_type="sample"),
+    dict(trained_betas=[0.0001 + 0.0002 * i for i in range(100)], num_train_timesteps=100),
+    dict(use_flow_sigmas=True, prediction_type="flow_prediction"),
+    dict(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0, solver_order=3),
+    dict(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0, algorithm_type="sde-dpmsolver++"),
+    dict(use_flow_sigmas=True, prediction_type="flow_prediction", final_sigmas_type="sigma_min", flow_shift=2.0),
+    dict(use_flow_sigmas=True, prediction_type="v_prediction", flow_shift=3.0),
+]
+
+
+@pytest.mark.parametrize("steps", STEPS)
+@pytest.mark.parametrize("config", RULES, ids=_id)
+def test_update_rules(config, steps):
+    check_parity(NAME, config, {"num_inference_steps": steps})
+
+
+# configs whose schedule repeats its first timestep at some step counts (beta sigmas crowd near
+# sigma_max; the cosine schedule's Karras timesteps are truncated, not rounded): diffusers then
+# starts at step index 1 and fails with an IndexError at the last step. Ours does the same
+# (test_repeated_first_timestep_fails_like_diffusers); the grid keeps the step counts that work.
+REPEATS_FIRST_TIMESTEP = {
+    "use_beta_sigmas": (50,),
+    "cosine_karras": (10, 25, 50),
+}
+COSINE_KARRAS = dict(beta_schedule="squaredcos_cap_v2", lambda_min_clipped=-5.1, use_karras_sigmas=True)
+
+
+def _valid(config, steps):
+    key = "cosine_karras" if config == COSINE_KARRAS else "use_beta_sigmas" if config.get("use_beta_sigmas") else None
+    return steps not in REPEATS_FIRST_TIMESTEP.get(key, ())
+
+
+SCHEDULE_CASES = [(c, n) for c in SCHEDULES + EXTRA + [COSINE_KARRAS] for n in STEPS if _valid(c, n)]
+
+
+@pytest.mark.parametrize("config,steps", SCHEDULE_CASES, ids=[f"{_id(c)}-{n}" for c, n in SCHEDULE_CASES])
+def test_schedules(config, steps):
+    check_parity(NAME, config, {"num_inference_steps": steps})
+
+
+@pytest.mark.parametrize("config,steps", [(dict(SD, use_beta_sigmas=True), 50), (COSINE_KARRAS, 10)],
+                         ids=["beta-50", "cosine-karras-10"])
+def test_repeated_first_timestep_fails_like_diffusers(config, steps):
+    ref = diffusers.DPMSolverMultistepScheduler.from_config(config)
+    ours = scheduler_class(NAME).from_config(config)
+    ref.set_timesteps(steps)
+    ours.set_timesteps(steps)
+    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
+    assert ours.timesteps[0] == ours.timesteps[1]
+    x = initial_sample(0)
+    with pytest.raises(IndexError):
+        for t in ref.timesteps:
+            ref.step(torch.from_numpy(model_fn(x, t.numpy())), t, torch.from_numpy(x))
+    with pytest.raises(IndexError):
+        for t in ours.timesteps:
+            ours.step(model_fn(x, t), t, x)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_sde_noise_from_the_generator(seed):
+    # sde-dpmsolver(++) draws fresh noise every step: same seed, same trajectory
+    check_parity(NAME, dict(SD, algorithm_type="sde-dpmsolver++"), {"num_inference_steps": 20}, seed=seed)
+    check_parity(NAME, dict(SD, algorithm_type="sde-dpmsolver", final_sigmas_type="sigma_min"),
+                 {"num_inference_steps": 20}, seed=seed)
+
+
+def test_variance_noise_replaces_the_generator():
+    config = dict(SD, algorithm_type="sde-dpmsolver++", solver_order=3)
+    ref = diffusers.DPMSolverMultistepScheduler.from_config(config)
+    ours = scheduler_class(NAME).from_config(config)
+    ref.set_timesteps(12)
+    ours.set_timesteps(12)
+    rng = np.random.default_rng(3)
+    x_ref = x_ours = initial_sample(3)
+    for t_ref, t_ours in zip(ref.timesteps, ours.timesteps):
+        z = rng.standard_normal(x_ours.shape).astype(np.float32)
+        x_ref = ref.step(torch.from_numpy(model_fn(x_ref, t_ref.numpy())), t_ref, torch.from_numpy(np.asarray(x_ref)),
+                         variance_noise=torch.from_numpy(z)).prev_sample.numpy()
+        x_ours = ours.step(model_fn(x_ours, t_ours), t_ours, x_ours, variance_noise=z).prev_sample
+        assert np.abs(x_ours - x_ref).max() <= RTOL * max(1.0, np.abs(x_ref).max())
+
+
+@pytest.mark.parametrize("key", ["StableDiffusionTimesteps", "StableDiffusionXLTimesteps"])
+def test_ays_timesteps(key):
+    check_parity(NAME, SD, {"timesteps": AysSchedules[key]})
+
+
+def test_custom_timesteps():
+    check_parity(NAME, SD, {"timesteps": [901, 700, 500, 333, 100, 3]})
+    check_parity(NAME, dict(SD, solver_order=3, algorithm_type="sde-dpmsolver++"), {"timesteps": [999, 500, 20]})
+
+
+def test_dynamic_shifting_mu_sets_flow_shift():
+    config = dict(use_flow_sigmas=True, prediction_type="flow_prediction", use_dynamic_shifting=True)
+    check_parity(NAME, config, {"num_inference_steps": 12, "mu": 0.8})
+    ref = diffusers.DPMSolverMultistepScheduler.from_config(config)
+    ours = scheduler_class(NAME).from_config(config)
+    ref.set_timesteps(5, mu=0.8)
+    ours.set_timesteps(5, mu=0.8)
+    assert ours.config.flow_shift == pytest.approx(ref.config.flow_shift)
+
+
+@pytest.mark.parametrize("variance_type", ["learned", "learned_range"])
+@pytest.mark.parametrize("algorithm_type", ["dpmsolver++", "sde-dpmsolver++"])
+def test_learned_variance_uses_the_mean_channels(variance_type, algorithm_type):
+    # a model that predicts (mean, variance): 6 output channels for a 3-channel sample
+    def model(x, t):
+        return np.concatenate([model_fn(x, t), 0.3 * model_fn(-x, t)], axis=1)
+
+    config = dict(SD, variance_type=variance_type, algorithm_type=algorithm_type)
+    sample = initial_sample(1, (2, 3, 8, 8))
+    ref = run_reference(NAME, config, {"num_inference_steps": 10}, sample=sample, model=model)
+    ours = run_ours(NAME, config, {"num_inference_steps": 10}, sample=sample, model=model)
+    assert max_step_error(ref, ours) <= RTOL
+
+
+def test_image_to_image_begin_index_and_add_noise():
+    ref = diffusers.DPMSolverMultistepScheduler.from_config(SD)
+    ours = scheduler_class(NAME).from_config(SD)
+    ref.set_timesteps(20)
+    ours.set_timesteps(20)
+    ref.set_begin_index(8)
+    ours.set_begin_index(8)
+    x0, noise = initial_sample(4), initial_sample(5)
+    t = ours.timesteps[8:9]
+    x_ref = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
+    x_ours = ours.add_noise(x0, noise, t)
+    np.testing.assert_allclose(x_ours, x_ref, rtol=0, atol=RTOL)
+    for t_ref, t_ours in zip(ref.timesteps[8:], ours.timesteps[8:]):
+        x_ref = ref.step(torch.from_numpy(model_fn(x_ref, t_ref.numpy())), t_ref, torch.from_numpy(x_ref)).prev_sample
+        x_ref = x_ref.numpy()
+        x_ours = ours.step(model_fn(x_ours, t_ours), t_ours, x_ours).prev_sample
+        assert np.abs(x_ours - x_ref).max() <= RTOL * max(1.0, np.abs(x_ref).max())
+
+
+@pytest.mark.parametrize("config", [SD, dict(SD, rescale_betas_zero_snr=True),
+                                    dict(use_flow_sigmas=True, flow_shift=3.0)], ids=_id)
+def test_add_noise_matches_diffusers(config):
+    ref = diffusers.DPMSolverMultistepScheduler.from_config(config)
+    ours = scheduler_class(NAME).from_config(config)
+    x0, noise = initial_sample(4), initial_sample(5)
+    # before set_timesteps (training use), then on a schedule, with timesteps per batch item
+    for prepare in (lambda s: None, lambda s: s.set_timesteps(25)):
+        prepare(ref)
+        prepare(ours)
+        t = np.asarray(ours.timesteps)[[3, 17]]
+        expected = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
+        np.testing.assert_allclose(ours.add_noise(x0, noise, t), expected, rtol=0, atol=RTOL)
+
+
+def test_return_dict_false_and_no_x0():
+    s = scheduler_class(NAME).from_config(SD)
+    s.set_timesteps(5)
+    x = initial_sample(0)
+    out = s.step(model_fn(x, s.timesteps[0]), s.timesteps[0], x, return_dict=False)
+    assert isinstance(out, tuple) and len(out) == 1 and out[0].shape == x.shape and out[0].dtype == np.float32
+    out = s.step(model_fn(x, s.timesteps[1]), s.timesteps[1], x)
+    assert out.pred_original_sample is None  # diffusers' output has no x0 either
+
+
+def test_timesteps_before_and_after_set_timesteps():
+    ref, ours = diffusers.DPMSolverMultistepScheduler(), scheduler_class(NAME)()
+    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
+    assert ours.timesteps.dtype == np.float32
+    np.testing.assert_allclose(ours.sigmas, ref.sigmas.numpy(), rtol=1e-6)
+    ref.set_timesteps(7)
+    ours.set_timesteps(7)
+    assert ours.timesteps.dtype == np.int64 and ours.num_inference_steps == ref.num_inference_steps
+
+
+def test_legacy_solver_names_from_a_sibling_config():
+    # configs written by DEIS / UniPC name solvers DPM-Solver does not have; diffusers maps them
+    for extra in ({"algorithm_type": "deis", "solver_type": "logrho", "final_sigmas_type": "sigma_min"},
+                  {"solver_type": "bh2"}, {"solver_type": "bh1", "algorithm_type": "dpmsolver++"}):
+        config = dict(SD, **extra)
+        ref = diffusers.DPMSolverMultistepScheduler.from_config(config)
+        ours = scheduler_class(NAME).from_config(config)
+        assert ours.config.algorithm_type == ref.config.algorithm_type
+        assert ours.config.solver_type == ref.config.solver_type
+
+
+def test_config_round_trip_through_diffusers(tmp_path):
+    ours = scheduler_class(NAME)(**SD, use_karras_sigmas=True, algorithm_type="sde-dpmsolver++", solver_order=3)
+    ours.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "scheduler_config.json").read_text())["lambda_min_clipped"] == -float("inf")
+    ref = diffusers.DPMSolverMultistepScheduler.from_pretrained(tmp_path)
+    for key, value in ours.config.items():
+        if not key.startswith("_"):
+            assert ref.config[key] == value, key
+
+
+# -- bad input: the same failures as diffusers, with clear messages -------------------------
+
+def _both_raise(config=None, set_kwargs=None, ours_exc=ValueError, match=None):
+    config = config or {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(Exception):
+            ref = diffusers.DPMSolverMultistepScheduler.from_config(config)
+            if set_kwargs is not None:
+                ref.set_timesteps(**set_kwargs)
+    with pytest.raises(ours_exc, match=match):
+        ours = scheduler_class(NAME).from_config(config)
+        if set_kwargs is not None:
+            ours.set_timesteps(**set_kwargs)
+
+
+def test_bad_input():
+    _both_raise({"algorithm_type": "dpm3"}, match="algorithm_type")
+    _both_raise({"solver_type": "rk4"}, match="solver_type")
+    _both_raise({"algorithm_type": "dpmsolver"}, match="final_sigmas_type")
+    _both_raise({"use_karras_sigmas": True, "use_beta_sigmas": True}, match="Only one")
+    _both_raise({"beta_schedule": "cubic"}, match="beta_schedule")
+    _both_raise({"use_karras_sigmas": True}, {"timesteps": [900, 500, 100]}, match="use_karras_sigmas")
+    _both_raise({"use_lu_lambdas": True}, {"timesteps": [900, 500, 100]}, match="use_lu_lambdas")
+    _both_raise({}, {"num_inference_steps": 10, "timesteps": [900, 500, 100]}, match="exactly one")
+    _both_raise({}, {}, match="exactly one")
+    _both_raise({}, {"num_inference_steps": 5, "mu": 0.5}, match="mu")
+
+
+def test_step_before_set_timesteps():
+    s = scheduler_class(NAME)()
+    x = initial_sample(0)
+    with pytest.raises(SchedulerNotReadyError, match="set_timesteps"):
+        s.step(x, 999, x)
+
+
+def test_sde_dpmsolver_has_no_third_order():
+    # diffusers fails at the first third-order step (UnboundLocalError); we say why
+    config = dict(SD, algorithm_type="sde-dpmsolver", final_sigmas_type="sigma_min", solver_order=3)
+    s = scheduler_class(NAME).from_config(config)
+    s.set_timesteps(10)
+    x, gen = initial_sample(0), TorchGenerator(0)
+    s.step(model_fn(x, s.timesteps[0]), s.timesteps[0], x, generator=gen)
+    s.step(model_fn(x, s.timesteps[1]), s.timesteps[1], x, generator=gen)
+    with pytest.raises(NotImplementedError, match="third-order"):
+        s.step(model_fn(x, s.timesteps[2]), s.timesteps[2], x, generator=gen)
+    ref = diffusers.DPMSolverMultistepScheduler.from_config(config)
+    ref.set_timesteps(10)
+    with pytest.raises(UnboundLocalError):
+        for t in ref.timesteps[:3]:
+            ref.step(torch.from_numpy(model_fn(x, t.numpy())), t, torch.from_numpy(x))
