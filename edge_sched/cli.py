@@ -51,6 +51,38 @@ def cmd_schedulers(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    # the workstation side (torch, diffusers, optimum) is imported only when this command runs
+    try:
+        import export
+    except ImportError as e:
+        raise RuntimeError(
+            f"`edge-sched export` needs the export extra (torch, diffusers, optimum): "
+            f"pip install 'edge-sched[export]' ({e})"
+        ) from e
+
+    overrides = dict(export.parse_override(item) for item in args.set or [])
+    manifest = export.export_pipeline(
+        args.source,
+        args.output,
+        format=args.format,
+        dtype=args.dtype,
+        scheduler=args.scheduler,
+        scheduler_overrides=overrides,
+        overwrite=args.overwrite,
+        revision=args.revision,
+        token=args.token,
+        cache_dir=args.cache_dir,
+        local_files_only=args.local_files_only,
+        allow_pickle=args.allow_pickle,
+    )
+    for name, numbers in manifest["validation"].items():
+        print(f"{name}: max abs diff {numbers['max_abs']:.3g}, max rel diff {numbers['max_rel']:.3g}")
+    print(f"exported {manifest['pipeline']} to {args.output} ({manifest['format']}, {manifest['dtype']}, "
+          f"scheduler {manifest['scheduler']['class']}) in {manifest['export_seconds']:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-sched", description=__doc__)
     parser.add_argument("--version", action="version", version=f"edge-sched {__version__}")
@@ -59,6 +91,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schedulers", help="list every scheduler with its options")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.set_defaults(func=cmd_schedulers)
+
+    p = sub.add_parser(
+        "export",
+        help="export a Stable Diffusion pipeline (local diffusers folder or Hub repo id) to ONNX or OpenVINO",
+        description="Export a Stable Diffusion 1.x/2.x text-to-image pipeline to graphs the runtime loads "
+        "(needs the export extra: torch, diffusers, optimum).",
+    )
+    p.add_argument("source", metavar="SOURCE", help="Hub repo id (owner/name) or local diffusers folder")
+    p.add_argument("output", metavar="OUTPUT", help="folder to create")
+    p.add_argument("--format", required=True, choices=["onnx", "openvino"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"])
+    p.add_argument("--scheduler", metavar="NAME", help="scheduler to ship, as a diffusers class name "
+                   "(default: the pipeline's own); A1111 names are not supported yet")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append",
+                   help="scheduler config override, e.g. timestep_spacing=trailing (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--revision", help="Hub revision (branch, tag or commit)")
+    p.add_argument("--cache-dir", help="Hugging Face cache folder")
+    p.add_argument("--token", help="Hugging Face token for private or gated repos")
+    p.add_argument("--local-files-only", action="store_true", help="use the cache only, no download")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow .bin/.ckpt pickle weights (they can run code: only for sources you trust)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     # denoising schedulers with a discrete-time VP training schedule (not inversion)
     names = [n for n, cls in sorted(edge_sched.SCHEDULER_CLASSES.items())
              if hasattr(cls(), "alphas_cumprod") and "Inverse" not in n]
-    print(f"| scheduler | " + " | ".join(f"|std - {DATA_STD}| at {s} steps" for s in args.steps) + " |")
+    print("| scheduler | " + " | ".join(f"|std - {DATA_STD}| at {s} steps" for s in args.steps) + " |")
     print("|---|" + "---|" * len(args.steps))
     for name in names:
         cells = []

@@ -32,6 +32,15 @@ class SchedulerOutput:
         return self.to_tuple()[index]
 
 
+# diffusers' KarrasDiffusionSchedulers: the schedulers a Stable Diffusion style config can switch between
+KARRAS_COMPATIBLES = [
+    "DDIMScheduler", "DDPMScheduler", "PNDMScheduler", "LMSDiscreteScheduler", "EulerDiscreteScheduler",
+    "HeunDiscreteScheduler", "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+    "DEISMultistepScheduler", "UniPCMultistepScheduler", "DPMSolverSDEScheduler", "EDMEulerScheduler",
+]
+
+
 class SchedulerNotReadyError(RuntimeError):
     """``step`` (or similar) called before ``set_timesteps``."""
 
@@ -132,6 +141,15 @@ class SchedulerMixin(ConfigMixin):
             raise ValueError(f"timestep {timestep!r} is not in this scheduler's timesteps {schedule_timesteps!r}.")
         return int(indices[1] if len(indices) > 1 else indices[0])
 
+    def _noising_indices(self, timesteps) -> list[int]:
+        """Schedule index of each timestep given to ``add_noise``: looked up in the schedule, or,
+        once a pipeline set a begin index (image-to-image), the current step for every item."""
+        timesteps = np.atleast_1d(np.asarray(timesteps))
+        if self._begin_index is None:
+            return [self.index_for_timestep(t) for t in timesteps]
+        start = self._step_index if self._step_index is not None else self._begin_index
+        return [start] * len(timesteps)
+
     def _init_step_index(self, timestep) -> None:
         if self._begin_index is None:
             self._step_index = self.index_for_timestep(timestep)
@@ -201,6 +219,7 @@ def scheduler_class(name: str) -> type[SchedulerMixin]:
 
 
 __all__ = [
+    "KARRAS_COMPATIBLES",
     "SchedulerMixin",
     "SchedulerOutput",
     "SchedulerNotReadyError",

@@ -14,6 +14,8 @@ from .errors import check_choice
 from .torch_numerics import cumprod_f32, linspace_f32
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "exp", "laplace", "sigmoid")
+# what most diffusers schedulers accept (DDIM, PNDM, the multistep solvers, Euler, ...)
+COMMON_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 ALPHA_TRANSFORMS = ("cosine", "exp", "laplace")
 
 
@@ -88,3 +90,16 @@ def alphas_cumprod_of(betas: np.ndarray) -> np.ndarray:
 def sigmas_of(alphas_cumprod: np.ndarray) -> np.ndarray:
     """Karras-style noise levels sigma_t = sqrt((1 - abar_t) / abar_t), ascending in t."""
     return ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
+
+
+def betas_and_alphas_cumprod(config, schedules=COMMON_BETA_SCHEDULES) -> tuple[np.ndarray, np.ndarray]:
+    """(betas, alphas_cumprod) of a scheduler config: its beta schedule (one of ``schedules``
+    unless ``trained_betas`` is given), zero-SNR rescaled when the config asks for it."""
+    if config.trained_betas is None:
+        check_choice("beta_schedule", config.beta_schedule, schedules)
+    betas = make_betas(
+        config.num_train_timesteps, config.beta_start, config.beta_end, config.beta_schedule, config.trained_betas
+    )
+    if getattr(config, "rescale_betas_zero_snr", False):
+        betas = rescale_zero_terminal_snr(betas)
+    return betas, alphas_cumprod_of(betas)

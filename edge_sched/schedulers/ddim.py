@@ -17,30 +17,16 @@ from typing import Literal
 import numpy as np
 
 from ..random import randn_tensor
-from .base import SchedulerMixin
-from .betas import alphas_cumprod_of, make_betas, rescale_zero_terminal_snr
+from .base import KARRAS_COMPATIBLES, SchedulerMixin
+from .betas import betas_and_alphas_cumprod
 from .errors import check_choice
-from .euler import KARRAS_COMPATIBLES
 from .noising import add_noise_at_timesteps, velocity_at_timesteps
 from .prediction import PREDICTION_TYPES, clip_predicted_x0, predicted_eps, predicted_x0_and_eps
 from .spacing import spaced_timesteps
 
 # beta schedules the DDIM family (DDIM, DDIMInverse, PNDM) implements in diffusers
-DDIM_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 _F32 = np.float32
-
-
-def ddim_alphas_cumprod(config) -> tuple[np.ndarray, np.ndarray]:
-    """(betas, alphas_cumprod) of a DDIM-family config, float32 as diffusers builds them."""
-    if config.trained_betas is None:
-        check_choice("beta_schedule", config.beta_schedule, DDIM_BETA_SCHEDULES)
-    betas = make_betas(
-        config.num_train_timesteps, config.beta_start, config.beta_end, config.beta_schedule, config.trained_betas
-    )
-    if getattr(config, "rescale_betas_zero_snr", False):
-        betas = rescale_zero_terminal_snr(betas)
-    return betas, alphas_cumprod_of(betas)
 
 
 class DDIMScheduler(SchedulerMixin):
@@ -66,7 +52,7 @@ class DDIMScheduler(SchedulerMixin):
         rescale_betas_zero_snr: bool = False,
     ):
         check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
-        self.betas, self.alphas_cumprod = ddim_alphas_cumprod(self.config)
+        self.betas, self.alphas_cumprod = betas_and_alphas_cumprod(self.config)
         self.alphas = (1.0 - self.betas).astype(_F32)
         # the "previous" alpha of the last step: 1 (a clean x0) or abar_0
         self.final_alpha_cumprod = _F32(1.0) if set_alpha_to_one else self.alphas_cumprod[0]

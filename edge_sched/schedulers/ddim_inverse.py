@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from .base import SchedulerMixin
-from .ddim import ddim_alphas_cumprod
+from .betas import betas_and_alphas_cumprod
 from .errors import check_choice
 from .prediction import PREDICTION_TYPES, clip_predicted_x0, predicted_x0_and_eps
 from .spacing import spaced_timesteps
@@ -46,7 +46,7 @@ class DDIMInverseScheduler(SchedulerMixin):
         **kwargs,
     ):
         check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
-        self.betas, self.alphas_cumprod = ddim_alphas_cumprod(self.config)
+        self.betas, self.alphas_cumprod = betas_and_alphas_cumprod(self.config)
         self.alphas = (1.0 - self.betas).astype(_F32)
         # the alpha of the step *from* before timestep 0: 1 (a clean x0) or abar_0
         self.initial_alpha_cumprod = _F32(1.0) if set_alpha_to_one else self.alphas_cumprod[0]

@@ -21,10 +21,9 @@ from typing import Literal
 import numpy as np
 
 from ..random import randn_tensor
-from .base import SchedulerMixin
+from .base import KARRAS_COMPATIBLES, SchedulerMixin
 from .betas import alphas_cumprod_of, make_betas, rescale_zero_terminal_snr
 from .errors import check_choice
-from .euler import KARRAS_COMPATIBLES
 from .noising import add_noise_at_timesteps, velocity_at_timesteps
 from .prediction import PREDICTION_TYPES, clip_predicted_x0, predicted_x0
 from .spacing import spaced_timesteps

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..random import randn_tensor
 from .betas import sigmas_of
+from .base import KARRAS_COMPATIBLES
 from .errors import check_choice
 from .noising import velocity_at_timesteps
 from .prediction import PREDICTION_TYPES
@@ -20,12 +21,6 @@ from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule, sigma_to_t
 from .torch_numerics import linspace_f32
 
-KARRAS_COMPATIBLES = [
-    "DDIMScheduler", "DDPMScheduler", "PNDMScheduler", "LMSDiscreteScheduler", "EulerDiscreteScheduler",
-    "HeunDiscreteScheduler", "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler",
-    "DPMSolverSinglestepScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
-    "DEISMultistepScheduler", "UniPCMultistepScheduler", "DPMSolverSDEScheduler", "EDMEulerScheduler",
-]
 
 
 class EulerDiscreteScheduler(_SigmaDiscreteScheduler):

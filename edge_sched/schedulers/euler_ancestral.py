@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..random import randn_tensor
+from .base import KARRAS_COMPATIBLES
 from .errors import check_choice
-from .euler import KARRAS_COMPATIBLES
 from .prediction import PREDICTION_TYPES
 from .sigma_discrete import _SigmaDiscreteScheduler
 

@@ -17,7 +17,6 @@ Karras / exponential / beta ramp. The timestep the model sees is sigma * T.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import numpy as np
@@ -25,7 +24,7 @@ import numpy as np
 from ..random import randn_tensor
 from .base import SchedulerMixin, expand_to
 from .errors import check_choice
-from .sigmas import configured_sigma_schedule, sigma_schedule
+from .sigmas import configured_sigma_schedule, flow_time_shift, sigma_schedule
 
 TIME_SHIFT_TYPES = ("exponential", "linear")
 
@@ -89,9 +88,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin):
 
     def time_shift(self, mu: float, sigma: float, t: np.ndarray) -> np.ndarray:
         """Resolution-dependent shift of ``t`` by ``mu`` (``time_shift_type``)."""
-        e = math.exp(mu) if self.config.time_shift_type == "exponential" else mu
-        with np.errstate(divide="ignore"):
-            return e / (e + (1 / t - 1) ** sigma)
+        return flow_time_shift(t, mu, self.config.time_shift_type, sigma)
 
     def stretch_shift_to_terminal(self, t: np.ndarray) -> np.ndarray:
         """Rescale 1 - t so that the last value becomes ``shift_terminal``."""
@@ -230,11 +227,5 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin):
         """Forward process of flow matching: x = sigma * noise + (1 - sigma) * sample, sigma looked up
         per batch item from ``timestep`` (or the begin/step index when a pipeline set one)."""
         sigmas = self.sigmas.astype(sample.dtype)
-        timestep = np.atleast_1d(np.asarray(timestep))
-        if self._begin_index is None:
-            idx = [self.index_for_timestep(t, self.timesteps) for t in timestep]
-        else:
-            start = self._step_index if self._step_index is not None else self._begin_index
-            idx = [start] * timestep.shape[0]
-        sigma = expand_to(sigmas[idx].reshape(-1), sample.ndim)
+        sigma = expand_to(sigmas[self._noising_indices(timestep)].reshape(-1), sample.ndim)
         return sigma * noise + (1.0 - sigma) * sample

@@ -15,8 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from .base import KARRAS_COMPATIBLES
 from .errors import check_choice
-from .euler import KARRAS_COMPATIBLES
 from .prediction import PREDICTION_TYPES
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule

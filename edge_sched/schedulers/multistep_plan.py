@@ -27,12 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import SchedulerMixin, expand_to
-from .ddim import ddim_alphas_cumprod
+from .base import KARRAS_COMPATIBLES, SchedulerMixin, expand_to
+from .betas import betas_and_alphas_cumprod
 from .errors import check_choice
-from .euler import KARRAS_COMPATIBLES
 from .prediction import predicted_eps, predicted_x0, threshold_sample
-from .sigmas import configured_sigma_schedule, lu_lambdas, sigma_schedule, sigma_to_t
+from .sigmas import configured_sigma_schedule, flow_time_shift, lu_lambdas, sigma_schedule, sigma_to_t
 from .spacing import spaced_timesteps
 
 _F32 = np.float32
@@ -159,8 +158,7 @@ def _flow_sigmas(cfg, rules: PlanRules, n: int | None, sigmas, mu):
         return s, s * n_train
     s = np.linspace(1, 1 / n_train, n + 1)[:-1] if sigmas is None else np.asarray(sigmas, dtype=np.float64)
     if cfg.use_dynamic_shifting:
-        e = math.exp(mu) if cfg.time_shift_type == "exponential" else mu
-        s = e / (e + (1 / s - 1) ** 1.0)
+        s = flow_time_shift(s, mu, cfg.time_shift_type)
     else:
         s = shift * s / (1 + (shift - 1) * s)
     if cfg.shift_terminal:
@@ -199,7 +197,7 @@ class _MultistepSolver(SchedulerMixin):
         cfg = self.config
         configured_sigma_schedule(cfg)
         check_choice("final_sigmas_type", cfg.final_sigmas_type, FINAL_SIGMAS_TYPES)
-        self.betas, alphas_cumprod = ddim_alphas_cumprod(cfg)
+        self.betas, alphas_cumprod = betas_and_alphas_cumprod(cfg)
         self.alphas = (1.0 - self.betas).astype(_F32)
         if cfg.rescale_betas_zero_snr:
             # sigma would be infinite at the zero-SNR step; diffusers uses a tiny alpha instead
@@ -268,12 +266,7 @@ class _MultistepSolver(SchedulerMixin):
 
     def add_noise(self, original_samples: np.ndarray, noise: np.ndarray, timesteps) -> np.ndarray:
         """x_t = alpha_t * x0 + sigma_t * noise at the sigma of each (scheduled) timestep."""
-        timesteps = np.atleast_1d(np.asarray(timesteps))
-        if self._begin_index is None:
-            idx = [self.index_for_timestep(t) for t in timesteps]
-        else:
-            start = self._step_index if self._step_index is not None else self._begin_index
-            idx = [start] * len(timesteps)
+        idx = self._noising_indices(timesteps)
         sigma = expand_to(self.sigmas.astype(original_samples.dtype)[idx], original_samples.ndim)
         alpha_t, sigma_t = alpha_sigma_of(sigma, self.config.use_flow_sigmas)
         return alpha_t * original_samples + sigma_t * noise

@@ -19,10 +19,9 @@ from typing import Literal
 
 import numpy as np
 
-from .base import SchedulerMixin
-from .ddim import ddim_alphas_cumprod
+from .base import KARRAS_COMPATIBLES, SchedulerMixin
+from .betas import betas_and_alphas_cumprod
 from .errors import check_choice
-from .euler import KARRAS_COMPATIBLES
 from .noising import add_noise_at_timesteps
 from .spacing import spaced_timesteps
 
@@ -47,7 +46,7 @@ class PNDMScheduler(SchedulerMixin):
         steps_offset: int = 0,
     ):
         check_choice("prediction_type", prediction_type, ("epsilon", "v_prediction"))
-        self.betas, self.alphas_cumprod = ddim_alphas_cumprod(self.config)
+        self.betas, self.alphas_cumprod = betas_and_alphas_cumprod(self.config)
         self.alphas = (1.0 - self.betas).astype(_F32)
         self.final_alpha_cumprod = _F32(1.0) if set_alpha_to_one else self.alphas_cumprod[0]
         self.pndm_order = 4

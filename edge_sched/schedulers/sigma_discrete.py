@@ -98,12 +98,7 @@ class _SigmaDiscreteScheduler(SchedulerMixin):
 
     def add_noise(self, original_samples: np.ndarray, noise: np.ndarray, timesteps) -> np.ndarray:
         """x_t = x0 + sigma_t * noise at the given (scheduled) timesteps."""
-        timesteps = np.atleast_1d(np.asarray(timesteps))
-        if self._begin_index is None:
-            idx = [self.index_for_timestep(t) for t in timesteps]
-        else:
-            start = self._step_index if self._step_index is not None else self._begin_index
-            idx = [start] * len(timesteps)
+        idx = self._noising_indices(timesteps)
         sigma = expand_to(self.sigmas[idx].astype(original_samples.dtype), original_samples.ndim)
         return original_samples + noise * sigma
 

@@ -39,6 +39,14 @@ def lu_lambdas(lambda_min: float, lambda_max: float, num_inference_steps: int) -
     return lambda_max + ramp * (lambda_min - lambda_max)
 
 
+def flow_time_shift(t: np.ndarray, mu: float, kind: str = "exponential", sigma: float = 1.0) -> np.ndarray:
+    """Resolution-dependent shift of flow-matching times t in (0, 1] (SD3 / Flux ``mu``):
+    e / (e + (1/t - 1)^sigma) with e = exp(mu) ("exponential") or mu ("linear")."""
+    e = math.exp(mu) if kind == "exponential" else mu
+    with np.errstate(divide="ignore"):
+        return e / (e + (1 / t - 1) ** sigma)
+
+
 def sigma_schedule(kind: str, in_sigmas: np.ndarray, num_inference_steps: int, config) -> np.ndarray:
     """Resample descending ``in_sigmas`` with a named schedule, honouring the config's
     ``sigma_min`` / ``sigma_max`` overrides when the scheduler has them."""
