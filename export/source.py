@@ -1,0 +1,171 @@
+"""Where the pipeline comes from: a local diffusers folder or a Hub repo (huggingface_hub)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SourceError
+
+SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
+# model components the export turns into graphs, and the other folders it ships
+MODEL_COMPONENTS = ("text_encoder", "unet", "vae")
+REQUIRED_COMPONENTS = ("text_encoder", "tokenizer", "unet", "vae", "scheduler")
+SAFE_WEIGHTS = ("diffusion_pytorch_model.safetensors", "model.safetensors")
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+@dataclass
+class ResolvedSource:
+    folder: Path  # local folder in save_pretrained layout
+    source_id: str  # what the user passed (repo id or absolute folder path)
+    kind: str  # "local" | "hub"
+    revision: str | None  # commit hash for the Hub, None for a local folder
+    pipeline_class: str
+    model_index: dict
+
+
+def hub_allow_patterns(allow_pickle: bool = False) -> list[str]:
+    """Only what the export needs: model_index, configs, tokenizer, scheduler and safetensors weights
+    of the model components (pickles only when explicitly allowed)."""
+    patterns = ["model_index.json", "scheduler/*.json", "tokenizer/*"]
+    for c in MODEL_COMPONENTS:
+        patterns += [f"{c}/config.json", *(f"{c}/{w}" for w in SAFE_WEIGHTS), f"{c}/*.safetensors.index.json"]
+        patterns += [f"{c}/*-of-*.safetensors"]
+        if allow_pickle:
+            patterns += [f"{c}/diffusion_pytorch_model.bin", f"{c}/pytorch_model.bin", f"{c}/*.bin.index.json",
+                         f"{c}/*-of-*.bin"]
+    return patterns
+
+
+def looks_like_repo_id(source: str) -> bool:
+    return bool(_REPO_ID.match(source)) and not source.startswith((".", "~")) and source.count("/") <= 1
+
+
+def _offline(local_files_only: bool) -> bool:
+    if local_files_only:
+        return True
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return bool(constants.HF_HUB_OFFLINE) or env in ("1", "ON", "YES", "TRUE")
+
+
+def resolve_source(
+    source: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
+    allow_pickle: bool = False,
+) -> ResolvedSource:
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        folder, kind, commit, source_id = path.resolve(), "local", None, str(path.resolve())
+        if revision is not None:
+            raise SourceError(f"{text}: --revision applies to Hub repos, not to a local folder")
+    elif path.exists():
+        raise SourceError(
+            f"{text}: is a file; give a diffusers folder (save_pretrained layout) or a Hub repo id "
+            "(single-file checkpoints are not supported yet)"
+        )
+    elif not looks_like_repo_id(text):
+        raise SourceError(f"{text}: no such folder (and not a Hub repo id of the form owner/name)")
+    else:
+        folder, commit = _download(text, revision, token, cache_dir, local_files_only, allow_pickle)
+        kind, source_id = "hub", text
+    model_index = check_folder(folder, text, allow_pickle=allow_pickle)
+    return ResolvedSource(folder, source_id, kind, commit, model_index["_class_name"], model_index)
+
+
+def _download(repo_id, revision, token, cache_dir, local_files_only, allow_pickle) -> tuple[Path, str | None]:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    offline = _offline(local_files_only)
+    try:
+        folder = Path(
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                token=token,
+                cache_dir=os.fspath(cache_dir) if cache_dir is not None else None,
+                local_files_only=offline,
+                allow_patterns=hub_allow_patterns(allow_pickle),
+            )
+        )
+    except LocalEntryNotFoundError as e:
+        where = f" in the cache {cache_dir}" if cache_dir else " in the Hugging Face cache"
+        why = "offline mode (local_files_only / HF_HUB_OFFLINE)" if offline else "the Hub could not be reached"
+        raise SourceError(
+            f"{repo_id}" + (f"@{revision}" if revision else "") + f": not a local folder, not found{where}, "
+            f"and {why}"
+        ) from e
+    except GatedRepoError as e:
+        raise SourceError(f"{repo_id}: gated repo; pass a token that has access (--token)") from e
+    except RepositoryNotFoundError as e:
+        raise SourceError(f"{repo_id}: no such Hub repo (or it is private: pass --token)") from e
+    except RevisionNotFoundError as e:
+        raise SourceError(f"{repo_id}: no revision {revision!r}") from e
+    except Exception as e:  # connection errors and the like
+        raise SourceError(f"{repo_id}: download failed: {type(e).__name__}: {e}") from e
+    commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else revision
+    return folder, commit
+
+
+def check_folder(folder: Path, label: str, *, allow_pickle: bool = False) -> dict:
+    """Refuse what we cannot (or must not) load, before torch sees a byte of it."""
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise SourceError(f"{label}: no model_index.json; is this a diffusers pipeline folder (save_pretrained layout)?")
+    try:
+        model_index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SourceError(f"{index_file}: unreadable JSON ({e})") from e
+    cls = model_index.get("_class_name") if isinstance(model_index, dict) else None
+    if cls not in SUPPORTED_PIPELINES:
+        raise SourceError(
+            f"{index_file}: pipeline class {cls!r} is not supported; supported: {', '.join(SUPPORTED_PIPELINES)}"
+        )
+    missing = [c for c in REQUIRED_COMPONENTS if not _declared(model_index.get(c))]
+    if missing:
+        raise SourceError(f"{index_file}: missing components: {', '.join(missing)}")
+    for name in REQUIRED_COMPONENTS:
+        library = model_index[name][0]
+        if library not in ("diffusers", "transformers"):
+            raise SourceError(
+                f"{index_file}: component {name} comes from {library!r}; only diffusers and transformers "
+                "classes are loaded (never remote code)"
+            )
+        if not (folder / name).is_dir():
+            raise SourceError(f"{label}: component folder {name}/ is missing")
+    for name in MODEL_COMPONENTS:
+        sub = folder / name
+        if not (sub / "config.json").is_file():
+            raise SourceError(f"{sub}: no config.json")
+        files = [p.name for p in sub.iterdir() if p.is_file()]
+        safe = [f for f in files if f.endswith(".safetensors") or f.endswith(".safetensors.index.json")]
+        pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES) or f.endswith(".bin.index.json")]
+        if not safe and pickles and not allow_pickle:
+            raise SourceError(
+                f"{sub}: only pickle weights ({', '.join(sorted(pickles))}); unpickling can run arbitrary code, "
+                "so it needs allow_pickle=True (--allow-pickle) for a source you trust"
+            )
+        if not safe and not pickles:
+            raise SourceError(f"{sub}: no weights (expected {' or '.join(SAFE_WEIGHTS)})")
+    return model_index
+
+
+def _declared(entry) -> bool:
+    return isinstance(entry, (list, tuple)) and len(entry) == 2 and entry[0] is not None and entry[1] is not None
