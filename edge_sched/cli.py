@@ -23,7 +23,7 @@ def scheduler_rows() -> list[dict]:
             {
                 "scheduler": name,
                 "order": cls.order,
-                "noise": "stochastic" if getattr(cls, "stochastic", "generator" in step_params) else "deterministic",
+                "noise": getattr(cls, "noise_kind", "stochastic" if "generator" in step_params else "deterministic"),
                 "timesteps=": "yes" if "timesteps" in set_params else "-",
                 "sigmas=": "yes" if "sigmas" in set_params else "-",
                 "options": ", ".join(options),

@@ -30,6 +30,7 @@ _F32 = np.float32
 
 
 class DDIMScheduler(SchedulerMixin):
+    noise_kind = "with eta > 0"  # for the `edge-sched schedulers` table
     _compatibles = KARRAS_COMPATIBLES
     order = 1
 

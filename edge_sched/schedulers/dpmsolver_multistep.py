@@ -92,6 +92,7 @@ def dpm_coefficients(algorithm_type: str, solver_type: str, alpha, sigma, lam):
 
 
 class DPMSolverMultistepScheduler(_MultistepSolver):
+    noise_kind = "with sde-* algorithm types"  # for the `edge-sched schedulers` table
     _rules = DPM_RULES
     _legacy_values = {
         "algorithm_type": {"deis": "dpmsolver++"},

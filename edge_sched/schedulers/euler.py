@@ -24,6 +24,7 @@ from .torch_numerics import linspace_f32
 
 
 class EulerDiscreteScheduler(_SigmaDiscreteScheduler):
+    noise_kind = "with s_churn > 0"  # for the `edge-sched schedulers` table
     _compatibles = KARRAS_COMPATIBLES
     order = 1
 

@@ -36,6 +36,7 @@ def _is_integer_timestep(timestep) -> bool:
 
 
 class FlowMatchEulerDiscreteScheduler(SchedulerMixin):
+    noise_kind = "with stochastic_sampling"  # for the `edge-sched schedulers` table
     _compatibles = []
     order = 1
 
