@@ -1,0 +1,299 @@
+"""What every pipeline shares: loading (``from_pretrained``), the scheduler slot, the denoising-loop
+plumbing (timestep feeds, step arguments, NaN checks, callbacks), progress and outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..random import as_generator
+from ..runtime import EngineError
+from ..runtime.base import Component
+from ..schedulers import SchedulerMixin
+from .loading import (
+    Components,
+    PipelineLoadError,
+    engine_options,
+    graph_folders,
+    load_scheduler,
+    pick_backend,
+    read_model_index,
+    resolve_folder,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLatentsError(FloatingPointError):
+    """NaN or inf appeared in the latents; says at which step."""
+
+
+@dataclasses.dataclass
+class ImagePipelineOutput:
+    """``images``: a list of PIL images, or a float32 array [batch, H, W, C] in [0, 1] (``output_type="np"``),
+    or latents (``output_type="latent"``)."""
+
+    images: object
+    nsfw_content_detected: list | None = None
+
+    def __getitem__(self, index):
+        return (self.images, self.nsfw_content_detected)[index]
+
+
+StableDiffusionPipelineOutput = ImagePipelineOutput
+
+
+class ProgressBar:
+    """A dependency-free progress line on stderr (diffusers users know ``set_progress_bar_config``)."""
+
+    def __init__(self, total: int, desc: str = "", disable: bool = False, stream=None):
+        self.total, self.desc, self.disable, self.n = total, desc, disable, 0
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+
+    def __enter__(self):
+        self._draw()
+        return self
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.disable:
+            return
+        width = 24
+        filled = int(width * self.n / max(self.total, 1))
+        elapsed = time.perf_counter() - self.start
+        rate = f"{elapsed / self.n:.2f}s/it" if self.n else ""
+        end = "\n" if self.n >= self.total else ""
+        self.stream.write(f"\r{self.desc}{self.n}/{self.total} [{'#' * filled}{'.' * (width - filled)}] {rate}{end}")
+        self.stream.flush()
+
+    def __exit__(self, *exc):
+        if not self.disable and self.n < self.total:
+            self.stream.write("\n")
+        return False
+
+
+class DiffusionPipeline:
+    """Base class; ``DiffusionPipeline.from_pretrained(folder)`` returns the class ``model_index.json`` names."""
+
+    #: graph components this pipeline cannot run without, and the inputs each must have
+    required_graphs: dict[str, tuple[str, ...]] = {}
+    #: graph components used when present
+    optional_graphs: tuple[str, ...] = ()
+    needs_tokenizer = False
+
+    def __init__(self, folder: Path, components: Components, scheduler: SchedulerMixin, model_index: dict,
+                 tokenizers: dict | None = None):
+        self.folder, self.components, self.model_index = folder, components, model_index
+        self.scheduler = scheduler
+        self.tokenizers = tokenizers or {}
+        self._progress = {"disable": False}
+        if not components.low_memory:
+            components.load_all()
+            for name in self.required_graphs:
+                self._check_graph(components[name])
+
+    # ---- loading -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source,
+        backend: str = "auto",
+        device: str | None = None,
+        providers=None,
+        *,
+        provider_options=None,
+        allow_cpu_fallback: bool = False,
+        num_threads: int | None = None,
+        inference_precision: str | None = "f32",
+        cache_dir=None,
+        static_shapes: dict | None = None,
+        low_memory: bool = False,
+        revision: str | None = None,
+        token=None,
+        hub_cache_dir=None,
+        local_files_only: bool = False,
+        **engine_kwargs,
+    ) -> "DiffusionPipeline":
+        """Load a pipeline folder (optimum's layout), a Hub repo id, or a built-in model name.
+
+        ``backend``: "auto" (OpenVINO IR -> openvino, ONNX -> onnxruntime, whichever is installed),
+        "onnxruntime" or "openvino". ``providers`` (onnxruntime) and ``device`` (OpenVINO) pick the
+        hardware; ``low_memory`` keeps one graph in memory at a time.
+        """
+        folder = resolve_folder(source, revision=revision, token=token, cache_dir=hub_cache_dir,
+                                local_files_only=local_files_only)
+        index = read_model_index(folder)
+        target = cls
+        if cls is DiffusionPipeline:
+            target = pipeline_class_for(index, folder)
+        names = graph_folders(folder, index)
+        missing = [n for n in target.required_graphs if n not in names]
+        if missing:
+            raise PipelineLoadError(
+                f"{folder}: {target.__name__} needs the component folder(s) {', '.join(missing)} "
+                f"(found: {', '.join(names) or 'none'})"
+            )
+        names = [n for n in names if n in target.required_graphs or n in target.optional_graphs]
+        chosen = pick_backend(folder, names, backend)
+        options = engine_options(
+            chosen, device=device, providers=providers, provider_options=provider_options,
+            allow_cpu_fallback=allow_cpu_fallback, num_threads=num_threads, inference_precision=inference_precision,
+            cache_dir=cache_dir, static_shapes=static_shapes, **engine_kwargs,
+        )
+        components = Components(folder, names, chosen, options, low_memory=low_memory)
+        tokenizers = target._load_tokenizers(folder)
+        return target(folder, components, load_scheduler(folder), index, tokenizers)
+
+    @classmethod
+    def _load_tokenizers(cls, folder: Path) -> dict:
+        return {}
+
+    def _check_graph(self, component: Component) -> None:
+        expected = self.required_graphs.get(component.name, ())
+        missing = [n for n in expected if n not in component.inputs]
+        if missing:
+            raise PipelineLoadError(
+                f"{component.path}: {type(self).__name__} needs a {component.name} graph with inputs "
+                f"{', '.join(expected)}; this one has {component.describe_inputs()} (missing {', '.join(missing)})"
+            )
+
+    def graph(self, name: str) -> Component:
+        component = self.components[name]
+        if self.components.low_memory:
+            self._check_graph(component)
+        return component
+
+    @property
+    def backend(self) -> str:
+        return self.components.backend
+
+    def set_progress_bar_config(self, **kwargs) -> None:
+        self._progress.update(kwargs)
+
+    def progress_bar(self, total: int) -> ProgressBar:
+        return ProgressBar(total, desc=self._progress.get("desc", ""), disable=self._progress.get("disable", False))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(folder={str(self.folder)!r}, backend={self.backend!r}, "
+                f"scheduler={type(self.scheduler).__name__}, graphs={self.components.names})")
+
+    # ---- loop plumbing shared by every pipeline -------------------------------------------------
+
+    @staticmethod
+    def _generator(generator):
+        """Turn int seeds into generators ONCE, so the latents and every scheduler step share one stream."""
+        if isinstance(generator, (list, tuple)):
+            return [as_generator(g) for g in generator]
+        return None if generator is None else as_generator(generator)
+
+    def _step_kwargs(self, generator, eta: float | None) -> dict:
+        params = inspect.signature(self.scheduler.step).parameters
+        kwargs = {}
+        if "eta" in params and eta is not None:
+            kwargs["eta"] = eta
+        if "generator" in params:
+            kwargs["generator"] = generator
+        return kwargs
+
+    def _set_timesteps(self, num_inference_steps, timesteps=None, sigmas=None) -> np.ndarray:
+        """diffusers' ``retrieve_timesteps``: custom ``timesteps`` or ``sigmas`` where the scheduler takes them."""
+        if timesteps is not None and sigmas is not None:
+            raise ValueError("pass either timesteps or sigmas, not both")
+        params = inspect.signature(self.scheduler.set_timesteps).parameters
+        name = type(self.scheduler).__name__
+        if timesteps is not None:
+            if "timesteps" not in params:
+                raise ValueError(f"{name} does not accept custom timesteps; use a scheduler that does")
+            self.scheduler.set_timesteps(timesteps=timesteps)
+        elif sigmas is not None:
+            if "sigmas" not in params:
+                raise ValueError(f"{name} does not accept custom sigmas; use a scheduler that does")
+            self.scheduler.set_timesteps(sigmas=sigmas)
+        else:
+            self.scheduler.set_timesteps(num_inference_steps)
+        return self.scheduler.timesteps
+
+    def timestep_feed(self, component: Component, t, batch: int, name: str = "timestep") -> np.ndarray:
+        """The timestep as the graph declares it: a scalar, or one per batch item, in its dtype."""
+        spec = component.inputs[name]
+        value = np.asarray(t)
+        if np.issubdtype(spec.dtype, np.integer) and not np.issubdtype(value.dtype, np.integer):
+            if not np.all(value == np.round(value)) and not getattr(self, "_warned_int_timestep", False):
+                logger.warning("%s takes integer timesteps, the schedule has fractional ones (%s); rounding down, as a"
+                               " cast would; images will differ from diffusers'", component.path, value)
+                self._warned_int_timestep = True
+        if spec.shape is not None and len(spec.shape) == 0:
+            return value.reshape(())
+        return np.full((batch,), value.reshape(-1)[0], dtype=value.dtype)
+
+    @staticmethod
+    def _check_finite(latents: np.ndarray, i: int, t) -> None:
+        if not np.isfinite(latents).all():
+            raise NonFiniteLatentsError(
+                f"the latents became NaN/inf at step {i} (timestep {np.asarray(t).item()}); "
+                "the graphs or their precision (fp16?) overflowed"
+            )
+
+    @staticmethod
+    def _callback(callback, pipe, i, t, state: dict, names) -> dict:
+        if callback is None:
+            return state
+        out = callback(pipe, i, t, {k: state[k] for k in names}) or {}
+        unknown = [k for k in out if k not in state]
+        if unknown:
+            raise ValueError(f"callback_on_step_end returned unknown tensors {unknown}; allowed: {sorted(state)}")
+        state.update(out)
+        return state
+
+    def run_graph(self, name: str, **feeds) -> dict[str, np.ndarray]:
+        try:
+            return self.graph(name)(**feeds)
+        except EngineError:
+            raise
+
+    def release(self) -> None:
+        for name in self.components.loaded:
+            self.components._loaded.pop(name).release()
+
+
+PIPELINE_CLASSES: dict[str, type[DiffusionPipeline]] = {}
+#: names optimum and openvino-genai write in model_index.json for the same pipelines
+PIPELINE_ALIASES = {
+    "ORTStableDiffusionPipeline": "StableDiffusionPipeline",
+    "OVStableDiffusionPipeline": "StableDiffusionPipeline",
+    "ORTStableDiffusionImg2ImgPipeline": "StableDiffusionImg2ImgPipeline",
+    "OVStableDiffusionImg2ImgPipeline": "StableDiffusionImg2ImgPipeline",
+    "ORTStableDiffusionInpaintPipeline": "StableDiffusionInpaintPipeline",
+    "OVStableDiffusionInpaintPipeline": "StableDiffusionInpaintPipeline",
+    "ORTStableDiffusionXLPipeline": "StableDiffusionXLPipeline",
+    "OVStableDiffusionXLPipeline": "StableDiffusionXLPipeline",
+    "ORTLatentConsistencyModelPipeline": "LatentConsistencyModelPipeline",
+    "OVLatentConsistencyModelPipeline": "LatentConsistencyModelPipeline",
+}
+
+
+def register_pipeline(cls):
+    PIPELINE_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def pipeline_class_for(index: dict, folder: Path) -> type[DiffusionPipeline]:
+    name = index.get("_class_name")
+    name = PIPELINE_ALIASES.get(name, name)
+    if name not in PIPELINE_CLASSES:
+        raise PipelineLoadError(
+            f"{folder / 'model_index.json'}: pipeline class {index.get('_class_name')!r} is not one this runtime "
+            f"runs ({', '.join(sorted(PIPELINE_CLASSES))})"
+        )
+    return PIPELINE_CLASSES[name]

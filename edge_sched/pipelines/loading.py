@@ -1,0 +1,158 @@
+"""From a folder (optimum's layout), a Hub repo id or a built-in name to graphs, configs and a scheduler.
+
+The folder layout is optimum's: ``model_index.json`` at the top, then one subfolder per
+component (``text_encoder/``, ``text_encoder_2/``, ``unet/``, ``vae_decoder/``, ``vae_encoder/``
+with ``model.onnx`` or ``openvino_model.xml`` and the model's ``config.json``), ``tokenizer/``,
+``tokenizer_2/`` and ``scheduler/scheduler_config.json``. Folders written by ``edge-sched export``
+and by optimum's own exporters both load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from ..runtime import EngineError, choose_backend, load_component
+from ..runtime.base import Component
+from ..schedulers import SchedulerMixin, scheduler_class
+
+logger = logging.getLogger(__name__)
+
+GRAPH_COMPONENTS = ("text_encoder", "text_encoder_2", "unet", "vae_encoder", "vae_decoder")
+BUILTIN_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+HUB_PATTERNS = [
+    "model_index.json", "edge_sched.json", "*/config.json", "*/*.json", "*/*.txt",
+    "*/model.onnx", "*/model.onnx_data", "*/*.onnx_data", "*/openvino_model.xml", "*/openvino_model.bin",
+]
+
+
+class PipelineLoadError(ValueError):
+    """The folder is not a pipeline this runtime can load (what is missing, and where)."""
+
+
+def builtin_models() -> list[str]:
+    if not BUILTIN_MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUILTIN_MODELS_DIR.iterdir() if (p / "model_index.json").is_file())
+
+
+def resolve_folder(source, *, revision=None, token=None, cache_dir=None, local_files_only=False) -> Path:
+    """A local folder as is; a built-in model name from the package; otherwise a Hub repo id (downloaded
+    or read from the huggingface_hub cache; HF_HUB_OFFLINE is honoured by huggingface_hub)."""
+    path = Path(os.fspath(source)).expanduser()
+    if path.is_dir():
+        return path
+    name = str(source)
+    if name in builtin_models():
+        return BUILTIN_MODELS_DIR / name
+    looks_like_repo = name.count("/") == 1 and not name.startswith((".", "/", "~")) and not path.exists()
+    if not looks_like_repo:
+        shipped = ", ".join(builtin_models()) or "none"
+        raise PipelineLoadError(
+            f"{source}: no such folder, and not a Hub repo id ('owner/name') or a built-in model (built-in: {shipped})"
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(
+            name, revision=revision, token=token, cache_dir=cache_dir,
+            local_files_only=local_files_only, allow_patterns=HUB_PATTERNS,
+        ))
+    except Exception as e:
+        raise PipelineLoadError(f"{name}: could not get it from the Hugging Face Hub or its cache: {e}") from e
+
+
+def read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise PipelineLoadError(f"{path.parent}: no {path.name} ({what})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PipelineLoadError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise PipelineLoadError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_model_index(folder: Path) -> dict:
+    return read_json(folder / "model_index.json", "every pipeline folder has one; export it with `edge-sched export`")
+
+
+def load_scheduler(folder: Path) -> SchedulerMixin:
+    config = read_json(folder / "scheduler" / "scheduler_config.json", "the scheduler's config")
+    name = config.get("_class_name")
+    if not isinstance(name, str):
+        raise PipelineLoadError(f"{folder / 'scheduler' / 'scheduler_config.json'}: no _class_name")
+    try:
+        cls = scheduler_class(name)
+    except (KeyError, ValueError) as e:
+        raise PipelineLoadError(f"{folder / 'scheduler' / 'scheduler_config.json'}: {e}") from e
+    return cls.from_config(config)
+
+
+class Components:
+    """The pipeline's graphs, loaded on first use. With ``low_memory`` the pipeline releases each one
+    after its stage (load, run, release), so at most one graph is in memory at a time."""
+
+    def __init__(self, folder: Path, names: list[str], backend: str, options: dict, low_memory: bool = False):
+        self.folder, self.backend, self.options, self.low_memory = folder, backend, options, low_memory
+        self.names = list(names)
+        self._loaded: dict[str, Component] = {}
+        self.configs = {n: self._config(n) for n in self.names}
+
+    def _config(self, name: str) -> dict:
+        path = self.folder / name / "config.json"
+        return read_json(path, f"the {name} model's config") if path.is_file() else {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def __getitem__(self, name: str) -> Component:
+        if name not in self.names:
+            raise PipelineLoadError(f"{self.folder}: this pipeline has no {name} component")
+        if name not in self._loaded:
+            self._loaded[name] = load_component(name, self.folder / name, self.backend, **self.options)
+        return self._loaded[name]
+
+    def done_with(self, name: str) -> None:
+        """End of a stage: in low-memory mode, free the graph (it is reloaded when needed again)."""
+        if self.low_memory and name in self._loaded:
+            self._loaded.pop(name).release()
+
+    def load_all(self) -> None:
+        for n in self.names:
+            self[n]
+
+    @property
+    def loaded(self) -> list[str]:
+        return list(self._loaded)
+
+
+def engine_options(backend: str, *, device=None, providers=None, provider_options=None, allow_cpu_fallback=False,
+                   num_threads=None, inference_precision="f32", cache_dir=None, static_shapes=None,
+                   graph_optimization_level="all", performance_hint="LATENCY") -> dict:
+    """Split the user's engine arguments into what the chosen engine takes; refuse ones it cannot use."""
+    if backend == "onnxruntime":
+        if device not in (None, "CPU", "cpu"):
+            raise EngineError(f"device={device!r} is an OpenVINO option; for onnxruntime pass providers=[...]")
+        if static_shapes:
+            raise EngineError("static_shapes is an OpenVINO option; export with static shapes for onnxruntime")
+        if providers is not None and provider_options is not None:
+            providers = list(zip(providers, provider_options))
+        return dict(providers=providers, allow_cpu_fallback=allow_cpu_fallback, intra_op_threads=num_threads,
+                    graph_optimization_level=graph_optimization_level)
+    if providers is not None:
+        raise EngineError("providers= is an onnxruntime option; for OpenVINO pass device='CPU'|'GPU'|'NPU'|'AUTO'")
+    return dict(device=device or "CPU", inference_precision=inference_precision, num_threads=num_threads,
+                cache_dir=cache_dir, static_shapes=static_shapes, performance_hint=performance_hint)
+
+
+def graph_folders(folder: Path, model_index: dict) -> list[str]:
+    """Graph components present in the folder (the index may name ``vae``; optimum splits it in two)."""
+    return [n for n in GRAPH_COMPONENTS if (folder / n).is_dir()]
+
+
+def pick_backend(folder: Path, names: list[str], backend: str) -> str:
+    return choose_backend([folder / n for n in names], backend)

@@ -1,0 +1,151 @@
+"""OpenVINO engine: one compiled model per graph on a device (CPU, GPU, NPU, AUTO, HETERO:...).
+
+Reads OpenVINO IR (``openvino_model.xml`` + ``.bin``) or ONNX files. ``inference_precision``
+defaults to ``"f32"``: OpenVINO's CPU plugin otherwise computes in bf16 on CPUs that have it,
+which changes images; pass ``None`` for the device's own default or ``"bf16"``/``"f16"`` for speed.
+``static_shapes`` (``{input: shape}``) reshapes the graph before compiling, which NPUs require;
+``cache_dir`` keeps compiled blobs so the next start skips compilation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import Component, EngineError, TensorSpec, numpy_dtype
+
+PRECISIONS = ("f32", "f16", "bf16")
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
+_MULTI_DEVICE_PREFIXES = ("AUTO", "HETERO", "MULTI", "BATCH")
+
+
+def _ov():
+    try:
+        import openvino
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise EngineError("the openvino backend needs the `openvino` extra: pip install 'edge-sched[openvino]'") from e
+    return openvino
+
+
+_CORE = None
+
+
+def core():
+    """One ``openvino.Core`` per process (it owns the plugins; creating it costs time)."""
+    global _CORE
+    if _CORE is None:
+        _CORE = _ov().Core()
+    return _CORE
+
+
+def available_devices() -> list[str]:
+    return list(core().available_devices)
+
+
+def check_device(device: str) -> str:
+    """Accept 'CPU', 'GPU.1', 'NPU', 'AUTO', 'AUTO:GPU,CPU', 'HETERO:GPU,CPU'...; unknown devices are an error."""
+    if not isinstance(device, str) or not device:
+        raise EngineError(f"device must be a non-empty string like 'CPU', got {device!r}")
+    available = available_devices()
+    head, _, rest = device.partition(":")
+    if head.upper() in _MULTI_DEVICE_PREFIXES:
+        wanted = [d for d in rest.split(",") if d] if rest else []
+    else:
+        wanted = [device]
+    for d in wanted:
+        if d not in available and d.split(".")[0] not in {a.split(".")[0] for a in available}:
+            raise EngineError(f"OpenVINO device {d!r} is not available on this machine (available: {', '.join(available)})")
+    return device
+
+
+class OpenVINOComponent(Component):
+    engine = "openvino"
+
+    def __init__(
+        self,
+        name: str,
+        path: str | Path,
+        device: str = "CPU",
+        *,
+        inference_precision: str | None = "f32",
+        performance_hint: str | None = "LATENCY",
+        num_threads: int | None = None,
+        cache_dir: str | Path | None = None,
+        static_shapes: dict[str, tuple[int, ...]] | None = None,
+        config: dict | None = None,
+    ):
+        ov = _ov()
+        path = Path(path)
+        if not path.is_file():
+            raise EngineError(f"{name}: graph file {path} not found")
+        if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
+            raise EngineError(f"{name}: weights file {path.with_suffix('.bin')} not found next to {path.name}")
+        device = check_device(device)
+        props = dict(config or {})
+        if inference_precision is not None:
+            if inference_precision not in PRECISIONS:
+                raise EngineError(f"unknown inference_precision {inference_precision!r}; choose one of {', '.join(PRECISIONS)} or None")
+            # AUTO/HETERO pass the hint on; devices that cannot honour f32 (NPU) reject it, so only CPU/GPU get it
+            if device.split(".")[0].split(":")[0] in ("CPU", "GPU"):
+                props.setdefault("INFERENCE_PRECISION_HINT", inference_precision)
+        if performance_hint is not None:
+            if performance_hint not in PERFORMANCE_HINTS:
+                raise EngineError(f"unknown performance_hint {performance_hint!r}; choose one of {', '.join(PERFORMANCE_HINTS)}")
+            props.setdefault("PERFORMANCE_HINT", performance_hint)
+        if num_threads is not None:
+            props.setdefault("INFERENCE_NUM_THREADS", int(num_threads))
+        if cache_dir is not None:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+            props.setdefault("CACHE_DIR", str(cache_dir))
+        try:
+            model = core().read_model(str(path))
+        except Exception as e:
+            raise EngineError(f"{name}: could not read {path} with OpenVINO: {e}") from e
+        if static_shapes:
+            self._reshape(name, model, static_shapes, ov)
+        try:
+            self.compiled = core().compile_model(model, device, props)
+        except Exception as e:
+            raise EngineError(f"{name}: could not compile {path} for {device}: {e}") from e
+        self.device = device
+        self.request = self.compiled.create_infer_request()
+        super().__init__(
+            name, path,
+            [_spec(p, p.get_partial_shape()) for p in self.compiled.inputs],
+            [_spec(p, p.get_partial_shape()) for p in self.compiled.outputs],
+        )
+        self._outputs = [(o.get_any_name(), o) for o in self.compiled.outputs]
+
+    @staticmethod
+    def _reshape(name, model, static_shapes, ov):
+        names = {p.get_any_name() for p in model.inputs}
+        unknown = sorted(set(static_shapes) - names)
+        if unknown:
+            raise EngineError(f"{name}: static_shapes names {unknown}, but the graph's inputs are {sorted(names)}")
+        try:
+            model.reshape({k: ov.PartialShape(list(v)) for k, v in static_shapes.items()})
+        except Exception as e:
+            raise EngineError(f"{name}: cannot reshape to {static_shapes}: {e}") from e
+
+    def _run(self, feeds):
+        if self.request is None:
+            raise EngineError(f"{self.name}: the component was released")
+        try:
+            self.request.infer(feeds)
+        except Exception as e:
+            raise EngineError(f"{self.name} ({self.path}): OpenVINO inference failed: {e}") from e
+        # the request reuses its output buffers on the next call: copy out
+        return {n: np.array(self.request.get_tensor(port).data, copy=True) for n, port in self._outputs}
+
+    def release(self) -> None:
+        self.request = None
+        self.compiled = None
+
+
+def _spec(port, partial_shape) -> TensorSpec:
+    if partial_shape.rank.is_dynamic:
+        shape = None
+    else:
+        shape = tuple(d.get_length() if d.is_static else None for d in partial_shape)
+    return TensorSpec(port.get_any_name(), shape, numpy_dtype(port.get_element_type().get_type_name()))
