@@ -6,4 +6,16 @@ from .schedulers import __all__ as _scheduler_names
 
 __version__ = "0.1.0"
 
-__all__ = ["random", "__version__", *_scheduler_names]
+_PIPELINE_NAMES = ("DiffusionPipeline", "StableDiffusionPipeline", "DDPMPipeline", "DDIMPipeline")
+
+
+def __getattr__(name):
+    # pipelines load on first use, so `import edge_sched` stays a numpy-only import
+    if name in _PIPELINE_NAMES:
+        from . import pipelines
+
+        return getattr(pipelines, name)
+    raise AttributeError(f"module 'edge_sched' has no attribute {name!r}")
+
+
+__all__ = ["random", "__version__", *_scheduler_names, *_PIPELINE_NAMES]

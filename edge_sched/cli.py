@@ -17,7 +17,9 @@ def scheduler_rows() -> list[dict]:
     for name in sorted(SCHEDULER_CLASSES):
         cls = SCHEDULER_CLASSES[name]
         set_params = inspect.signature(cls.set_timesteps).parameters
-        step_params = inspect.signature(cls.step).parameters
+        # score-SDE schedulers have step_pred / step_correct instead of step
+        step = getattr(cls, "step", None) or getattr(cls, "step_pred")
+        step_params = inspect.signature(step).parameters
         options = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
         rows.append(
             {
@@ -83,11 +85,62 @@ def cmd_export(args) -> int:
     return 0
 
 
+def scheduler_for(name: str, config):
+    """A diffusers class name, or an A1111 sampler name ("DPM++ 2M Karras"), configured from ``config``."""
+    from .schedulers import SCHEDULER_CLASSES
+
+    if name in SCHEDULER_CLASSES:
+        return SCHEDULER_CLASSES[name].from_config(config)
+    try:
+        from .schedulers import from_a1111_name
+    except ImportError:  # the A1111 table is not in this build
+        from .schedulers import scheduler_class
+
+        return scheduler_class(name).from_config(config)
+    return from_a1111_name(name, config)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x512 (width x height), got {text!r}") from None
+    return w, h
+
+
+def cmd_generate(args) -> int:
+    from .pipelines import DiffusionPipeline
+    from .pipelines.generate import generate_to_file
+
+    pipe = DiffusionPipeline.from_pretrained(args.model, backend=args.backend, device=args.device,
+                                             providers=args.provider, low_memory=args.low_memory)
+    if args.scheduler:
+        pipe.scheduler = scheduler_for(args.scheduler, pipe.scheduler.config)
+    path = generate_to_file(pipe, args)
+    print(path)
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .pipelines.info import describe
+
+    print(describe(args.model, backend=args.backend))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-sched", description=__doc__)
     parser.add_argument("--version", action="version", version=f"edge-sched {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_parser = sub.add_parser
+
+    def add_parser(*a, **k):  # every subcommand also takes --debug after its name
+        p = _add_parser(*a, **k)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        return p
+
+    sub.add_parser = add_parser
     p = sub.add_parser("schedulers", help="list every scheduler with its options")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.set_defaults(func=cmd_schedulers)
@@ -114,6 +167,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow .bin/.ckpt pickle weights (they can run code: only for sources you trust)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("generate", help="generate images from an exported pipeline folder, Hub repo or built-in model")
+    p.add_argument("prompt", metavar="PROMPT", nargs="?", help="the prompt (class names for class-conditional models)")
+    p.add_argument("--model", required=True, help="pipeline folder, Hub repo id, or built-in model name")
+    p.add_argument("--negative", metavar="PROMPT", help="negative prompt")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
+    p.add_argument("--scheduler", metavar="NAME", help='diffusers class name or A1111 name, e.g. "DPM++ 2M Karras"')
+    p.add_argument("--seed", type=int, default=0, help="torch-compatible seed (default 0)")
+    p.add_argument("--size", type=_size, metavar="WxH", help="image size, e.g. 512x512")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--images", type=int, default=1, metavar="N", help="images per prompt")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
+    p.add_argument("--device", help="OpenVINO device (CPU, GPU, NPU, AUTO, ...)")
+    p.add_argument("--provider", action="append", help="onnxruntime execution provider (repeatable, in order)")
+    p.add_argument("--init-image", metavar="FILE", help="image-to-image: the starting image")
+    p.add_argument("--strength", type=float, default=None, help="image-to-image / inpainting strength in [0, 1]")
+    p.add_argument("--mask", metavar="FILE", help="inpainting: white = repaint, black = keep")
+    p.add_argument("--low-memory", action="store_true", help="keep one graph in memory at a time")
+    p.add_argument("--out", default="out.png", help="PNG to write (a grid when there are several images)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("info", help="show a pipeline folder's components, graph inputs/outputs, and this machine's devices")
+    p.add_argument("model", help="pipeline folder, Hub repo id, or built-in model name")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
+    p.set_defaults(func=cmd_info)
     return parser
 
 

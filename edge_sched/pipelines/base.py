@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from ..random import as_generator
-from ..runtime import EngineError
 from ..runtime.base import Component
 from ..schedulers import SchedulerMixin
 from .loading import (
@@ -235,7 +234,8 @@ class DiffusionPipeline:
                 self._warned_int_timestep = True
         if spec.shape is not None and len(spec.shape) == 0:
             return value.reshape(())
-        return np.full((batch,), value.reshape(-1)[0], dtype=value.dtype)
+        n = spec.shape[0] if spec.shape is not None and spec.shape and spec.shape[0] is not None else batch
+        return np.full((n,), value.reshape(-1)[0], dtype=value.dtype)
 
     @staticmethod
     def _check_finite(latents: np.ndarray, i: int, t) -> None:
@@ -255,12 +255,6 @@ class DiffusionPipeline:
             raise ValueError(f"callback_on_step_end returned unknown tensors {unknown}; allowed: {sorted(state)}")
         state.update(out)
         return state
-
-    def run_graph(self, name: str, **feeds) -> dict[str, np.ndarray]:
-        try:
-            return self.graph(name)(**feeds)
-        except EngineError:
-            raise
 
     def release(self) -> None:
         for name in self.components.loaded:

@@ -146,7 +146,9 @@ def engine_options(backend: str, *, device=None, providers=None, provider_option
     if providers is not None:
         raise EngineError("providers= is an onnxruntime option; for OpenVINO pass device='CPU'|'GPU'|'NPU'|'AUTO'")
     return dict(device=device or "CPU", inference_precision=inference_precision, num_threads=num_threads,
-                cache_dir=cache_dir, static_shapes=static_shapes, performance_hint=performance_hint)
+                cache_dir=cache_dir, static_shapes=static_shapes, performance_hint=performance_hint,
+                # optimum-intel exports integer timesteps; fractional ones (Karras, custom sigmas) need float
+                float_inputs=("timestep",))
 
 
 def graph_folders(folder: Path, model_index: dict) -> list[str]:

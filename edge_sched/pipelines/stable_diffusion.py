@@ -13,7 +13,6 @@ from ..random import randn_tensor
 from .base import DiffusionPipeline, ImagePipelineOutput, register_pipeline
 from .guidance import classifier_free_guidance
 
-from .tokenizer import CLIPTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +29,10 @@ class StableDiffusionBase(DiffusionPipeline):
 
     @classmethod
     def _load_tokenizers(cls, folder: Path) -> dict:
-        return {"tokenizer": CLIPTokenizer.from_folder(folder / "tokenizer")}
+        return {"tokenizer": load_tokenizer(folder, "tokenizer")}
 
     @property
-    def tokenizer(self) -> CLIPTokenizer:
+    def tokenizer(self):
         return self.tokenizers["tokenizer"]
 
     @property
@@ -175,9 +174,9 @@ class StableDiffusionBase(DiffusionPipeline):
         if output_type == "latent":
             images = latents
         else:
-            from .image_io import postprocess  # Pillow is only needed for output_type="pil"
+            from .image_io import image_processor  # needs Pillow
 
-            images = postprocess(self.decode_latents(latents), output_type)
+            images = image_processor(self.vae_scale_factor).postprocess(self.decode_latents(latents), output_type)
         return ImagePipelineOutput(images) if return_dict else (images, None)
 
     def denoise(self, latents, timesteps, embeds, negative, guidance_scale, guidance_rescale, step_kwargs,
@@ -237,6 +236,16 @@ class StableDiffusionPipeline(StableDiffusionBase):
 
 
 OUTPUT_TYPES = ("pil", "np", "latent")
+
+
+def load_tokenizer(folder: Path, name: str):
+    """The CLIP tokenizer in ``folder/name``, in the flavour model_index.json names (slow unless ...Fast)."""
+    from .loading import read_model_index
+    from .tokenizer import CLIPTokenizer  # needs the `tokenizers` package
+
+    entry = read_model_index(folder).get(name) or [None, "CLIPTokenizer"]
+    flavor = "fast" if str(entry[-1]).endswith("Fast") else "slow"
+    return CLIPTokenizer.from_folder(folder / name, flavor=flavor)
 
 
 def check_common(num_images_per_prompt, output_type) -> None:

@@ -73,6 +73,7 @@ class OpenVINOComponent(Component):
         num_threads: int | None = None,
         cache_dir: str | Path | None = None,
         static_shapes: dict[str, tuple[int, ...]] | None = None,
+        float_inputs: tuple[str, ...] = (),
         config: dict | None = None,
     ):
         ov = _ov()
@@ -104,6 +105,8 @@ class OpenVINOComponent(Component):
             raise EngineError(f"{name}: could not read {path} with OpenVINO: {e}") from e
         if static_shapes:
             self._reshape(name, model, static_shapes, ov)
+        for input_name in float_inputs:
+            promote_to_float(model, input_name, ov)
         try:
             self.compiled = core().compile_model(model, device, props)
         except Exception as e:
@@ -141,6 +144,44 @@ class OpenVINOComponent(Component):
     def release(self) -> None:
         self.request = None
         self.compiled = None
+
+
+# ops that move or repeat values without computing on them: an integer input that only flows
+# through these into a Convert-to-float computes the same with a float input, fractions kept
+_DATA_MOVEMENT = {"Broadcast", "Unsqueeze", "Squeeze", "Reshape", "Tile"}
+_FLOAT_TYPES = {"f32", "f16", "bf16", "f64"}
+
+
+def promote_to_float(model, input_name: str, ov) -> bool:
+    """Make an integer graph input (exported UNets' ``timestep``) take float32 when the graph casts it
+    to float before any arithmetic, so fractional timesteps (Karras sigmas, custom sigmas) are not
+    truncated. Returns whether the input was changed; graphs that compute on the integers are left alone."""
+    params = [p for p in model.get_parameters() if input_name in p.output(0).get_names()]
+    if len(params) != 1 or not params[0].get_element_type().is_integral():
+        return False
+    param = params[0]
+
+    def casts_to_float(node) -> bool:
+        users = [t.get_node() for t in node.output(0).get_target_inputs()]
+        if not users:
+            return False
+        for user in users:
+            kind = user.get_type_name()
+            if kind == "Convert":
+                if user.get_output_element_type(0).get_type_name() not in _FLOAT_TYPES:
+                    return False
+            elif kind in _DATA_MOVEMENT and user.input_value(0).get_node() is node:
+                if not casts_to_float(user):
+                    return False
+            else:
+                return False
+        return True
+
+    if not casts_to_float(param):
+        return False
+    param.set_element_type(ov.Type.f32)
+    model.validate_nodes_and_infer_types()
+    return True
 
 
 def _spec(port, partial_shape) -> TensorSpec:

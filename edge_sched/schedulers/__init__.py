@@ -3,6 +3,15 @@
 from .ays import AysSchedules
 from .base import SchedulerMixin, SchedulerNotReadyError, SchedulerOutput, scheduler_class
 from .configuration import SCHEDULER_CLASSES, ConfigError, FrozenConfig
+from .cm_stochastic_iterative import CMStochasticIterativeScheduler
+from .ddim_parallel import DDIMParallelScheduler
+from .ddpm_parallel import DDPMParallelScheduler
+from .ddpm_wuerstchen import DDPMWuerstchenScheduler
+from .karras_ve import KarrasVeOutput, KarrasVeScheduler
+from .repaint import RePaintScheduler
+from .score_sde_ve import ScoreSdeVeScheduler, SdeVeOutput
+from .score_sde_vp import ScoreSdeVpScheduler
+from .unclip import UnCLIPScheduler
 from .ddim import DDIMScheduler
 from .ddim_inverse import DDIMInverseScheduler
 from .ddpm import DDPMScheduler
@@ -17,6 +26,17 @@ from .pndm import PNDMScheduler
 from .unipc_multistep import UniPCMultistepScheduler
 
 __all__ = [
+    "CMStochasticIterativeScheduler",
+    "DDIMParallelScheduler",
+    "DDPMParallelScheduler",
+    "DDPMWuerstchenScheduler",
+    "KarrasVeOutput",
+    "KarrasVeScheduler",
+    "RePaintScheduler",
+    "ScoreSdeVeScheduler",
+    "SdeVeOutput",
+    "ScoreSdeVpScheduler",
+    "UnCLIPScheduler",
     "AysSchedules",
     "ConfigError",
     "DDIMInverseScheduler",

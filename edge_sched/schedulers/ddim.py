@@ -101,16 +101,11 @@ class DDIMScheduler(SchedulerMixin):
         """One DDIM step from ``timestep`` to ``timestep - num_train_timesteps // num_inference_steps``."""
         self._require_timesteps()
         t = int(np.asarray(timestep).item())
-        sqrt_abar, sqrt_one_minus_abar = self._sqrt_abar[t], self._sqrt_one_minus_abar[t]
-        x0, eps = predicted_x0_and_eps(self.config.prediction_type, model_output, sample, sqrt_abar,
-                                       sqrt_one_minus_abar)
-        x0 = clip_predicted_x0(x0, self.config)
         std = _F32(eta) * self._sqrt_variance[t]
-        if use_clipped_model_output:
-            # re-derive eps from the clipped x0 (what DDIM's "clipped" model would have said)
-            eps = predicted_eps("sample", x0, sample, sqrt_abar, sqrt_one_minus_abar)
-        direction = np.sqrt(self._one_minus_abar_prev[t] - std * std) * eps
-        prev_sample = self._sqrt_abar_prev[t] * x0 + direction
+        prev_sample, x0 = self._update(
+            model_output, sample, self._sqrt_abar[t], self._sqrt_one_minus_abar[t], self._sqrt_abar_prev[t],
+            self._one_minus_abar_prev[t], std, use_clipped_model_output,
+        )
         if eta > 0:
             if variance_noise is not None and generator is not None:
                 raise ValueError("Pass either `generator` or `variance_noise` to DDIMScheduler.step, not both.")
@@ -118,6 +113,19 @@ class DDIMScheduler(SchedulerMixin):
                 variance_noise = randn_tensor(model_output.shape, generator=generator, dtype=model_output.dtype)
             prev_sample = prev_sample + std * variance_noise
         return self._output(prev_sample, x0, return_dict)
+
+    def _update(self, model_output, sample, sqrt_abar, sqrt_one_minus_abar, sqrt_abar_prev, one_minus_abar_prev,
+                std, use_clipped_model_output):
+        """Eq. 12 without the noise term: (x_{t'} - sigma_t z, x0). The coefficients are scalars
+        (``step``) or arrays broadcasting over the batch (DDIMParallelScheduler's batched step)."""
+        x0, eps = predicted_x0_and_eps(self.config.prediction_type, model_output, sample, sqrt_abar,
+                                       sqrt_one_minus_abar)
+        x0 = clip_predicted_x0(x0, self.config)
+        if use_clipped_model_output:
+            # re-derive eps from the clipped x0 (what DDIM's "clipped" model would have said)
+            eps = predicted_eps("sample", x0, sample, sqrt_abar, sqrt_one_minus_abar)
+        direction = np.sqrt(one_minus_abar_prev - std * std) * eps
+        return sqrt_abar_prev * x0 + direction, x0
 
     def add_noise(self, original_samples: np.ndarray, noise: np.ndarray, timesteps) -> np.ndarray:
         """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise."""

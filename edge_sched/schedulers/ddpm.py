@@ -38,6 +38,33 @@ def _log32(x: np.ndarray) -> np.ndarray:
     return np.log(x.astype(np.float64)).astype(_F32)
 
 
+def posterior_coefficients(alphas_cumprod: np.ndarray, timesteps, prev_timesteps, betas: np.ndarray | None = None):
+    """float32 constants of the step t -> t' for each pair (abar_{t'} = 1 where t' < 0):
+    (sqrt(abar_t), sqrt(1 - abar_t), x0 coefficient, x_t coefficient, var_t, beta_t) of eq. 7.
+
+    With ``betas`` (Karlo / unCLIP's variant) a step to the adjacent timestep t' = t - 1 takes
+    beta_t from the table and alpha_t = 1 - beta_t; other steps beta_t = 1 - abar_t / abar_{t'}
+    and alpha_t = 1 - beta_t (DDPM: alpha_t = abar_t / abar_{t'}, beta_t = 1 - alpha_t)."""
+    abar = alphas_cumprod
+    t = np.asarray(timesteps)
+    prev = np.asarray(prev_timesteps)
+    abar_t = abar[t]
+    abar_prev = np.where(prev >= 0, abar[np.maximum(prev, 0)], _F32(1)).astype(_F32)
+    beta_prod_t = _F32(1) - abar_t
+    beta_prod_prev = _F32(1) - abar_prev
+    if betas is None:
+        alpha_t = abar_t / abar_prev
+        beta_t = _F32(1) - alpha_t
+    else:
+        adjacent = prev == t - 1
+        beta_t = np.where(adjacent, betas[t], _F32(1) - abar_t / abar_prev).astype(_F32)
+        alpha_t = (_F32(1) - beta_t).astype(_F32)
+    x0_coeff = np.sqrt(abar_prev) * beta_t / beta_prod_t
+    sample_coeff = np.sqrt(alpha_t) * beta_prod_prev / beta_prod_t
+    var = beta_prod_prev / beta_prod_t * beta_t
+    return np.sqrt(abar_t), np.sqrt(beta_prod_t), x0_coeff, sample_coeff, var, beta_t
+
+
 class DDPMScheduler(SchedulerMixin):
     _compatibles = KARRAS_COMPATIBLES
     order = 1
@@ -111,19 +138,10 @@ class DDPMScheduler(SchedulerMixin):
     def _plan(self, timesteps: np.ndarray) -> None:
         """Per-step float32 constants, one entry per position in ``timesteps``."""
         self.timesteps = timesteps
-        abar = self.alphas_cumprod
-        abar_t = abar[timesteps]
         prev = np.append(timesteps[1:], -1)
-        abar_prev = np.where(prev >= 0, abar[np.maximum(prev, 0)], _F32(1)).astype(_F32)
-        beta_prod_t = _F32(1) - abar_t
-        beta_prod_prev = _F32(1) - abar_prev
-        alpha_t = abar_t / abar_prev
-        beta_t = _F32(1) - alpha_t
-        self._sqrt_abar = np.sqrt(abar_t)
-        self._sqrt_one_minus_abar = np.sqrt(beta_prod_t)
-        self._x0_coeff = np.sqrt(abar_prev) * beta_t / beta_prod_t
-        self._sample_coeff = np.sqrt(alpha_t) * beta_prod_prev / beta_prod_t
-        var = np.maximum(beta_prod_prev / beta_prod_t * beta_t, _F32(1e-20))
+        coeffs = posterior_coefficients(self.alphas_cumprod, timesteps, prev)
+        self._sqrt_abar, self._sqrt_one_minus_abar, self._x0_coeff, self._sample_coeff, var, beta_t = coeffs
+        var = np.maximum(var, _F32(1e-20))
         self._log_var, self._log_beta = _log32(var), _log32(beta_t)
         with np.errstate(invalid="ignore"):  # fixed_large_log takes sqrt(log beta) < 0: NaN, as diffusers
             self._noise_std = {

@@ -22,6 +22,7 @@ replaced by the float64 function rounded once to float32 (at most one ulp apart)
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from .base import KARRAS_COMPATIBLES, SchedulerMixin, expand_to
 from .betas import betas_and_alphas_cumprod
+from .configuration import FrozenConfig
 from .errors import check_choice
 from .prediction import predicted_eps, predicted_x0, threshold_sample
 from .sigmas import configured_sigma_schedule, flow_time_shift, lu_lambdas, sigma_schedule, sigma_to_t
@@ -270,3 +272,22 @@ class _MultistepSolver(SchedulerMixin):
         sigma = expand_to(self.sigmas.astype(original_samples.dtype)[idx], original_samples.ndim)
         alpha_t, sigma_t = alpha_sigma_of(sigma, self.config.use_flow_sigmas)
         return alpha_t * original_samples + sigma_t * noise
+
+
+def dpm_flow_sigmas(config, num_inference_steps: int):
+    """DPM-Solver's flow-matching grid (descending sigmas without the final one, and their
+    float timesteps), for solvers that plan flow sigmas the same way (DEIS, the DPM inverse)."""
+    return _flow_sigmas(config, DPM_RULES, num_inference_steps, None, None)
+
+
+@contextlib.contextmanager
+def config_defaults(scheduler: SchedulerMixin, defaults: dict):
+    """Let the shared planning and update code read options a scheduler does not expose
+    (DEIS has no ``final_sigmas_type``...), at the values that scheduler behaves with. Inside
+    the block ``scheduler.config`` also holds ``defaults``; the saved config never does."""
+    real = scheduler._internal_dict
+    scheduler._internal_dict = FrozenConfig({**defaults, **real})
+    try:
+        yield
+    finally:
+        scheduler._internal_dict = real

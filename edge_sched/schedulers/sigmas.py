@@ -22,6 +22,16 @@ def karras_sigmas(sigma_min: float, sigma_max: float, num_inference_steps: int, 
     return (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho
 
 
+def karras_sigmas_at(ramp: np.ndarray, sigma_min: float, sigma_max: float, rho: float = 7.0) -> np.ndarray:
+    """Karras' rho ramp evaluated at positions ``ramp`` in [0, 1] (0 -> sigma_max), in the
+    ramp's dtype (EDM schedulers pass float64 or float32 ramps, as torch does)."""
+    ramp = np.asarray(ramp)
+    kind = ramp.dtype.type
+    min_inv_rho = sigma_min ** (1 / rho)
+    max_inv_rho = sigma_max ** (1 / rho)
+    return (kind(max_inv_rho) + ramp * kind(min_inv_rho - max_inv_rho)) ** kind(rho)
+
+
 def exponential_sigmas(sigma_min: float, sigma_max: float, num_inference_steps: int) -> np.ndarray:
     return np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), num_inference_steps))
 

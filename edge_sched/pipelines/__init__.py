@@ -1,0 +1,22 @@
+"""Generation pipelines of the runtime, with diffusers' names and arguments: text-to-image,
+image-to-image, inpainting, unconditional / class-conditional; plus the CLIP tokenizer and image I/O.
+
+``DiffusionPipeline.from_pretrained(folder)`` returns the pipeline class ``model_index.json`` names.
+"""
+
+from .base import DiffusionPipeline, ImagePipelineOutput, NonFiniteLatentsError, StableDiffusionPipelineOutput
+from .loading import PipelineLoadError, builtin_models
+from .stable_diffusion import StableDiffusionPipeline
+from .unconditional import DDIMPipeline, DDPMPipeline
+
+__all__ = [
+    "DDIMPipeline",
+    "DDPMPipeline",
+    "DiffusionPipeline",
+    "ImagePipelineOutput",
+    "NonFiniteLatentsError",
+    "PipelineLoadError",
+    "StableDiffusionPipeline",
+    "StableDiffusionPipelineOutput",
+    "builtin_models",
+]

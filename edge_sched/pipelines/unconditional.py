@@ -1,0 +1,165 @@
+"""``UNet2DModel`` pipelines: diffusers' ``DDPMPipeline`` and ``DDIMPipeline`` on an exported UNet,
+plus class conditioning for UNets with class embeddings (``class_labels=``, with classifier-free
+guidance against a "null" class when the model was trained with one).
+
+A class-conditional folder names its classes in ``class_labels.json``:
+``{"names": ["0", "1", ...], "null_class": 10}``; prompts then pick classes by name
+(``pipe("3 7 7")`` generates a 3 and two 7s).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..random import randn_tensor
+from ..schedulers import DDIMScheduler
+from .base import DiffusionPipeline, ImagePipelineOutput, register_pipeline
+from .guidance import classifier_free_guidance
+from .loading import PipelineLoadError
+
+CLASS_LABELS_FILE = "class_labels.json"
+
+
+class UnconditionalPipelineBase(DiffusionPipeline):
+    required_graphs = {"unet": ("sample", "timestep")}
+
+    @property
+    def unet_config(self) -> dict:
+        return self.components.configs.get("unet", {})
+
+    @property
+    def class_names(self) -> list[str] | None:
+        info = self._class_info()
+        return None if info is None else list(info["names"])
+
+    def _class_info(self) -> dict | None:
+        path = Path(self.folder) / CLASS_LABELS_FILE
+        if not path.is_file():
+            return None
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            names, null = info["names"], info.get("null_class")
+            if not all(isinstance(n, str) for n in names) or (null is not None and not isinstance(null, int)):
+                raise TypeError
+        except (ValueError, KeyError, TypeError) as e:
+            raise PipelineLoadError(f"{path}: expected {{\"names\": [str, ...], \"null_class\": int or null}}") from e
+        return info
+
+    def labels_from_prompt(self, prompt) -> np.ndarray:
+        """Class ids for a prompt of class names separated by spaces or commas (or a list of names)."""
+        info = self._class_info()
+        if info is None:
+            raise ValueError(f"{self.folder}: this model has no {CLASS_LABELS_FILE}; it takes no prompt")
+        words = prompt.replace(",", " ").split() if isinstance(prompt, str) else list(prompt)
+        unknown = [w for w in words if w not in info["names"]]
+        if not words or unknown:
+            raise ValueError(
+                f"the prompt must name classes of this model ({', '.join(info['names'])}), separated by spaces; "
+                f"got {prompt!r}" + (f" (unknown: {', '.join(map(repr, unknown))})" if unknown else "")
+            )
+        return np.array([info["names"].index(w) for w in words], dtype=np.int64)
+
+    def _sample_shape(self, batch: int) -> tuple[int, ...]:
+        unet = self.graph("unet")
+        size = self.unet_config.get("sample_size")
+        spec = unet.inputs["sample"].shape
+        channels = self.unet_config.get("in_channels") or (spec[1] if spec else None)
+        if size is None and spec is not None and spec[2] is not None:
+            size = (spec[2], spec[3])
+        if size is None or channels is None:
+            raise PipelineLoadError(f"{self.folder}/unet/config.json: needs sample_size and in_channels")
+        size = size if isinstance(size, (list, tuple)) else (size, size)
+        return (batch, int(channels), int(size[0]), int(size[1]))
+
+    def _predict(self, unet, sample, t, labels, guidance_scale) -> np.ndarray:
+        def run(x, lab):
+            feeds = {"sample": x, "timestep": self.timestep_feed(unet, t, x.shape[0])}
+            if "class_labels" in unet.inputs:
+                feeds["class_labels"] = lab
+            return unet(**feeds)["out_sample"].astype(np.float32, copy=False)
+
+        if labels is None and "class_labels" in unet.inputs:
+            raise ValueError(f"{unet.path}: this UNet is class-conditional: pass class_labels= or a prompt of class names")
+        if labels is not None and "class_labels" not in unet.inputs:
+            raise ValueError(f"{unet.path}: this UNet takes no class labels")
+        null = (self._class_info() or {}).get("null_class")
+        if labels is None or guidance_scale <= 1 or null is None:
+            return run(sample, labels)
+        static = unet.inputs["sample"].shape is not None and unet.inputs["sample"].shape[0] == sample.shape[0]
+        uncond_labels = np.full_like(labels, null)
+        if static:
+            uncond, cond = run(sample, uncond_labels), run(sample, labels)
+        else:
+            uncond, cond = np.split(run(np.concatenate([sample, sample]), np.concatenate([uncond_labels, labels])), 2)
+        return classifier_free_guidance(uncond, cond, guidance_scale)
+
+    def _generate(self, batch_size, generator, num_inference_steps, timesteps, sigmas, step_kwargs_extra,
+                  class_labels, guidance_scale, output_type, return_dict, callback_on_step_end,
+                  callback_on_step_end_tensor_inputs, prompt=None, num_images_per_prompt=1):
+        if prompt is not None:
+            if class_labels is not None:
+                raise ValueError("give either prompt or class_labels, not both")
+            class_labels = self.labels_from_prompt(prompt)
+        if class_labels is not None:
+            class_labels = np.repeat(np.atleast_1d(np.asarray(class_labels, dtype=np.int64)), num_images_per_prompt)
+            batch_size = len(class_labels)
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if output_type not in ("pil", "np", "latent"):
+            raise ValueError(f"output_type must be one of pil, np, latent; got {output_type!r}")
+        generator = self._generator(generator)
+        sample = randn_tensor(self._sample_shape(int(batch_size)), generator=generator, dtype=np.float32)
+        timesteps = self._set_timesteps(num_inference_steps, timesteps, sigmas)
+        sample = sample * np.float32(self.scheduler.init_noise_sigma)
+        step_kwargs = {**self._step_kwargs(generator, None), **step_kwargs_extra}
+        unet = self.graph("unet")
+        state = {"latents": sample}
+        with self.progress_bar(len(timesteps)) as bar:
+            for i, t in enumerate(timesteps):
+                model_input = self.scheduler.scale_model_input(state["latents"], t)
+                noise = self._predict(unet, model_input, t, class_labels, guidance_scale)
+                state["latents"] = self.scheduler.step(noise, t, state["latents"], **step_kwargs, return_dict=False)[0]
+                self._check_finite(state["latents"], i, t)
+                state = self._callback(callback_on_step_end, self, i, t, state, callback_on_step_end_tensor_inputs)
+                bar.update()
+        self.components.done_with("unet")
+        images = state["latents"]
+        if output_type != "latent":
+            from .image_io import image_processor  # needs Pillow
+
+            images = image_processor().postprocess(images, output_type)
+        return ImagePipelineOutput(images) if return_dict else (images,)
+
+
+@register_pipeline
+class DDPMPipeline(UnconditionalPipelineBase):
+    """diffusers' ``DDPMPipeline``: ``pipe(batch_size=4, generator=0, num_inference_steps=1000).images``."""
+
+    def __call__(self, batch_size: int = 1, generator=None, num_inference_steps: int = 1000, output_type: str = "pil",
+                 return_dict: bool = True, *, prompt=None, class_labels=None, guidance_scale: float = 1.0,
+                 num_images_per_prompt: int = 1, timesteps=None, sigmas=None, callback_on_step_end=None,
+                 callback_on_step_end_tensor_inputs=("latents",)):
+        return self._generate(batch_size, generator, num_inference_steps, timesteps, sigmas, {}, class_labels,
+                              guidance_scale, output_type, return_dict, callback_on_step_end,
+                              callback_on_step_end_tensor_inputs, prompt, num_images_per_prompt)
+
+
+@register_pipeline
+class DDIMPipeline(UnconditionalPipelineBase):
+    """diffusers' ``DDIMPipeline`` (its scheduler is turned into a DDIMScheduler, as diffusers does)."""
+
+    def __init__(self, folder, components, scheduler, model_index, tokenizers=None):
+        super().__init__(folder, components, DDIMScheduler.from_config(scheduler.config), model_index, tokenizers)
+
+    def __call__(self, batch_size: int = 1, generator=None, eta: float = 0.0, num_inference_steps: int = 50,
+                 use_clipped_model_output: bool | None = None, output_type: str = "pil", return_dict: bool = True,
+                 *, prompt=None, class_labels=None, guidance_scale: float = 1.0, num_images_per_prompt: int = 1,
+                 timesteps=None, sigmas=None, callback_on_step_end=None,
+                 callback_on_step_end_tensor_inputs=("latents",)):
+        extra = {"eta": eta, "use_clipped_model_output": use_clipped_model_output}
+        return self._generate(batch_size, generator, num_inference_steps, timesteps, sigmas, extra, class_labels,
+                              guidance_scale, output_type, return_dict, callback_on_step_end,
+                              callback_on_step_end_tensor_inputs, prompt, num_images_per_prompt)

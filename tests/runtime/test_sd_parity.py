@@ -1,0 +1,101 @@
+"""Same prompt, same seed, same image: edge_sched on exported graphs against diffusers in torch.
+
+Each case runs diffusers' StableDiffusionPipeline (torch, ``torch.Generator().manual_seed(s)``)
+and ours (numpy schedulers, ``generator=s`` meaning TorchGenerator(s)) on graphs exported from the
+same weights, by our export/ and by optimum's exporters, on ONNX Runtime and OpenVINO (f32).
+Bound (issue 5): max abs pixel difference at most 1e-3, images in [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import diffusers
+from edge_sched.pipelines import StableDiffusionPipeline
+from edge_sched.schedulers import scheduler_class
+
+from .conftest import IMAGE_PARITY, SD_FOLDERS
+
+BOUND = 1e-3
+
+# (id, scheduler class, config overrides, call kwargs): ancestral, SDE and custom schedules included
+CASES = [
+    ("pndm", "PNDMScheduler", {}, dict(num_inference_steps=4)),
+    ("ddim-eta", "DDIMScheduler", {}, dict(num_inference_steps=5, eta=0.7)),
+    ("euler-a", "EulerAncestralDiscreteScheduler", {}, dict(num_inference_steps=5)),
+    ("dpm2m-karras", "DPMSolverMultistepScheduler", {"use_karras_sigmas": True}, dict(num_inference_steps=6)),
+    ("dpm2m-sde", "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, dict(num_inference_steps=5)),
+    ("euler-sigmas", "EulerDiscreteScheduler", {}, dict(sigmas=[14.6, 7.0, 3.0, 1.2, 0.4])),
+    ("dpm-timesteps", "DPMSolverMultistepScheduler", {}, dict(timesteps=[999, 800, 600, 400, 200, 50])),
+    ("heun", "HeunDiscreteScheduler", {}, dict(num_inference_steps=3)),
+    ("unipc-trailing", "UniPCMultistepScheduler", {"timestep_spacing": "trailing"}, dict(num_inference_steps=4)),
+    ("lms", "LMSDiscreteScheduler", {}, dict(num_inference_steps=5)),
+]
+
+
+def run_both(reference, pipe, scheduler, overrides, seed=0, prompt="a cat and a dog", **kwargs):
+    """Both pipelines get ``scheduler`` made from their folder's own scheduler config plus ``overrides``."""
+    reference.scheduler = getattr(diffusers, scheduler).from_config(reference.base_scheduler_config, **overrides)
+    pipe.scheduler = scheduler_class(scheduler).from_config(pipe.base_scheduler_config, **overrides)
+    if isinstance(seed, list):
+        torch_gen = [torch.Generator().manual_seed(s) for s in seed]
+    else:
+        torch_gen = torch.Generator().manual_seed(seed)
+    ref = reference(prompt, generator=torch_gen, output_type="np", **kwargs).images
+    ours = pipe(prompt, generator=seed, output_type="np", **kwargs).images
+    return np.asarray(ours), np.asarray(ref)
+
+
+@pytest.fixture(scope="module", params=SD_FOLDERS)
+def folder_pipe(request, sd_folders):
+    return request.param, load(sd_folders(request.param))
+
+
+def load(folder):
+    pipe = StableDiffusionPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.base_scheduler_config = pipe.scheduler.config
+    return pipe
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_text_to_image_matches_diffusers(case, folder_pipe, reference_sd):
+    kind, pipe = folder_pipe
+    _, scheduler, overrides, kwargs = case
+    ours, ref = run_both(reference_sd, pipe, scheduler, overrides, seed=7, **kwargs)
+    assert ours.shape == ref.shape == (1, 32, 32, 3)
+    diff = float(np.abs(ours - ref).max())
+    IMAGE_PARITY[f"StableDiffusionPipeline {kind}"].append(diff)
+    assert diff <= BOUND, f"{scheduler} {overrides} {kwargs}: max abs pixel difference {diff:.3g}"
+    assert ref.std() > 0.01, "the reference image is flat: the test would prove nothing"
+
+
+@pytest.mark.parametrize("kind", ["edge-onnx", "edge-openvino"])
+def test_batch_negative_prompt_rescale_and_generator_list(kind, sd_folders, reference_sd):
+    """Two prompts x two images each, a negative prompt, guidance rescale, one generator per image."""
+    pipe = load(sd_folders(kind))
+    ours, ref = run_both(
+        reference_sd, pipe, "EulerAncestralDiscreteScheduler", {"timestep_spacing": "trailing",
+                                                                  "rescale_betas_zero_snr": True},
+        seed=[1, 2, 3, 4], prompt=["a cat", "the dog and the cat"], negative_prompt=["dog", "cat"],
+        num_images_per_prompt=2, guidance_scale=5.0, guidance_rescale=0.7, num_inference_steps=4,
+    )
+    assert ours.shape == ref.shape == (4, 32, 32, 3)
+    diff = float(np.abs(ours - ref).max())
+    IMAGE_PARITY[f"StableDiffusionPipeline {kind}"].append(diff)
+    assert diff <= BOUND
+
+
+def test_no_guidance_and_given_latents(sd_folders, reference_sd):
+    pipe = load(sd_folders("edge-onnx"))
+    latents = np.random.default_rng(0).standard_normal((1, 4, 16, 16)).astype(np.float32)
+    reference_sd.scheduler = diffusers.DDIMScheduler.from_config(reference_sd.base_scheduler_config)
+    pipe.scheduler = scheduler_class("DDIMScheduler").from_config(pipe.base_scheduler_config)
+    ref = reference_sd("a dog", guidance_scale=1.0, num_inference_steps=3, latents=torch.from_numpy(latents),
+                       output_type="np").images
+    ours = pipe("a dog", guidance_scale=1.0, num_inference_steps=3, latents=latents, output_type="np").images
+    diff = float(np.abs(ours - ref).max())
+    IMAGE_PARITY["StableDiffusionPipeline edge-onnx"].append(diff)
+    assert diff <= BOUND
