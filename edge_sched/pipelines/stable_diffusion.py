@@ -5,6 +5,7 @@ same seed gives the same image."""
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +57,10 @@ class StableDiffusionBase(DiffusionPipeline):
         size = size if isinstance(size, (list, tuple)) else (size, size)
         height = height or size[0] * self.vae_scale_factor
         width = width or size[1] * self.vae_scale_factor
+        multiple = math.lcm(8, self.vae_scale_factor)  # diffusers requires multiples of 8
         for name, value in (("height", height), ("width", width)):
-            if not isinstance(value, (int, np.integer)) or value <= 0 or value % self.vae_scale_factor:
-                raise ValueError(f"{name} must be a positive multiple of {self.vae_scale_factor} (the VAE's scale "
-                                 f"factor), got {value!r}")
+            if not isinstance(value, (int, np.integer)) or value <= 0 or value % multiple:
+                raise ValueError(f"{name} must be a positive multiple of {multiple}, got {value!r}")
         return int(height), int(width)
 
     # ---- prompts ---------------------------------------------------------------------------------

@@ -108,6 +108,8 @@ class OnnxRuntimeComponent(Component):
                 f"unknown graph_optimization_level {graph_optimization_level!r}; choose one of {', '.join(OPTIMIZATION_LEVELS)}"
             )
         opts = session_options or ort.SessionOptions()
+        if session_options is None:
+            opts.log_severity_level = 4  # failures reach the user as one EngineError, not as log spam too
         if intra_op_threads is not None:
             opts.intra_op_num_threads = int(intra_op_threads)
         if inter_op_threads is not None:

@@ -12,6 +12,15 @@ from .repaint import RePaintScheduler
 from .score_sde_ve import ScoreSdeVeScheduler, SdeVeOutput
 from .score_sde_vp import ScoreSdeVpScheduler
 from .unclip import UnCLIPScheduler
+from .cosine_dpmsolver_multistep import CosineDPMSolverMultistepScheduler
+from .deis_multistep import DEISMultistepScheduler
+from .dpmsolver_multistep_inverse import DPMSolverMultistepInverseScheduler
+from .edm_dpmsolver_multistep import EDMDPMSolverMultistepScheduler
+from .edm_euler import EDMEulerScheduler
+from .flow_match_heun import FlowMatchHeunDiscreteScheduler
+from .ipndm import IPNDMScheduler
+from .sa_solver import SASolverScheduler
+from .tcd import TCDScheduler, TCDSchedulerOutput
 from .ddim import DDIMScheduler
 from .ddim_inverse import DDIMInverseScheduler
 from .ddpm import DDPMScheduler
@@ -26,6 +35,16 @@ from .pndm import PNDMScheduler
 from .unipc_multistep import UniPCMultistepScheduler
 
 __all__ = [
+    "CosineDPMSolverMultistepScheduler",
+    "DEISMultistepScheduler",
+    "DPMSolverMultistepInverseScheduler",
+    "EDMDPMSolverMultistepScheduler",
+    "EDMEulerScheduler",
+    "FlowMatchHeunDiscreteScheduler",
+    "IPNDMScheduler",
+    "SASolverScheduler",
+    "TCDScheduler",
+    "TCDSchedulerOutput",
     "CMStochasticIterativeScheduler",
     "DDIMParallelScheduler",
     "DDPMParallelScheduler",

@@ -1,0 +1,76 @@
+"""``edge-sched generate``: run a pipeline from command-line arguments and write one PNG (a grid when
+there are several images) whose ``parameters`` text chunk records how it was made, A1111-style."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+
+from .base import DiffusionPipeline
+from .image_io import a1111_parameters, load_image, make_grid, save_png
+from .unconditional import UnconditionalPipelineBase
+
+
+def call_arguments(pipe: DiffusionPipeline, args) -> dict:
+    """The pipeline call for these arguments; options a pipeline cannot use are an error, not ignored."""
+    kwargs: dict = {"generator": args.seed, "output_type": "pil"}
+    if args.steps is not None:
+        if args.steps < 1:
+            raise ValueError(f"--steps must be at least 1, got {args.steps}")
+        kwargs["num_inference_steps"] = args.steps
+    if args.guidance is not None:
+        kwargs["guidance_scale"] = args.guidance
+    if args.images < 1:
+        raise ValueError(f"--images must be at least 1, got {args.images}")
+    kwargs["num_images_per_prompt"] = args.images
+    if isinstance(pipe, UnconditionalPipelineBase):
+        unsupported = [flag for flag, value in (("--negative", args.negative), ("--size", args.size),
+                                                ("--init-image", args.init_image), ("--mask", args.mask)) if value]
+        if unsupported:
+            raise ValueError(f"{type(pipe).__name__} does not take {', '.join(unsupported)}")
+        if args.prompt:
+            kwargs["prompt"] = args.prompt
+        return kwargs
+    if not args.prompt:
+        raise ValueError(f"{type(pipe).__name__} needs a PROMPT")
+    kwargs["prompt"] = args.prompt
+    if args.negative:
+        kwargs["negative_prompt"] = args.negative
+    if args.size:
+        kwargs["width"], kwargs["height"] = args.size
+    if args.init_image or args.mask or args.strength is not None:
+        image_pipe = getattr(pipe, "image_to_image_arguments", None)
+        if image_pipe is None:
+            raise ValueError(f"{type(pipe).__name__} does not take --init-image / --mask / --strength")
+        kwargs.update(image_pipe(load_image(args.init_image) if args.init_image else None,
+                                 load_image(args.mask, mode="L") if args.mask else None, args.strength))
+    return kwargs
+
+
+def generate_to_file(pipe: DiffusionPipeline, args) -> Path:
+    pipe.set_progress_bar_config(disable=args.quiet)
+    kwargs = call_arguments(pipe, args)
+    images = pipe(**kwargs).images
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    if rows * cols != len(images):  # pad the last row with black tiles
+        from PIL import Image
+
+        images = images + [Image.new("RGB", images[0].size)] * (rows * cols - len(images))
+    picture = images[0] if len(images) == 1 else make_grid(images, rows, cols)
+    width, height = images[0].size
+    parameters = a1111_parameters(
+        args.prompt or "", args.negative or "",
+        steps=kwargs.get("num_inference_steps", _default(pipe, "num_inference_steps")),
+        sampler=args.scheduler or type(pipe.scheduler).__name__,
+        cfg_scale=kwargs.get("guidance_scale", _default(pipe, "guidance_scale")),
+        seed=args.seed, width=width, height=height, model=str(args.model),
+        denoising_strength=args.strength,
+    )
+    return save_png(picture, Path(args.out), parameters)
+
+
+def _default(pipe, name):
+    param = inspect.signature(pipe.__call__).parameters.get(name)
+    return None if param is None else param.default

@@ -1,0 +1,222 @@
+"""DPMSolverMultistepInverseScheduler: numpy vs diffusers over its config grid."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import diffusers
+import edge_sched.schedulers.dpmsolver_multistep_inverse  # noqa: F401  (registers the inverse scheduler)
+from edge_sched.schedulers import SchedulerNotReadyError, scheduler_class
+
+from .harness import RTOL, check_parity, initial_sample, max_step_error, model_fn, run_ours, run_reference
+
+NAME = "DPMSolverMultistepInverseScheduler"
+SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+STEPS = (1, 2, 3, 10, 25, 50)
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),  # diffusers deprecates dpmsolver / sde-dpmsolver
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
+
+
+def _id(config):
+    return ",".join(f"{k}={v}" for k, v in config.items() if k not in SD)[:90] or "sd"
+
+
+RULES = [
+    dict(SD, algorithm_type=a, solver_type=s, solver_order=o)
+    for a, s, o in itertools.product(("dpmsolver++", "sde-dpmsolver++", "dpmsolver", "sde-dpmsolver"),
+                                     ("midpoint", "heun"), (1, 2, 3))
+    if not (a.startswith("sde-") and o == 3)  # diffusers' inverse has no third-order SDE step: tested apart
+]
+SCHEDULES = [
+    dict(SD, prediction_type=p, timestep_spacing=s, **sig)
+    for p, s, sig in itertools.product(
+        ("epsilon", "v_prediction", "sample"),
+        ("linspace", "leading", "trailing"),
+        ({}, {"use_karras_sigmas": True}, {"use_exponential_sigmas": True}, {"use_beta_sigmas": True}),
+    )
+]
+EXTRA = [
+    dict(SD, lower_order_final=False),
+    dict(SD, lower_order_final=False, solver_order=3),
+    dict(SD, euler_at_final=True),
+    dict(SD, steps_offset=1, timestep_spacing="leading"),
+    dict(beta_schedule="linear"),
+    dict(beta_schedule="squaredcos_cap_v2", lambda_min_clipped=-5.1),
+    dict(beta_schedule="squaredcos_cap_v2", lambda_min_clipped=-5.1, timestep_spacing="trailing"),
+    dict(SD, lambda_min_clipped=-3.0, timestep_spacing="leading"),
+    dict(SD, thresholding=True, sample_max_value=1.5),
+    dict(SD, thresholding=True, prediction_type="v_prediction", solver_order=3, dynamic_thresholding_ratio=0.9),
+    dict(SD, thresholding=True, algorithm_type="dpmsolver"),
+    dict(SD, thresholding=True, algorithm_type="sde-dpmsolver", prediction_type="sample"),
+    dict(trained_betas=[0.0001 + 0.0002 * i for i in range(100)], num_train_timesteps=100),
+    dict(use_flow_sigmas=True, prediction_type="flow_prediction"),
+    dict(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0, solver_order=3),
+    dict(use_flow_sigmas=True, prediction_type="v_prediction", flow_shift=3.0),
+]
+
+
+def _repeats_first_timestep(config, steps):
+    """Exponential ramps start with several sigmas below the second training sigma: their
+    fractional timesteps are distinct, but truncate to a repeated 0, and diffusers' loop then
+    runs past the schedule (tested apart below)."""
+    return config.get("use_exponential_sigmas") and steps >= 25
+
+
+CASES = [(c, n) for c in RULES + SCHEDULES + EXTRA for n in STEPS if not _repeats_first_timestep(c, n)]
+
+
+@pytest.mark.parametrize("config,steps", CASES, ids=[f"{_id(c)}-{n}" for c, n in CASES])
+def test_grid(config, steps):
+    check_parity(NAME, config, {"num_inference_steps": steps})
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_sde_noise_from_the_generator(seed):
+    check_parity(NAME, dict(SD, algorithm_type="sde-dpmsolver++"), {"num_inference_steps": 20}, seed=seed)
+    check_parity(NAME, dict(SD, algorithm_type="sde-dpmsolver"), {"num_inference_steps": 20}, seed=seed)
+
+
+def test_variance_noise_replaces_the_generator():
+    # inverting runs h < 0, where diffusers' SDE noise weight sqrt(1 - e^-2h) is the square root of a
+    # negative number: every SDE step is NaN there; ours gives the same NaNs (the grid checks them too)
+    config = dict(SD, algorithm_type="sde-dpmsolver++")
+    ref = diffusers.DPMSolverMultistepInverseScheduler.from_config(config)
+    ours = scheduler_class(NAME).from_config(config)
+    ref.set_timesteps(12)
+    ours.set_timesteps(12)
+    rng = np.random.default_rng(3)
+    x_ref = x_ours = initial_sample(3)
+    for t_ref, t_ours in zip(ref.timesteps, ours.timesteps):
+        z = rng.standard_normal(x_ours.shape).astype(np.float32)
+        x_ref = ref.step(torch.from_numpy(model_fn(x_ref, t_ref.numpy())), t_ref, torch.from_numpy(np.asarray(x_ref)),
+                         variance_noise=torch.from_numpy(z)).prev_sample.numpy()
+        x_ours = ours.step(model_fn(x_ours, t_ours), t_ours, x_ours, variance_noise=z).prev_sample
+        np.testing.assert_array_equal(np.isnan(x_ours), np.isnan(x_ref))
+    assert np.isnan(x_ref).all()
+
+
+def test_repeated_first_timestep_fails_like_diffusers():
+    config = dict(SD, use_exponential_sigmas=True)
+    ref = diffusers.DPMSolverMultistepInverseScheduler.from_config(config)
+    ours = scheduler_class(NAME).from_config(config)
+    ref.set_timesteps(25)
+    ours.set_timesteps(25)
+    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
+    assert ours.timesteps[0] == ours.timesteps[1]
+    x = initial_sample(0)
+    with pytest.raises(IndexError):
+        for t in ref.timesteps:
+            ref.step(torch.from_numpy(model_fn(x, t.numpy())), t, torch.from_numpy(x))
+    with pytest.raises(IndexError):
+        for t in ours.timesteps:
+            ours.step(model_fn(x, t), t, x)
+
+
+@pytest.mark.parametrize("algorithm_type", ["sde-dpmsolver++", "sde-dpmsolver"])
+def test_sde_has_no_third_order(algorithm_type):
+    # diffusers' inverse calls its third-order update without noise (AssertionError / UnboundLocalError)
+    config = dict(SD, algorithm_type=algorithm_type, solver_order=3)
+    ours = scheduler_class(NAME).from_config(config)
+    ref = diffusers.DPMSolverMultistepInverseScheduler.from_config(config)
+    ours.set_timesteps(10)
+    ref.set_timesteps(10)
+    x = initial_sample(0)
+    with pytest.raises((AssertionError, UnboundLocalError)):
+        for t in ref.timesteps[:3]:
+            ref.step(torch.from_numpy(model_fn(x, t.numpy())), t, torch.from_numpy(x))
+    with pytest.raises(NotImplementedError, match="third-order"):
+        for t in ours.timesteps[:3]:
+            ours.step(model_fn(x, t), t, x, generator=0)
+
+
+@pytest.mark.parametrize("variance_type", ["learned", "learned_range"])
+def test_learned_variance_uses_the_mean_channels(variance_type):
+    def model(x, t):
+        return np.concatenate([model_fn(x, t), 0.3 * model_fn(-x, t)], axis=1)
+
+    config = dict(SD, variance_type=variance_type)
+    sample = initial_sample(1, (2, 3, 8, 8))
+    ref = run_reference(NAME, config, {"num_inference_steps": 10}, sample=sample, model=model)
+    ours = run_ours(NAME, config, {"num_inference_steps": 10}, sample=sample, model=model)
+    assert max_step_error(ref, ours) <= RTOL
+
+
+@pytest.mark.parametrize("config", [SD, dict(use_flow_sigmas=True, flow_shift=3.0)], ids=_id)
+def test_add_noise_matches_diffusers(config):
+    ref = diffusers.DPMSolverMultistepInverseScheduler.from_config(config)
+    ours = scheduler_class(NAME).from_config(config)
+    ref.set_timesteps(25)
+    ours.set_timesteps(25)
+    x0, noise = initial_sample(4), initial_sample(5)
+    t = np.asarray(ours.timesteps)[[3, 17]]
+    expected = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
+    np.testing.assert_allclose(ours.add_noise(x0, noise, t), expected, rtol=0, atol=RTOL)
+
+
+def test_schedule_matches_diffusers():
+    ref, ours = diffusers.DPMSolverMultistepInverseScheduler(), scheduler_class(NAME)()
+    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
+    for config in (SD, dict(SD, use_karras_sigmas=True), dict(SD, use_beta_sigmas=True),
+                   dict(beta_schedule="squaredcos_cap_v2", lambda_min_clipped=-5.1, use_exponential_sigmas=True)):
+        ref = diffusers.DPMSolverMultistepInverseScheduler.from_config(config)
+        ours = scheduler_class(NAME).from_config(config)
+        for n in (7, 50, 200):
+            ref.set_timesteps(n)
+            ours.set_timesteps(n)
+            np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
+            np.testing.assert_allclose(ours.sigmas, ref.sigmas.numpy(), rtol=RTOL)
+            assert ours.num_inference_steps == ref.num_inference_steps
+            assert ours.noisiest_timestep == ref.noisiest_timestep
+
+
+def test_return_dict_false():
+    s = scheduler_class(NAME).from_config(SD)
+    s.set_timesteps(5)
+    x = initial_sample(0)
+    out = s.step(model_fn(x, s.timesteps[0]), s.timesteps[0], x, return_dict=False)
+    assert isinstance(out, tuple) and len(out) == 1 and out[0].dtype == np.float32
+
+
+def test_config_round_trip_through_diffusers(tmp_path):
+    ours = scheduler_class(NAME)(**SD, use_karras_sigmas=True, algorithm_type="sde-dpmsolver++", solver_order=3)
+    ours.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "scheduler_config.json").read_text())
+    assert "final_sigmas_type" not in saved
+    ref = diffusers.DPMSolverMultistepInverseScheduler.from_pretrained(tmp_path)
+    for key, value in ours.config.items():
+        if not key.startswith("_"):
+            assert ref.config[key] == value, key
+
+
+def test_legacy_solver_names_from_a_sibling_config():
+    for extra in ({"algorithm_type": "deis", "solver_type": "logrho"}, {"solver_type": "bh2"}):
+        config = dict(SD, **extra)
+        ref = diffusers.DPMSolverMultistepInverseScheduler.from_config(config)
+        ours = scheduler_class(NAME).from_config(config)
+        assert ours.config.algorithm_type == ref.config.algorithm_type
+        assert ours.config.solver_type == ref.config.solver_type
+
+
+def test_bad_input():
+    for config, match in (({"algorithm_type": "dpm3"}, "algorithm_type"), ({"solver_type": "rk4"}, "solver_type"),
+                          ({"beta_schedule": "cubic"}, "beta_schedule"),
+                          ({"use_karras_sigmas": True, "use_beta_sigmas": True}, "Only one")):
+        with pytest.raises(Exception):
+            diffusers.DPMSolverMultistepInverseScheduler.from_config(config)
+        with pytest.raises(ValueError, match=match):
+            scheduler_class(NAME).from_config(config)
+    with pytest.raises(TypeError, match="num_inference_steps"):
+        scheduler_class(NAME)().set_timesteps(None)
+
+
+def test_step_before_set_timesteps():
+    s = scheduler_class(NAME)()
+    x = initial_sample(0)
+    with pytest.raises(SchedulerNotReadyError, match="set_timesteps"):
+        s.step(x, 0, x)
