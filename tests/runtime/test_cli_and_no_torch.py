@@ -1,0 +1,104 @@
+"""`edge-sched generate` / `info` on an exported folder, and a whole generation in a process where
+torch, diffusers, transformers and optimum cannot be imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edge_sched.cli import main
+
+BLOCK_HEAVY = r"""
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "diffusers", "transformers", "optimum"):
+            raise ImportError(f"{name} is blocked in this test")
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+GENERATE = BLOCK_HEAVY + r"""
+import numpy as np
+from edge_sched import DiffusionPipeline, EulerAncestralDiscreteScheduler
+pipe = DiffusionPipeline.from_pretrained(sys.argv[1], backend=sys.argv[2])
+pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
+image = pipe("a cat", num_inference_steps=3, generator=5, output_type="np").images
+np.save(sys.argv[3], image)
+"""
+
+
+@pytest.mark.parametrize("backend, kind", [("onnxruntime", "edge-onnx"), ("openvino", "edge-openvino")])
+def test_full_generation_without_torch(sd_folders, reference_sd, tmp_path, backend, kind):
+    out = tmp_path / "image.npy"
+    res = subprocess.run([sys.executable, "-c", GENERATE, str(sd_folders(kind)), backend, str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    ours = np.load(out)
+    # and it is the image diffusers makes
+    import diffusers
+    import torch
+
+    reference_sd.scheduler = diffusers.EulerAncestralDiscreteScheduler.from_config(reference_sd.base_scheduler_config)
+    ref = reference_sd("a cat", num_inference_steps=3, generator=torch.Generator().manual_seed(5), output_type="np").images
+    assert np.abs(ours - ref).max() <= 1e-3
+
+
+def test_cli_generate_writes_png_with_parameters(sd_folders, tmp_path, capsys):
+    out = tmp_path / "cat.png"
+    rc = main(["generate", "a cat", "--model", str(sd_folders("edge-onnx")), "--steps", "3", "--seed", "7",
+               "--scheduler", "EulerDiscreteScheduler", "--guidance", "5", "--images", "2", "--out", str(out),
+               "--quiet"])
+    assert rc == 0
+    image = Image.open(out)
+    assert image.size == (64, 32)  # a 2x1 grid of 32x32 images
+    text = image.text["parameters"]
+    assert text.startswith("a cat\n")
+    assert "Steps: 3, Sampler: EulerDiscreteScheduler, CFG scale: 5, Seed: 7, Size: 32x32" in text
+
+
+def test_cli_generate_matches_the_python_api(sd_folders, tmp_path):
+    from edge_sched import DiffusionPipeline
+
+    out = tmp_path / "one.png"
+    assert main(["generate", "a dog", "--model", str(sd_folders("edge-onnx")), "--steps", "2", "--seed", "3",
+                 "--out", str(out), "--quiet"]) == 0
+    pipe = DiffusionPipeline.from_pretrained(sd_folders("edge-onnx"))
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe("a dog", num_inference_steps=2, generator=3).images[0]
+    np.testing.assert_array_equal(np.asarray(Image.open(out).convert("RGB")), np.asarray(expected))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "x", "--model", "/nonexistent/folder"], "no such folder"),
+    (["generate", "x", "--steps", "0"], "--steps must be at least 1"),
+    (["generate", "x", "--size", "30x30"], "multiple of 8"),
+    (["generate", "x", "--scheduler", "EulerDiscrete"], "Did you mean 'EulerDiscreteScheduler'"),
+    (["generate", "x", "--backend", "openvino", "--device", "NPU"], "not available"),
+    (["generate", "--steps", "1"], "needs a PROMPT"),
+])
+def test_cli_errors_are_one_line_and_nonzero(sd_folders, tmp_path, capsys, argv, message):
+    if "--model" not in argv:
+        argv = argv + ["--model", str(sd_folders("edge-onnx"))]
+    rc = main(argv + ["--out", str(tmp_path / "x.png"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0
+    assert len(err) == 1 and err[0].startswith("edge-sched: error:") and message in err[0], err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(Exception, match="no such folder"):
+        main(["generate", "x", "--model", str(tmp_path / "missing"), "--debug"])
+
+
+def test_cli_info_lists_graphs_and_devices(sd_folders, capsys):
+    assert main(["info", str(sd_folders("edge-openvino"))]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline: StableDiffusionPipeline" in out
+    assert "in  encoder_hidden_states: float32" in out
+    assert "openvino devices: CPU" in out and "onnxruntime providers:" in out
