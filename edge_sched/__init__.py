@@ -6,7 +6,9 @@ from .schedulers import __all__ as _scheduler_names
 
 __version__ = "0.1.0"
 
-_PIPELINE_NAMES = ("DiffusionPipeline", "StableDiffusionPipeline", "DDPMPipeline", "DDIMPipeline")
+_PIPELINE_NAMES = (
+    "DiffusionPipeline", "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "DDPMPipeline", "DDIMPipeline",
+)
 
 
 def __getattr__(name):

@@ -109,10 +109,11 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def cmd_generate(args) -> int:
-    from .pipelines import DiffusionPipeline
+    from .pipelines import DiffusionPipeline, StableDiffusionImg2ImgPipeline
     from .pipelines.generate import generate_to_file
 
-    pipe = DiffusionPipeline.from_pretrained(args.model, backend=args.backend, device=args.device,
+    cls = StableDiffusionImg2ImgPipeline if args.init_image and not args.mask else DiffusionPipeline
+    pipe = cls.from_pretrained(args.model, backend=args.backend, device=args.device,
                                              providers=args.provider, low_memory=args.low_memory)
     if args.scheduler:
         pipe.scheduler = scheduler_for(args.scheduler, pipe.scheduler.config)

@@ -6,6 +6,7 @@ image-to-image, inpainting, unconditional / class-conditional; plus the CLIP tok
 
 from .base import DiffusionPipeline, ImagePipelineOutput, NonFiniteLatentsError, StableDiffusionPipelineOutput
 from .loading import PipelineLoadError, builtin_models
+from .img2img import StableDiffusionImg2ImgPipeline
 from .stable_diffusion import StableDiffusionPipeline
 from .unconditional import DDIMPipeline, DDPMPipeline
 
@@ -16,6 +17,7 @@ __all__ = [
     "ImagePipelineOutput",
     "NonFiniteLatentsError",
     "PipelineLoadError",
+    "StableDiffusionImg2ImgPipeline",
     "StableDiffusionPipeline",
     "StableDiffusionPipelineOutput",
     "builtin_models",

@@ -99,3 +99,60 @@ def test_no_guidance_and_given_latents(sd_folders, reference_sd):
     diff = float(np.abs(ours - ref).max())
     IMAGE_PARITY["StableDiffusionPipeline edge-onnx"].append(diff)
     assert diff <= BOUND
+
+
+IMG2IMG_CASES = [
+    ("ddim", "DDIMScheduler", {}, dict(num_inference_steps=6, strength=0.6)),
+    ("euler-a", "EulerAncestralDiscreteScheduler", {}, dict(num_inference_steps=5, strength=0.8)),
+    ("dpm2m-karras", "DPMSolverMultistepScheduler", {"use_karras_sigmas": True}, dict(num_inference_steps=6, strength=0.5)),
+    ("heun-full", "HeunDiscreteScheduler", {}, dict(num_inference_steps=3, strength=1.0)),
+]
+
+
+@pytest.fixture(scope="module")
+def init_image():
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:32, 0:32] / 31.0
+    pixels = np.stack([x, y, 0.5 + 0.3 * np.sin(6 * x * y)], axis=-1) + 0.05 * rng.standard_normal((32, 32, 3))
+    return Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def reference_img2img(reference_sd):
+    from diffusers import StableDiffusionImg2ImgPipeline as TorchImg2Img
+
+    pipe = TorchImg2Img(**reference_sd.components)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.base_scheduler_config = reference_sd.base_scheduler_config
+    return pipe
+
+
+@pytest.mark.parametrize("kind", ["edge-onnx", "edge-openvino", "optimum-onnx"])
+@pytest.mark.parametrize("case", IMG2IMG_CASES, ids=[c[0] for c in IMG2IMG_CASES])
+def test_image_to_image_matches_diffusers(case, kind, sd_folders, reference_img2img, init_image):
+    from edge_sched.pipelines import StableDiffusionImg2ImgPipeline
+
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(sd_folders(kind))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.base_scheduler_config = pipe.scheduler.config
+    _, scheduler, overrides, kwargs = case
+    ours, ref = run_both(reference_img2img, pipe, scheduler, overrides, seed=[4, 5], prompt="a cat",
+                         image=init_image, num_images_per_prompt=2, **kwargs)
+    assert ours.shape == ref.shape == (2, 32, 32, 3)
+    diff = float(np.abs(ours - ref).max())
+    IMAGE_PARITY[f"StableDiffusionImg2ImgPipeline {kind}"].append(diff)
+    assert diff <= BOUND, f"{scheduler} {kwargs}: {diff:.3g}"
+
+
+def test_image_to_image_bad_strength(sd_folders, init_image):
+    from edge_sched.pipelines import StableDiffusionImg2ImgPipeline
+
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(sd_folders("edge-onnx"))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"strength must be in \[0, 1\]"):
+            pipe("a cat", image=init_image, strength=bad)
+    pipe.scheduler = scheduler_class("DDIMScheduler").from_config(pipe.scheduler.config)
+    with pytest.raises(ValueError, match="leaves no step"):
+        pipe("a cat", image=init_image, strength=0.0, num_inference_steps=4)
