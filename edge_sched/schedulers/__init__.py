@@ -33,8 +33,11 @@ from .lcm import LCMScheduler, LCMSchedulerOutput
 from .lms import LMSDiscreteScheduler
 from .pndm import PNDMScheduler
 from .unipc_multistep import UniPCMultistepScheduler
+from .vq_diffusion import VQDiffusionScheduler, VQDiffusionSchedulerOutput
 
 __all__ = [
+    "VQDiffusionScheduler",
+    "VQDiffusionSchedulerOutput",
     "CosineDPMSolverMultistepScheduler",
     "DEISMultistepScheduler",
     "DPMSolverMultistepInverseScheduler",

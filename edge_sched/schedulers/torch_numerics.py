@@ -48,3 +48,34 @@ def row_norms_f32(rows: np.ndarray) -> np.ndarray:
     acc = np.cumsum(lanes, axis=-2, dtype=np.float32)[..., -1, :] if main else np.zeros((*rows.shape[:-1], 8), np.float32)
     total = np.cumsum(np.concatenate([acc, squares[..., main:]], axis=-1), axis=-1, dtype=np.float32)[..., -1]
     return np.sqrt(total)
+
+
+def sum_axis0_f32(values: np.ndarray) -> np.ndarray:
+    """``values.sum(0)`` in torch's CPU order when axis 0 is strided and the columns are
+    contiguous (a class axis of (batch, classes, pixels) moved first), torch's cascade sum:
+    rows are added one by one into blocks of 2**p rows, p = max(4, ceil(log2 n) // 4); each
+    finished block goes into a chain of 3 more accumulators (level j passes its sum on to level
+    j + 1 every 2**(p j) rows); then the leftover rows are summed and the levels are added in.
+    Bit-exact for the columns torch sums in groups of 4 vectors (all of them when the column
+    count is a multiple of 64); torch sums the other columns with 4 interleaved partial sums.
+    Up to 16 rows this is the plain running sum."""
+    values = np.asarray(values)
+    n = values.shape[0]
+    power = max(4, (max(n, 1) - 1).bit_length() // 4)
+    block, mask = 1 << power, (1 << power) - 1
+    acc = [np.zeros(values.shape[1:], values.dtype) for _ in range(4)]
+    i = 0
+    while i + block <= n:
+        for row in values[i:i + block]:
+            acc[0] += row
+        i += block
+        for j in range(1, 4):
+            acc[j] += acc[j - 1]
+            acc[j - 1] = np.zeros_like(acc[j - 1])
+            if i & (mask << (j * power)):
+                break
+    for row in values[i:]:
+        acc[0] += row
+    for j in range(1, 4):
+        acc[0] += acc[j]
+    return acc[0]

@@ -26,6 +26,10 @@ SD15 = {
 }
 
 
+#: constructor arguments without defaults (VQ-Diffusion needs its number of classes)
+REQUIRED = {"VQDiffusionScheduler": {"num_vec_classes": 4097}}
+
+
 def reference_class(name):
     """diffusers' class of that name (the score-SDE and Karras-VE ones live in diffusers.schedulers.deprecated)."""
     if hasattr(diffusers, name):
@@ -38,10 +42,10 @@ def reference_class(name):
 def refuses_sd15(name) -> bool:
     """True when diffusers refuses the SD 1.5 config (UnCLIP: squaredcos_cap_v2 only); then ours must too."""
     try:
-        reference_class(name).from_config(SD15)
+        reference_class(name).from_config(SD15, **REQUIRED.get(name, {}))
     except ValueError:
         with pytest.raises(ValueError):
-            scheduler_class(name).from_config(SD15)
+            scheduler_class(name).from_config(SD15, **REQUIRED.get(name, {}))
         return True
     return False
 
@@ -62,7 +66,8 @@ def _same_values(a, b):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_defaults_equal_diffusers(name):
-    ours, ref = scheduler_class(name)(), reference_class(name)()
+    kw = REQUIRED.get(name, {})
+    ours, ref = scheduler_class(name)(**kw), reference_class(name)(**kw)
     _same_values(_public(ours.config), _public(ref.config))
     if hasattr(type(ref), "order"):  # a few (UnCLIP, Wuerstchen) have none in diffusers
         assert ours.order == ref.order
@@ -80,8 +85,8 @@ def test_defaults_equal_diffusers(name):
 def test_from_config_of_a_pipeline_config_equals_diffusers(name):
     if refuses_sd15(name):
         return
-    ours = scheduler_class(name).from_config(SD15)
-    ref = reference_class(name).from_config(SD15)
+    ours = scheduler_class(name).from_config(SD15, **REQUIRED.get(name, {}))
+    ref = reference_class(name).from_config(SD15, **REQUIRED.get(name, {}))
     _same_values(_public(ours.config), _public(ref.config))
     assert ours.config._class_name == name
     assert ours.config._diffusers_version == "0.6.0"
@@ -91,7 +96,7 @@ def test_from_config_of_a_pipeline_config_equals_diffusers(name):
 def test_round_trip_ours_to_diffusers_to_ours(name, tmp_path):
     if refuses_sd15(name):
         return
-    ours = scheduler_class(name).from_config(SD15, steps_offset=1)
+    ours = scheduler_class(name).from_config(SD15, steps_offset=1, **REQUIRED.get(name, {}))
     ours.save_pretrained(tmp_path / "a")
     ref = reference_class(name).from_pretrained(tmp_path / "a")
     _same_values(_public(ref.config), _public(ours.config))
@@ -104,13 +109,14 @@ def test_round_trip_ours_to_diffusers_to_ours(name, tmp_path):
 @pytest.mark.parametrize("dst", NAMES)
 def test_switching_schedulers_like_the_seeds(src, dst):
     # pipe.scheduler = Dst.from_config(pipe.scheduler.config), for every pair
+    src_kw, dst_kw = REQUIRED.get(src, {}), REQUIRED.get(dst, {})
     try:
-        ref = reference_class(dst).from_config(reference_class(src).from_config(SD15).config)
+        ref = reference_class(dst).from_config(reference_class(src).from_config(SD15, **src_kw).config, **dst_kw)
     except ValueError:  # e.g. UnCLIP takes only squaredcos_cap_v2 betas: we must refuse it as well
         with pytest.raises(ValueError):
-            scheduler_class(dst).from_config(scheduler_class(src).from_config(SD15).config)
+            scheduler_class(dst).from_config(scheduler_class(src).from_config(SD15, **src_kw).config, **dst_kw)
         return
-    ours = scheduler_class(dst).from_config(scheduler_class(src).from_config(SD15).config)
+    ours = scheduler_class(dst).from_config(scheduler_class(src).from_config(SD15, **src_kw).config, **dst_kw)
     _same_values(_public(ours.config), _public(ref.config))
 
 
