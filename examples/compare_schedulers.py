@@ -43,14 +43,27 @@ def sample(name: str, steps: int, seed: int, shape=(4, 4, 32, 32)) -> np.ndarray
     return x
 
 
+def applicable(name: str, cls) -> bool:
+    """Denoising schedulers with a discrete-time VP training schedule whose step takes only
+    (model_output, timestep, sample): not inversion, inpainting (RePaint) or VQ classes."""
+    if "Inverse" in name or not hasattr(cls, "step"):
+        return False
+    try:
+        scheduler = cls.from_config(SD15)
+    except (TypeError, ValueError):  # needs other arguments (VQ-Diffusion) or other betas (UnCLIP)
+        return False
+    required = [p for p in list(inspect.signature(cls.step).parameters.values())[4:]
+                if p.default is inspect.Parameter.empty]
+    return hasattr(scheduler, "alphas_cumprod") and not required
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 25])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     # denoising schedulers with a discrete-time VP training schedule (not inversion)
-    names = [n for n, cls in sorted(edge_sched.SCHEDULER_CLASSES.items())
-             if hasattr(cls(), "alphas_cumprod") and "Inverse" not in n]
+    names = [n for n, cls in sorted(edge_sched.SCHEDULER_CLASSES.items()) if applicable(n, cls)]
     print("| scheduler | " + " | ".join(f"|std - {DATA_STD}| at {s} steps" for s in args.steps) + " |")
     print("|---|" + "---|" * len(args.steps))
     for name in names:

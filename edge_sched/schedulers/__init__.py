@@ -1,6 +1,12 @@
 """numpy schedulers with diffusers' names, configs and numbers."""
 
 from .ays import AysSchedules
+from .a1111 import A1111_SAMPLERS, from_a1111_name
+from .dpmsolver_sde import DPMSolverSDEScheduler
+from .dpmsolver_singlestep import DPMSolverSinglestepScheduler
+from .kdiffusion_only import DPMAdaptiveScheduler, DPMFastScheduler, DPMPP2SAncestralScheduler
+from .kdpm2 import KDPM2DiscreteScheduler
+from .kdpm2_ancestral import KDPM2AncestralDiscreteScheduler
 from .base import SchedulerMixin, SchedulerNotReadyError, SchedulerOutput, scheduler_class
 from .configuration import SCHEDULER_CLASSES, ConfigError, FrozenConfig
 from .cm_stochastic_iterative import CMStochasticIterativeScheduler
@@ -36,6 +42,15 @@ from .unipc_multistep import UniPCMultistepScheduler
 from .vq_diffusion import VQDiffusionScheduler, VQDiffusionSchedulerOutput
 
 __all__ = [
+    "A1111_SAMPLERS",
+    "from_a1111_name",
+    "DPMSolverSDEScheduler",
+    "DPMSolverSinglestepScheduler",
+    "DPMAdaptiveScheduler",
+    "DPMFastScheduler",
+    "DPMPP2SAncestralScheduler",
+    "KDPM2DiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
     "VQDiffusionScheduler",
     "VQDiffusionSchedulerOutput",
     "CosineDPMSolverMultistepScheduler",

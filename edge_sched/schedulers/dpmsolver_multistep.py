@@ -123,7 +123,7 @@ class DPMSolverMultistepScheduler(_MultistepSolver):
         flow_shift: float = 1.0,
         final_sigmas_type: Literal["zero", "sigma_min"] = "zero",
         lambda_min_clipped: float = -float("inf"),
-        variance_type: Literal["learned", "learned_range"] | None = None,
+        variance_type: str | None = None,  # diffusers reads only "learned" / "learned_range"; others (a DDPM config's) mean None
         timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace",
         steps_offset: int = 0,
         rescale_betas_zero_snr: bool = False,

@@ -71,7 +71,7 @@ class DPMSolverMultistepInverseScheduler(DPMSolverMultistepScheduler):
         use_flow_sigmas: bool = False,
         flow_shift: float = 1.0,
         lambda_min_clipped: float = -float("inf"),
-        variance_type: Literal["learned", "learned_range"] | None = None,
+        variance_type: str | None = None,  # diffusers reads only "learned" / "learned_range"; others (a DDPM config's) mean None
         timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace",
         steps_offset: int = 0,
     ):

@@ -286,7 +286,9 @@ def config_defaults(scheduler: SchedulerMixin, defaults: dict):
     (DEIS has no ``final_sigmas_type``...), at the values that scheduler behaves with. Inside
     the block ``scheduler.config`` also holds ``defaults``; the saved config never does."""
     real = scheduler._internal_dict
-    scheduler._internal_dict = FrozenConfig({**defaults, **real})
+    # the defaults win: a key of the same name in the config is a leftover from another class's
+    # config (from_config keeps those), which this scheduler ignores, as diffusers' does
+    scheduler._internal_dict = FrozenConfig({**real, **defaults})
     try:
         yield
     finally:

@@ -10,7 +10,14 @@ import diffusers
 import edge_sched
 from edge_sched.schedulers import SCHEDULER_CLASSES, ConfigError, FrozenConfig, scheduler_class
 
-NAMES = sorted(SCHEDULER_CLASSES)
+#: A1111 samplers diffusers does not have; validated against k-diffusion in test_kdiffusion_only.py
+KDIFFUSION_ONLY = {"DPMAdaptiveScheduler", "DPMFastScheduler", "DPMPP2SAncestralScheduler"}
+NAMES = sorted(set(SCHEDULER_CLASSES) - KDIFFUSION_ONLY)
+
+
+def test_every_other_scheduler_has_a_diffusers_counterpart():
+    for name in NAMES:
+        assert reference_class(name).__name__ == name
 SD15 = {
     "_class_name": "PNDMScheduler",
     "_diffusers_version": "0.6.0",

@@ -1,0 +1,101 @@
+"""A1111 / k-diffusion sampler names -> edge_sched schedulers.
+
+The table is diffusers' own mapping (docs: api/schedulers/overview, "A1111/k-diffusion ->
+Diffusers"): the scheduler class and the init options each name stands for. The four names
+diffusers marks N/A (DPM++ 2S a [Karras], DPM adaptive, DPM fast) map to our ports of
+k-diffusion's samplers in kdiffusion_only.py.
+
+Note (from that table, kept as is): "DPM++ SDE" maps to DPMSolverSinglestepScheduler; k-diffusion's
+``sample_dpmpp_sde`` itself is what DPMSolverSDEScheduler implements.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from . import (  # noqa: F401  (register every class the table names)
+    dpmsolver_multistep, dpmsolver_singlestep, euler, euler_ancestral, heun, kdiffusion_only, kdpm2,
+    kdpm2_ancestral, lms,
+)
+from .base import SchedulerMixin, scheduler_class
+
+
+@dataclass(frozen=True)
+class A1111Sampler:
+    """One row: the A1111 name, the scheduler class name and the init options it implies."""
+
+    name: str
+    scheduler: str
+    options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    in_diffusers: bool = True  # False: one of the rows diffusers marks N/A (ours from k-diffusion)
+
+
+def _row(name, scheduler, in_diffusers=True, **options):
+    return A1111Sampler(name, scheduler, MappingProxyType(options), in_diffusers)
+
+
+KARRAS = {"use_karras_sigmas": True}
+SDE = {"algorithm_type": "sde-dpmsolver++"}
+# A1111 passes its "eta (ancestral)" setting, default 1, to every k-diffusion sampler taking eta:
+# its DPM fast / adaptive are the ancestral variants (k-diffusion's own default is eta = 0)
+A1111_ETA = {"eta": 1.0}
+
+A1111_SAMPLERS = {
+    row.name: row
+    for row in (
+        _row("DPM++ 2M", "DPMSolverMultistepScheduler"),
+        _row("DPM++ 2M Karras", "DPMSolverMultistepScheduler", **KARRAS),
+        _row("DPM++ 2M SDE", "DPMSolverMultistepScheduler", **SDE),
+        _row("DPM++ 2M SDE Karras", "DPMSolverMultistepScheduler", **KARRAS, **SDE),
+        _row("DPM++ 2S a", "DPMPP2SAncestralScheduler", False),
+        _row("DPM++ 2S a Karras", "DPMPP2SAncestralScheduler", False, **KARRAS),
+        _row("DPM++ SDE", "DPMSolverSinglestepScheduler"),
+        _row("DPM++ SDE Karras", "DPMSolverSinglestepScheduler", **KARRAS),
+        _row("DPM2", "KDPM2DiscreteScheduler"),
+        _row("DPM2 Karras", "KDPM2DiscreteScheduler", **KARRAS),
+        _row("DPM2 a", "KDPM2AncestralDiscreteScheduler"),
+        _row("DPM2 a Karras", "KDPM2AncestralDiscreteScheduler", **KARRAS),
+        _row("DPM adaptive", "DPMAdaptiveScheduler", False, **A1111_ETA),
+        _row("DPM fast", "DPMFastScheduler", False, **A1111_ETA),
+        _row("Euler", "EulerDiscreteScheduler"),
+        _row("Euler a", "EulerAncestralDiscreteScheduler"),
+        _row("Heun", "HeunDiscreteScheduler"),
+        _row("LMS", "LMSDiscreteScheduler"),
+        _row("LMS Karras", "LMSDiscreteScheduler", **KARRAS),
+    )
+}
+
+
+def _key(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+_BY_KEY = {_key(n): row for n, row in A1111_SAMPLERS.items()}
+
+
+def a1111_sampler(name: str) -> A1111Sampler:
+    """The table row of an A1111 sampler name (case and repeated spaces ignored)."""
+    if not isinstance(name, str):
+        raise TypeError(f"A1111 sampler name must be a string, got {name!r}.")
+    row = _BY_KEY.get(_key(name))
+    if row is None:
+        close = difflib.get_close_matches(name, A1111_SAMPLERS, n=1, cutoff=0.5) or difflib.get_close_matches(
+            _key(name), list(_BY_KEY), n=1, cutoff=0.5)
+        hint = f" Did you mean {(_BY_KEY[close[0]].name if close[0] in _BY_KEY else close[0])!r}?" if close else ""
+        raise ValueError(
+            f"Unknown A1111 sampler name {name!r}.{hint} Known names: {', '.join(A1111_SAMPLERS)}."
+        )
+    return row
+
+
+def from_a1111_name(name: str, config=None, **overrides) -> SchedulerMixin:
+    """The scheduler an A1111 sampler name stands for, built from ``config`` (a scheduler config
+    dict, e.g. a pipeline's scheduler_config.json, or a scheduler) with the row's init options;
+    ``overrides`` win over both."""
+    row = a1111_sampler(name)
+    return scheduler_class(row.scheduler).from_config(config, **{**row.options, **overrides})
+
+
+__all__ = ["A1111_SAMPLERS", "A1111Sampler", "a1111_sampler", "from_a1111_name"]
