@@ -77,6 +77,9 @@ def cmd_export(args) -> int:
         cache_dir=args.cache_dir,
         local_files_only=args.local_files_only,
         allow_pickle=args.allow_pickle,
+        static_shapes=export.parse_static_shapes(args.static_shapes) if args.static_shapes else None,
+        weight_compression=args.weight_compression,
+        config=args.config,
     )
     for name, numbers in manifest["validation"].items():
         print(f"{name}: max abs diff {numbers['max_abs']:.3g}, max rel diff {numbers['max_rel']:.3g}")
@@ -152,12 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a Stable Diffusion 1.x/2.x text-to-image pipeline to graphs the runtime loads "
         "(needs the export extra: torch, diffusers, optimum).",
     )
-    p.add_argument("source", metavar="SOURCE", help="Hub repo id (owner/name) or local diffusers folder")
+    p.add_argument("source", metavar="SOURCE",
+                   help="Hub repo id (owner/name), local diffusers folder, or a .safetensors file (with --config)")
     p.add_argument("output", metavar="OUTPUT", help="folder to create")
     p.add_argument("--format", required=True, choices=["onnx", "openvino"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"])
     p.add_argument("--scheduler", metavar="NAME", help="scheduler to ship, as a diffusers class name "
-                   "(default: the pipeline's own); A1111 names are not supported yet")
+                   "or A1111 name (default: the pipeline's own)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append",
                    help="scheduler config override, e.g. timestep_spacing=trailing (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -167,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--local-files-only", action="store_true", help="use the cache only, no download")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow .bin/.ckpt pickle weights (they can run code: only for sources you trust)")
+    p.add_argument("--static-shapes", metavar="BxHxW",
+                   help="fix every graph input for NPU-style devices: batch x height x width, e.g. 1x512x512")
+    p.add_argument("--weight-compression", choices=["int8", "int4"],
+                   help="OpenVINO weights through nncf (int4: the UNet, the rest int8); needs nncf")
+    p.add_argument("--config", metavar="FOLDER",
+                   help="for a single-file .safetensors SOURCE: local diffusers folder with the pipeline's configs")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("generate", help="generate images from an exported pipeline folder, Hub repo or built-in model")

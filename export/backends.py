@@ -3,12 +3,18 @@ export one component (optimum's exporter), describe a graph, and run it on numpy
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 # optimum's dummy-input shapes for tracing; height/width come from each component's config
 from optimum.utils import DEFAULT_DUMMY_SHAPES
+
+from .errors import ExportError
+
+# nncf weight-compression modes by our name; int4 keeps the first and last layers in int8 (nncf's default)
+COMPRESSION = ("int8", "int4")
 
 
 def _dims(dims) -> list:
@@ -20,23 +26,50 @@ class OnnxBackend:
     graph_name = "model.onnx"
 
     def __init__(self, dtype: str):
-        if dtype != "fp32":
-            # optimum-onnx exports fp16 only on CUDA; an fp32 -> fp16 graph conversion is future work
-            from .errors import ExportError
-
-            raise ExportError(f"dtype {dtype!r} is not supported for format 'onnx' yet (supported: fp32)")
+        if dtype not in ("fp32", "fp16"):
+            raise ExportError(f"dtype {dtype!r} is not supported for format 'onnx' (supported: fp32, fp16)")
         self.dtype = dtype
 
-    def submodels(self, pipe) -> dict:
+    def submodels(self, pipe, family: str = "sd") -> dict:
+        if family == "unet2d":
+            return {"unet": (pipe.unet, None)}  # no optimum config: exported directly
         import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX export configs)
         from optimum.exporters.utils import get_diffusion_models_for_export
 
         return get_diffusion_models_for_export(pipe, int_dtype="int64", float_dtype="fp32", exporter="onnx")
 
     def export_component(self, name: str, model, config, path: Path) -> None:
-        from optimum.exporters.onnx.convert import export
+        if config is None:
+            from .direct import export_onnx
 
-        export(model=model, config=config, output=path, device="cpu", input_shapes=dict(DEFAULT_DUMMY_SHAPES))
+            export_onnx(model, path)
+        else:
+            from optimum.exporters.onnx.convert import export
+
+            export(model=model, config=config, output=path, device="cpu", input_shapes=dict(DEFAULT_DUMMY_SHAPES))
+        if self.dtype == "fp16":
+            to_fp16_onnx(path)
+
+    @staticmethod
+    def make_static(path: Path, shapes: dict) -> None:
+        """Fix every input's dims to ``shapes`` and the outputs' dims to what one run yields."""
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        for value in model.graph.input:
+            _set_dims(value, shapes[value.name])
+        onnx.save(model, str(path))
+        zeros = {k: np.zeros(v, dtype=_onnx_np_dtype(model, k)) for k, v in shapes.items()}
+        outputs = OnnxBackend.runner(path)(zeros)
+        model = onnx.load(str(path), load_external_data=False)
+        for value in model.graph.output:
+            _set_dims(value, outputs[value.name].shape)
+        onnx.save(model, str(path))
+
+    @staticmethod
+    def compress_weights(path: Path, mode: str, component: str = "unet") -> None:
+        raise ExportError(f"weight compression {mode!r} is for format 'openvino' (through nncf); "
+                          "for onnx use dtype fp16")
 
     @staticmethod
     def describe(path: Path) -> dict:
@@ -75,21 +108,29 @@ class OpenVINOBackend:
     graph_name = "openvino_model.xml"
 
     def __init__(self, dtype: str):
-        from .errors import ExportError
-
         if dtype not in ("fp32", "fp16"):
             raise ExportError(f"dtype {dtype!r} is not supported for format 'openvino' (supported: fp32, fp16)")
         self.dtype = dtype
 
-    def submodels(self, pipe) -> dict:
+    def submodels(self, pipe, family: str = "sd") -> dict:
+        if family == "unet2d":
+            return {"unet": (pipe.unet, None)}  # no optimum config: converted directly
         import optimum.exporters.openvino.model_configs  # noqa: F401  (registers the OpenVINO export configs)
-        from optimum.exporters.openvino.convert import _set_runtime_options, get_diffusion_models_for_export_ext
+        from optimum.exporters.openvino.convert import (
+            _set_runtime_options,
+            get_diffusion_models_for_export_ext,
+        )
 
         _, models = get_diffusion_models_for_export_ext(pipe, int_dtype="int64", float_dtype="fp32", exporter="openvino")
         _set_runtime_options(models, "text-to-image", "diffusers", False)
         return models
 
     def export_component(self, name: str, model, config, path: Path) -> None:
+        if config is None:
+            from .direct import convert_openvino
+
+            convert_openvino(model, path, compress_to_fp16=self.dtype == "fp16")
+            return
         from optimum.exporters.openvino.convert import export
         from optimum.intel import OVConfig
 
@@ -104,6 +145,41 @@ class OpenVINOBackend:
             stateful=False,
             library_name="diffusers",
         )
+
+    def make_static(self, path: Path, shapes: dict) -> None:
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+        model.reshape({p.get_any_name(): ov.PartialShape(list(shapes[p.get_any_name()])) for p in model.inputs})
+        _save_ov_replacing(model, path)
+
+    def compress_weights(self, path: Path, mode: str, component: str = "unet") -> None:
+        """int8 / int4 weight compression of the graph at ``path`` with nncf (data-free). int4 applies to
+        the UNet only; text encoders and the VAE get int8 (int4 text encoders and VAEs lose too much)."""
+        if mode not in COMPRESSION:
+            raise ExportError(f"unknown weight compression {mode!r}; choose one of {', '.join(COMPRESSION)}")
+        try:
+            import nncf
+        except ImportError as e:
+            raise ExportError(f"weight compression {mode} needs nncf: pip install nncf ({e})") from e
+        import openvino as ov
+
+        model = ov.Core().read_model(str(path))
+        if mode == "int8" or component not in INT4_COMPONENTS:
+            model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        else:
+            from nncf.quantization.advanced_parameters import (
+                AdvancedCompressionParameters,
+            )
+
+            # a layer whose input channels the group size does not divide gets a smaller group (>= 32),
+            # or stays int8 (nncf's backup mode)
+            model = nncf.compress_weights(
+                model, mode=nncf.CompressWeightsMode.INT4_ASYM, group_size=INT4_GROUP_SIZE, ratio=1.0,
+                advanced_parameters=AdvancedCompressionParameters(
+                    group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST),
+            )
+        _save_ov_replacing(model, path)
 
     @staticmethod
     def describe(path: Path) -> dict:
@@ -139,3 +215,62 @@ class OpenVINOBackend:
 
 
 BACKENDS = {"onnx": OnnxBackend, "openvino": OpenVINOBackend}
+
+INT4_COMPONENTS = ("unet",)
+INT4_GROUP_SIZE = 64  # int4 weights are quantized in groups of input channels (SD's 320/640/1280 divide by 64)
+
+
+def _save_ov_replacing(model, path: Path) -> None:
+    """Save ``model`` over ``path`` (.xml + .bin) through a sibling file, so a failure keeps the old graph."""
+    import openvino as ov
+
+    tmp = path.with_name(path.stem + ".tmp.xml")
+    ov.save_model(model, str(tmp), compress_to_fp16=False)  # weights keep the precision they already have
+    del model
+    os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))
+    os.replace(tmp, path)
+
+
+def _set_dims(value, dims) -> None:
+    shape = value.type.tensor_type.shape
+    if len(shape.dim) != len(dims):
+        raise ExportError(f"graph input {value.name}: rank {len(shape.dim)}, static shape {list(dims)}")
+    for d, n in zip(shape.dim, dims):
+        d.Clear()
+        d.dim_value = int(n)
+
+
+def _onnx_np_dtype(model, name: str):
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    value = next(v for v in model.graph.input if v.name == name)
+    return tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)
+
+
+def to_fp16_onnx(path: Path) -> None:
+    """fp32 -> fp16 ONNX graph (weights and arithmetic), keeping float32 inputs and outputs so the runtime
+    feeds it like the fp32 graph. onnxruntime's converter keeps the ops it knows to be unsafe in fp16.
+    Weights stored outside the .onnx (models over protobuf's 2 GB) are written back outside, in one file."""
+    import onnx
+    from onnx.external_data_helper import uses_external_data
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    header = onnx.load(str(path), load_external_data=False)
+    old_files = {
+        entry.value
+        for t in header.graph.initializer if uses_external_data(t)
+        for entry in t.external_data if entry.key == "location"
+    }
+    del header
+    model = onnx.load(str(path))  # with its external weights, if any
+    model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    for name in old_files:
+        (path.parent / name).unlink(missing_ok=True)
+    if old_files or model.ByteSize() > EXTERNAL_DATA_BYTES:
+        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=path.name + "_data", size_threshold=1024)
+    else:
+        onnx.save(model, str(path))
+
+
+EXTERNAL_DATA_BYTES = 1_800_000_000  # below protobuf's 2 GB limit for one message

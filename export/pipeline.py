@@ -1,22 +1,27 @@
-"""export_pipeline: a diffusers Stable Diffusion pipeline -> an ONNX or OpenVINO folder, atomically."""
+"""export_pipeline: a diffusers pipeline (SD family, SDXL, UNet2DModel) -> an ONNX or OpenVINO folder, atomically.
+
+The manifest keys are documented in the package docstring (``export/__init__.py``)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import inspect
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 from .errors import ExportError, ValidationError
 from .scheduler import convert_scheduler
 from .source import resolve_source
+from .static import plan_static_shapes, static_shapes_for
 
 FORMATS = ("onnx", "openvino")
 DTYPES = ("fp32", "fp16")
@@ -45,12 +50,19 @@ def export_pipeline(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
     allow_pickle: bool = False,
+    config: str | os.PathLike | None = None,
     validate: bool = True,
     progress: Callable[[str], None] | None = _stderr,
+    static_shapes: dict | None = None,
+    weight_compression: str | None = None,
 ) -> dict:
-    """Export a Stable Diffusion 1.x/2.x text-to-image pipeline (local diffusers folder or Hub repo id)
-    to ``output`` in optimum's folder layout, plus a fast tokenizer, the converted scheduler and the
+    """Export a supported pipeline (``source.PIPELINES``; local diffusers folder or Hub repo id) to
+    ``output`` in optimum's folder layout, plus fast tokenizers, the converted scheduler and the
     ``edge_sched.json`` manifest. Returns the manifest.
+
+    ``static_shapes``: {"batch", "height", "width"} fixes every graph input (NPU-style devices);
+    ``weight_compression``: "int8" | "int4" (OpenVINO, through nncf). A full disk is reported as such.
+    ``source`` may be a single-file ``.safetensors`` checkpoint with ``config`` a local diffusers folder.
 
     Nothing is left half-written: everything is built in a temporary folder next to ``output`` and
     renamed at the end; an existing ``output`` is refused unless ``overwrite``; on any error (also a
@@ -64,6 +76,8 @@ def export_pipeline(
     from .backends import BACKENDS
 
     backend = BACKENDS[format](dtype)
+    if weight_compression is not None:
+        _check_compression(format, weight_compression)
     output = Path(output).expanduser().absolute()
     _check_output(output, overwrite)
     overrides = dict(scheduler_overrides or {})
@@ -71,16 +85,56 @@ def export_pipeline(
     say(f"source {source}")
     resolved = resolve_source(
         source, revision=revision, token=token, cache_dir=cache_dir,
-        local_files_only=local_files_only, allow_pickle=allow_pickle,
+        local_files_only=local_files_only, allow_pickle=allow_pickle, config=config,
     )
     # the scheduler first: a bad name or override key should fail before minutes of export
     sched_config = json.loads((resolved.folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
     our_scheduler = convert_scheduler(sched_config, scheduler, **overrides)
 
-    with _atomic_folder(output, overwrite) as tmp:
-        manifest = _export_into(tmp, resolved, backend, dtype, our_scheduler, validate, say)
+    try:
+        with _atomic_folder(output, overwrite) as tmp:
+            manifest = _export_into(tmp, resolved, backend, dtype, our_scheduler, validate, say,
+                                    static_shapes, weight_compression)
+    except Exception as e:
+        if _disk_full(e):
+            free = shutil.disk_usage(output.parent if output.parent.exists() else Path.cwd()).free
+            raise ExportError(
+                f"{output}: no space left on the device while exporting ({free / 2**20:.0f} MiB free now); "
+                f"nothing was written: free some space or choose another OUTPUT"
+            ) from e
+        raise
     say(f"done: {output}")
     return manifest
+
+
+def _check_compression(format: str, mode: str) -> None:
+    from .backends import COMPRESSION
+
+    if mode not in COMPRESSION:
+        raise ExportError(f"unknown weight compression {mode!r}; choose one of {', '.join(COMPRESSION)}")
+    if format != "openvino":
+        raise ExportError(f"weight compression {mode} is for format 'openvino' (through nncf); for onnx use dtype fp16")
+    try:
+        import nncf  # noqa: F401
+    except ImportError as e:
+        raise ExportError(f"weight compression {mode} needs nncf, which is not installed: pip install nncf ({e})") from e
+
+
+def _disk_full(error: BaseException) -> bool:
+    """ENOSPC anywhere in the exception chain (exporters wrap it in their own errors), or its message."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _threshold_key(dtype: str, compression: str | None) -> str:
+    return compression or dtype
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
@@ -126,33 +180,57 @@ def _atomic_folder(output: Path, overwrite: bool):
         raise
 
 
-def _export_into(tmp: Path, resolved, backend, dtype: str, our_scheduler, validate: bool, say) -> dict:
-    import torch
-    from diffusers import StableDiffusionPipeline
+# components the pipeline constructors take that the export never needs (safety checker and friends)
+_DROPPED = {"safety_checker": None, "feature_extractor": None, "image_encoder": None, "requires_safety_checker": False}
 
-    t0 = time.perf_counter()
-    say(f"loading {resolved.pipeline_class} from {resolved.folder}")
+
+def _load_pipeline(resolved):
+    import diffusers
+    import torch
+
+    # the class name was checked against PIPELINES before: getattr picks a diffusers class, never remote code
+    cls = getattr(diffusers, resolved.pipeline_class)
+    params = inspect.signature(cls.__init__).parameters
+    extra = {k: v for k, v in _DROPPED.items() if k in params}
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            resolved.folder,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            torch_dtype=torch.float32,
-            use_safetensors=None,  # safetensors when present; pickles were refused before unless allowed
-            local_files_only=True,
-            low_cpu_mem_usage=False,
-        )
+        if resolved.checkpoint is not None:
+            # the weights from one file, everything else from the local config folder; nothing downloaded
+            pipe = cls.from_single_file(
+                str(resolved.checkpoint), config=str(resolved.folder), local_files_only=True,
+                torch_dtype=torch.float32, **extra,
+            )
+        else:
+            pipe = cls.from_pretrained(
+                resolved.folder,
+                torch_dtype=torch.float32,
+                use_safetensors=None,  # safetensors when present; pickles were refused before unless allowed
+                local_files_only=True,
+                low_cpu_mem_usage=False,
+                **extra,
+            )
     except Exception as e:
         raise ExportError(f"{resolved.source_id}: diffusers cannot load the pipeline: {e}") from e
     pipe.set_progress_bar_config(disable=True)
+    return pipe
 
-    submodels = backend.submodels(pipe)
+
+def _export_into(tmp: Path, resolved, backend, dtype: str, our_scheduler, validate: bool, say,
+                 static: dict | None = None, compression: str | None = None) -> dict:
+    from .source import PIPELINES, TOKENIZERS
+
+    t0 = time.perf_counter()
+    family = PIPELINES[resolved.pipeline_class][0]
+    say(f"loading {resolved.pipeline_class} from {resolved.folder}")
+    pipe = _load_pipeline(resolved)
+    static_plan = plan_static_shapes(pipe, family, static) if static else None
+
+    submodels = backend.submodels(pipe, family)
     graphs: dict[str, dict] = {}
     n = len(submodels)
     for i, (name, (model, config)) in enumerate(submodels.items(), 1):
         start = time.perf_counter()
-        say(f"[{i}/{n}] {name}: exporting to {backend.name} ({dtype})")
+        options = [dtype, *([f"{compression} weights"] if compression else []), *(["static"] if static_plan else [])]
+        say(f"[{i}/{n}] {name}: exporting to {backend.name} ({', '.join(options)})")
         folder = tmp / name
         folder.mkdir(parents=True, exist_ok=True)
         if hasattr(model, "save_config"):
@@ -162,13 +240,23 @@ def _export_into(tmp: Path, resolved, backend, dtype: str, our_scheduler, valida
         path = folder / backend.graph_name
         try:
             backend.export_component(name, model, config, path)
-        except Exception as e:
+            if static_plan is not None:
+                backend.make_static(path, static_shapes_for(name, backend.describe(path), static_plan))
+            if compression is not None:
+                backend.compress_weights(path, compression, name)
+        except ExportError:
+            raise
+        except Exception as e:  # a full disk is recognised from the cause chain in export_pipeline
             raise ExportError(f"{name}: {backend.name} export failed: {type(e).__name__}: {e}") from e
         graphs[name] = {"file": f"{name}/{backend.graph_name}", **backend.describe(path)}
         say(f"[{i}/{n}] {name}: exported in {time.perf_counter() - start:.1f} s")
 
-    say("tokenizer: writing the fast tokenizer (tokenizer.json)")
-    _save_fast_tokenizer(resolved.folder / "tokenizer", tmp / "tokenizer", pipe.tokenizer)
+    tokenizers = {}
+    for tok in TOKENIZERS:
+        if getattr(pipe, tok, None) is not None:
+            say(f"{tok}: writing the fast tokenizer (tokenizer.json)")
+            _save_fast_tokenizer(resolved.folder / tok, tmp / tok, getattr(pipe, tok))
+            tokenizers[tok] = f"{tok}/tokenizer.json"
 
     say(f"scheduler: {type(our_scheduler).__name__}")
     our_scheduler.save_pretrained(tmp / "scheduler")
@@ -177,19 +265,23 @@ def _export_into(tmp: Path, resolved, backend, dtype: str, our_scheduler, valida
 
     results = {}
     if validate:
-        results = _validate(tmp, pipe, graphs, backend, dtype, say)
+        results = _validate(tmp, pipe, graphs, backend, _threshold_key(dtype, compression), say)
 
     manifest = {
         "edge_sched_manifest": MANIFEST_VERSION,
         "format": backend.name,
         "dtype": dtype,
+        "weight_compression": compression,
         "pipeline": resolved.pipeline_class,
+        "family": family,
         "prediction_type": pipe.scheduler.config.get("prediction_type", "epsilon"),
         "source": {"id": resolved.source_id, "kind": resolved.kind, "revision": resolved.revision},
         "exporter": _versions(),
         "components": graphs,
-        "tokenizer": "tokenizer/tokenizer.json",
+        "tokenizer": tokenizers.get("tokenizer"),
+        **({"tokenizer_2": tokenizers["tokenizer_2"]} if "tokenizer_2" in tokenizers else {}),
         "scheduler": {"class": type(our_scheduler).__name__, "config": "scheduler/scheduler_config.json"},
+        "static_shapes": static_plan,
         "validation": results,
         "export_seconds": round(time.perf_counter() - t0, 2),
         "files": file_hashes(tmp),
@@ -224,6 +316,7 @@ def _fix_model_index(path: Path, scheduler_class: str) -> None:
 
 
 def _validate(tmp: Path, pipe, graphs: dict, backend, dtype: str, say) -> dict:
+    """``dtype``: the key of the validation bound (fp32, fp16, int8, int4)."""
     from .validate import THRESHOLDS, compare, make_inputs, torch_reference
 
     threshold = THRESHOLDS[dtype]
@@ -272,6 +365,36 @@ def file_hashes(folder: Path) -> dict:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST
     }
+
+
+def set_scheduler(folder: str | os.PathLike, target: str, **overrides) -> dict:
+    """Swap the scheduler shipped in an exported ``folder`` without re-exporting: the current
+    ``scheduler/scheduler_config.json`` is converted to ``target`` (class or A1111 name, ``overrides`` on
+    top), then ``scheduler/``, ``model_index.json`` and the manifest (class, hashes) are rewritten.
+    A folder whose files no longer match its manifest is refused. Returns the new manifest."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise ExportError(f"{folder}: no {MANIFEST}; not a folder made by edge-sched export")
+    changed = verify_manifest(folder)
+    if changed:
+        raise ExportError(f"{folder}: files differ from the manifest ({', '.join(changed)}); refusing to edit it")
+    scheduler = convert_scheduler(folder / "scheduler", target, **overrides)
+    staging = Path(tempfile.mkdtemp(prefix=".scheduler.partial-", dir=folder))
+    try:
+        scheduler.save_pretrained(staging)
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        old = folder / "scheduler" / "scheduler_config.json"
+        os.replace(staging / "scheduler_config.json", old)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _fix_model_index(folder / "model_index.json", type(scheduler).__name__)
+    manifest["scheduler"]["class"] = type(scheduler).__name__
+    manifest["files"] = file_hashes(folder)
+    tmp = manifest_path.with_name(MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, manifest_path)
+    return manifest
 
 
 def verify_manifest(folder: str | os.PathLike) -> list[str]:

@@ -1,4 +1,7 @@
-"""Where the pipeline comes from: a local diffusers folder or a Hub repo (huggingface_hub)."""
+"""Where the pipeline comes from: a local diffusers folder, a Hub repo (huggingface_hub), or a single-file
+checkpoint (``.safetensors``) read by diffusers' ``from_single_file`` with a local diffusers folder as its
+config (``config=``: model_index.json, the components' config.json, tokenizer and scheduler; its weights,
+if any, are not used)."""
 
 from __future__ import annotations
 
@@ -10,10 +13,25 @@ from pathlib import Path
 
 from .errors import SourceError
 
-SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
-# model components the export turns into graphs, and the other folders it ships
-MODEL_COMPONENTS = ("text_encoder", "unet", "vae")
-REQUIRED_COMPONENTS = ("text_encoder", "tokenizer", "unet", "vae", "scheduler")
+# pipeline class -> (family, components turned into graphs, other components shipped)
+# sd: text encoder + UNet2DConditionModel + VAE (also for img2img, inpainting (9-channel UNet), LCM)
+# sdxl: two text encoders (pooled embeddings, time ids); unet2d: a UNet2DModel alone, exported directly
+_SD = ("sd", ("text_encoder", "unet", "vae"), ("tokenizer", "scheduler"))
+_SDXL = ("sdxl", ("text_encoder", "text_encoder_2", "unet", "vae"), ("tokenizer", "tokenizer_2", "scheduler"))
+_UNET2D = ("unet2d", ("unet",), ("scheduler",))
+PIPELINES = {
+    "StableDiffusionPipeline": _SD,
+    "StableDiffusionImg2ImgPipeline": _SD,
+    "StableDiffusionInpaintPipeline": _SD,
+    "LatentConsistencyModelPipeline": _SD,
+    "StableDiffusionXLPipeline": _SDXL,
+    "DDPMPipeline": _UNET2D,
+    "DDIMPipeline": _UNET2D,
+}
+SUPPORTED_PIPELINES = tuple(PIPELINES)
+# every model component any supported pipeline turns into graphs (what a Hub download may need)
+MODEL_COMPONENTS = tuple(dict.fromkeys(c for _, models, _ in PIPELINES.values() for c in models))
+TOKENIZERS = ("tokenizer", "tokenizer_2")
 SAFE_WEIGHTS = ("diffusion_pytorch_model.safetensors", "model.safetensors")
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
@@ -27,12 +45,13 @@ class ResolvedSource:
     revision: str | None  # commit hash for the Hub, None for a local folder
     pipeline_class: str
     model_index: dict
+    checkpoint: Path | None = None  # single-file weights; ``folder`` then holds only the configs
 
 
 def hub_allow_patterns(allow_pickle: bool = False) -> list[str]:
     """Only what the export needs: model_index, configs, tokenizer, scheduler and safetensors weights
     of the model components (pickles only when explicitly allowed)."""
-    patterns = ["model_index.json", "scheduler/*.json", "tokenizer/*"]
+    patterns = ["model_index.json", "scheduler/*.json", *(f"{t}/*" for t in TOKENIZERS)]
     for c in MODEL_COMPONENTS:
         patterns += [f"{c}/config.json", *(f"{c}/{w}" for w in SAFE_WEIGHTS), f"{c}/*.safetensors.index.json"]
         patterns += [f"{c}/*-of-*.safetensors"]
@@ -63,18 +82,18 @@ def resolve_source(
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
     allow_pickle: bool = False,
+    config: str | os.PathLike | None = None,
 ) -> ResolvedSource:
     text = os.fspath(source)
     path = Path(text).expanduser()
+    if path.is_file():
+        return _single_file(path, config, revision, allow_pickle)
+    if config is not None:
+        raise SourceError(f"{text}: --config applies to single-file checkpoints, not to a folder or repo id")
     if path.is_dir():
         folder, kind, commit, source_id = path.resolve(), "local", None, str(path.resolve())
         if revision is not None:
             raise SourceError(f"{text}: --revision applies to Hub repos, not to a local folder")
-    elif path.exists():
-        raise SourceError(
-            f"{text}: is a file; give a diffusers folder (save_pretrained layout) or a Hub repo id "
-            "(single-file checkpoints are not supported yet)"
-        )
     elif not looks_like_repo_id(text):
         raise SourceError(f"{text}: no such folder (and not a Hub repo id of the form owner/name)")
     else:
@@ -82,6 +101,35 @@ def resolve_source(
         kind, source_id = "hub", text
     model_index = check_folder(folder, text, allow_pickle=allow_pickle)
     return ResolvedSource(folder, source_id, kind, commit, model_index["_class_name"], model_index)
+
+
+def _single_file(path: Path, config, revision, allow_pickle: bool) -> ResolvedSource:
+    path = path.resolve()
+    if revision is not None:
+        raise SourceError(f"{path}: --revision applies to Hub repos, not to a local file")
+    if path.suffix == ".safetensors":
+        pass
+    elif path.suffix in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise SourceError(
+                f"{path}: a pickle checkpoint; unpickling can run arbitrary code, so it needs allow_pickle=True "
+                "(--allow-pickle) for a source you trust (or convert it to .safetensors)"
+            )
+    else:
+        raise SourceError(
+            f"{path}: is a file but not a checkpoint (.safetensors); give a diffusers folder (save_pretrained "
+            "layout), a Hub repo id, or a .safetensors checkpoint with --config"
+        )
+    if config is None:
+        raise SourceError(
+            f"{path}: a single-file checkpoint needs config=<local diffusers folder> (--config) with the "
+            "pipeline's model_index.json, component configs, tokenizer and scheduler (nothing is downloaded)"
+        )
+    folder = Path(config).expanduser().resolve()
+    if not folder.is_dir():
+        raise SourceError(f"{config}: the config for {path.name} must be a local diffusers folder")
+    model_index = check_folder(folder, str(folder), allow_pickle=allow_pickle, weights=False)
+    return ResolvedSource(folder, str(path), "single_file", None, model_index["_class_name"], model_index, path)
 
 
 def _download(repo_id, revision, token, cache_dir, local_files_only, allow_pickle) -> tuple[Path, str | None]:
@@ -124,8 +172,9 @@ def _download(repo_id, revision, token, cache_dir, local_files_only, allow_pickl
     return folder, commit
 
 
-def check_folder(folder: Path, label: str, *, allow_pickle: bool = False) -> dict:
-    """Refuse what we cannot (or must not) load, before torch sees a byte of it."""
+def check_folder(folder: Path, label: str, *, allow_pickle: bool = False, weights: bool = True) -> dict:
+    """Refuse what we cannot (or must not) load, before torch sees a byte of it. ``weights=False``: a
+    config-only folder (the weights come from a single-file checkpoint)."""
     index_file = folder / "model_index.json"
     if not index_file.is_file():
         raise SourceError(f"{label}: no model_index.json; is this a diffusers pipeline folder (save_pretrained layout)?")
@@ -138,10 +187,12 @@ def check_folder(folder: Path, label: str, *, allow_pickle: bool = False) -> dic
         raise SourceError(
             f"{index_file}: pipeline class {cls!r} is not supported; supported: {', '.join(SUPPORTED_PIPELINES)}"
         )
-    missing = [c for c in REQUIRED_COMPONENTS if not _declared(model_index.get(c))]
+    _, models, others = PIPELINES[cls]
+    required = models + others
+    missing = [c for c in required if not _declared(model_index.get(c))]
     if missing:
         raise SourceError(f"{index_file}: missing components: {', '.join(missing)}")
-    for name in REQUIRED_COMPONENTS:
+    for name in required:
         library = model_index[name][0]
         if library not in ("diffusers", "transformers"):
             raise SourceError(
@@ -150,13 +201,15 @@ def check_folder(folder: Path, label: str, *, allow_pickle: bool = False) -> dic
             )
         if not (folder / name).is_dir():
             raise SourceError(f"{label}: component folder {name}/ is missing")
-    for name in MODEL_COMPONENTS:
+    for name in models:
         sub = folder / name
         if not (sub / "config.json").is_file():
             raise SourceError(f"{sub}: no config.json")
+        if not weights:
+            continue
         files = [p.name for p in sub.iterdir() if p.is_file()]
-        safe = [f for f in files if f.endswith(".safetensors") or f.endswith(".safetensors.index.json")]
-        pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES) or f.endswith(".bin.index.json")]
+        safe = [f for f in files if f.endswith((".safetensors", ".safetensors.index.json"))]
+        pickles = [f for f in files if f.endswith((*PICKLE_SUFFIXES, ".bin.index.json"))]
         if not safe and pickles and not allow_pickle:
             raise SourceError(
                 f"{sub}: only pickle weights ({', '.join(sorted(pickles))}); unpickling can run arbitrary code, "

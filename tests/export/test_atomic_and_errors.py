@@ -11,7 +11,12 @@ import pytest
 
 import export
 from export.backends import OnnxBackend
-from export.errors import ExportError, SchedulerConversionError, SourceError, ValidationError
+from export.errors import (
+    ExportError,
+    SchedulerConversionError,
+    SourceError,
+    ValidationError,
+)
 from export.source import check_folder
 
 
@@ -81,8 +86,8 @@ def test_validation_failure_names_component_and_numbers(tiny_sd, tmp_path, monke
     """A graph 1% off its torch component fails the fp32 bound; the existing OUTPUT stays as it was."""
     real_submodels, real_runner = OnnxBackend.submodels, OnnxBackend.runner
 
-    def text_encoder_only(self, pipe):  # keeps the test short: one component is enough
-        return {k: v for k, v in real_submodels(self, pipe).items() if k == "text_encoder"}
+    def text_encoder_only(self, pipe, family):  # keeps the test short: one component is enough
+        return {k: v for k, v in real_submodels(self, pipe, family).items() if k == "text_encoder"}
 
     def off_by_one_percent(path):
         run = real_runner(path)
@@ -128,8 +133,9 @@ def _edit_index(folder: Path, **changes) -> None:
 
 def test_unsupported_pipeline_class(tiny_sd, tmp_path):
     src = _copy(tiny_sd, tmp_path)
-    _edit_index(src, _class_name="StableDiffusionXLPipeline")
-    with pytest.raises(SourceError, match="'StableDiffusionXLPipeline' is not supported; supported: StableDiffusionPipeline"):
+    _edit_index(src, _class_name="KandinskyPipeline")
+    with pytest.raises(SourceError, match="'KandinskyPipeline' is not supported; supported: StableDiffusionPipeline, "
+                                          "StableDiffusionImg2ImgPipeline, .*, DDPMPipeline, DDIMPipeline"):
         export.export_pipeline(src, tmp_path / "out", format="onnx", progress=None)
     assert not (tmp_path / "out").exists()
 
@@ -175,6 +181,8 @@ def test_bad_format_and_dtype(tiny_sd, tmp_path):
         export.export_pipeline(tiny_sd, tmp_path / "o", format="tflite", progress=None)
     with pytest.raises(ExportError, match="unknown dtype 'int3'"):
         export.export_pipeline(tiny_sd, tmp_path / "o", format="onnx", dtype="int3", progress=None)
-    with pytest.raises(ExportError, match="dtype 'fp16' is not supported for format 'onnx' yet"):
-        export.export_pipeline(tiny_sd, tmp_path / "o", format="onnx", dtype="fp16", progress=None)
+    with pytest.raises(ExportError, match="weight compression int8 is for format 'openvino'"):
+        export.export_pipeline(tiny_sd, tmp_path / "o", format="onnx", weight_compression="int8", progress=None)
+    with pytest.raises(ExportError, match="unknown weight compression 'int2'; choose one of int8, int4"):
+        export.export_pipeline(tiny_sd, tmp_path / "o", format="openvino", weight_compression="int2", progress=None)
     assert list(tmp_path.iterdir()) == []

@@ -26,29 +26,37 @@ def write_clip_tokenizer_files(folder: Path) -> tuple[Path, Path]:
     return vocab_file, merges_file
 
 
-def build_tiny_sd(folder: Path, *, v_prediction: bool = False, seed: int = 0) -> Path:
-    """Save a tiny StableDiffusionPipeline (SD 1.x style, or SD 2.x style with v-prediction) into ``folder``."""
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+def _tiny_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
 
-    folder = Path(folder)
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        norm_num_groups=32,
-        # SD 2.x uses linear projections in the transformer blocks and per-block head counts
-        attention_head_dim=(2, 4) if v_prediction else 8,
-        use_linear_projection=v_prediction,
+    tok_dir = folder.parent / (folder.name + "-tokenizer-src")
+    vocab_file, merges_file = write_clip_tokenizer_files(tok_dir)
+    return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
+
+
+def _tiny_text_encoder(tokenizer, *, gelu: bool = False, with_projection: bool = False):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_act="gelu" if gelu else "quick_gelu",
     )
-    vae = AutoencoderKL(
+    return (CLIPTextModelWithProjection if with_projection else CLIPTextModel)(config).eval()
+
+
+def _tiny_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
         block_out_channels=(32, 64),
         in_channels=3,
         out_channels=3,
@@ -58,39 +66,146 @@ def build_tiny_sd(folder: Path, *, v_prediction: bool = False, seed: int = 0) ->
         layers_per_block=1,
         norm_num_groups=32,
         sample_size=32,
-    )
-    tok_dir = folder.parent / (folder.name + "-tokenizer-src")
-    vocab_file, merges_file = write_clip_tokenizer_files(tok_dir)
-    tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=32,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            hidden_act="gelu" if v_prediction else "quick_gelu",
-        )
     ).eval()
-    common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
-    if v_prediction:
-        scheduler = DDIMScheduler(prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False, **common)
-    else:
-        scheduler = PNDMScheduler(skip_prk_steps=True, **common)
-    pipe = StableDiffusionPipeline(
-        vae=vae.eval(),
-        text_encoder=text_encoder,
+
+
+def _tiny_cond_unet(**overrides):
+    from diffusers import UNet2DConditionModel
+
+    kwargs = dict(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=32,
+        attention_head_dim=8,
+    )
+    kwargs.update(overrides)
+    return UNet2DConditionModel(**kwargs).eval()
+
+
+_SD_BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
+
+
+def _save_sd_like(cls, folder: Path, unet, scheduler, *, gelu: bool = False) -> Path:
+    tokenizer = _tiny_tokenizer(folder)
+    pipe = cls(
+        vae=_tiny_vae(),
+        text_encoder=_tiny_text_encoder(tokenizer, gelu=gelu),
         tokenizer=tokenizer,
-        unet=unet.eval(),
+        unet=unet,
         scheduler=scheduler,
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_tiny_sd(folder: Path, *, v_prediction: bool = False, seed: int = 0) -> Path:
+    """Save a tiny StableDiffusionPipeline (SD 1.x style, or SD 2.x style with v-prediction) into ``folder``."""
+    import torch
+    from diffusers import DDIMScheduler, PNDMScheduler, StableDiffusionPipeline
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    # SD 2.x uses linear projections in the transformer blocks and per-block head counts
+    unet = _tiny_cond_unet(attention_head_dim=(2, 4) if v_prediction else 8, use_linear_projection=v_prediction)
+    if v_prediction:
+        scheduler = DDIMScheduler(prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False, **_SD_BETAS)
+    else:
+        scheduler = PNDMScheduler(skip_prk_steps=True, **_SD_BETAS)
+    return _save_sd_like(StableDiffusionPipeline, folder, unet, scheduler, gelu=v_prediction)
+
+
+def build_tiny_inpaint(folder: Path, *, seed: int = 0) -> Path:
+    """A tiny StableDiffusionInpaintPipeline: 9-channel UNet (4 latent + 1 mask + 4 masked-image latent)."""
+    import torch
+    from diffusers import PNDMScheduler, StableDiffusionInpaintPipeline
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    unet = _tiny_cond_unet(in_channels=9)
+    return _save_sd_like(StableDiffusionInpaintPipeline, folder, unet, PNDMScheduler(skip_prk_steps=True, **_SD_BETAS))
+
+
+def build_tiny_lcm(folder: Path, *, seed: int = 0) -> Path:
+    """A tiny LatentConsistencyModelPipeline: an LCM-distilled UNet (guidance embedding of size
+    ``time_cond_proj_dim`` -> the ``timestep_cond`` graph input) with the LCMScheduler."""
+    import torch
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    unet = _tiny_cond_unet(time_cond_proj_dim=32)
+    scheduler = LCMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", set_alpha_to_one=True)
+    return _save_sd_like(LatentConsistencyModelPipeline, folder, unet, scheduler)
+
+
+def build_tiny_sdxl(folder: Path, *, seed: int = 0) -> Path:
+    """A tiny StableDiffusionXLPipeline: two text encoders (the second with projection: pooled
+    embeddings), a UNet with ``text_time`` added conditioning (``text_embeds``, ``time_ids``)."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    unet = _tiny_cond_unet(
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # six time ids of 8 + the pooled text embedding
+        cross_attention_dim=64,  # both text encoders' hidden states, concatenated
+    )
+    tokenizer = _tiny_tokenizer(folder)
+    pipe = StableDiffusionXLPipeline(
+        vae=_tiny_vae(),
+        text_encoder=_tiny_text_encoder(tokenizer, gelu=True),
+        text_encoder_2=_tiny_text_encoder(tokenizer, gelu=True, with_projection=True),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(timestep_spacing="leading", **_SD_BETAS),
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def build_tiny_ddpm(folder: Path, *, ddim: bool = False, class_conditional: bool = False, seed: int = 0) -> Path:
+    """A tiny unconditional (or class-conditional: ``num_class_embeds=10``) UNet2DModel pipeline:
+    DDPMPipeline with DDPMScheduler, or DDIMPipeline with DDIMScheduler. Pixel space, 3 x 16 x 16."""
+    import torch
+    from diffusers import (
+        DDIMPipeline,
+        DDIMScheduler,
+        DDPMPipeline,
+        DDPMScheduler,
+        UNet2DModel,
+    )
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    unet = UNet2DModel(
+        sample_size=16,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=32,
+        num_class_embeds=10 if class_conditional else None,
+    ).eval()
+    if ddim:
+        pipe = DDIMPipeline(unet=unet, scheduler=DDIMScheduler(num_train_timesteps=1000))
+    else:
+        pipe = DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000))
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
