@@ -128,7 +128,9 @@ class DiffusionPipeline:
 
         ``backend``: "auto" (OpenVINO IR -> openvino, ONNX -> onnxruntime, whichever is installed),
         "onnxruntime" or "openvino". ``providers`` (onnxruntime) and ``device`` (OpenVINO) pick the
-        hardware; ``low_memory`` keeps one graph in memory at a time.
+        hardware; ``low_memory`` keeps one graph in memory at a time. ``static_shapes`` (OpenVINO):
+        ``{component: {input: shape}}`` fixes graph shapes before compiling (NPUs need it); a UNet
+        with a static batch of 1 gets classifier-free guidance as two calls.
         """
         folder = resolve_folder(source, revision=revision, token=token, cache_dir=hub_cache_dir,
                                 local_files_only=local_files_only)
@@ -236,6 +238,20 @@ class DiffusionPipeline:
             return value.reshape(())
         n = spec.shape[0] if spec.shape is not None and spec.shape and spec.shape[0] is not None else batch
         return np.full((n,), value.reshape(-1)[0], dtype=value.dtype)
+
+    @staticmethod
+    def run_batched(component: Component, feeds_for, n: int, batch_input: str) -> dict[str, np.ndarray]:
+        """Run ``component`` on ``n`` items; ``feeds_for(rows, count)`` gives the feeds of a slice. A graph
+        with a static batch (``batch_input``'s first dim) runs in chunks of that size."""
+        shape = component.inputs[batch_input].shape
+        size = shape[0] if shape else None
+        if size is None or size == n:
+            return component(**feeds_for(slice(0, n), n))
+        if n % size:
+            raise ValueError(f"{component.path}: the graph's static batch {size} cannot run {n} items; "
+                             f"export with a batch that divides {n}")
+        outs = [component(**feeds_for(slice(i, i + size), size)) for i in range(0, n, size)]
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
     @staticmethod
     def _check_finite(latents: np.ndarray, i: int, t) -> None:

@@ -113,7 +113,10 @@ class Components:
         if name not in self.names:
             raise PipelineLoadError(f"{self.folder}: this pipeline has no {name} component")
         if name not in self._loaded:
-            self._loaded[name] = load_component(name, self.folder / name, self.backend, **self.options)
+            options = dict(self.options)
+            if options.get("static_shapes"):  # {component: {input: shape}}: this component's part only
+                options["static_shapes"] = options["static_shapes"].get(name)
+            self._loaded[name] = load_component(name, self.folder / name, self.backend, **options)
         return self._loaded[name]
 
     def done_with(self, name: str) -> None:
@@ -134,6 +137,9 @@ def engine_options(backend: str, *, device=None, providers=None, provider_option
                    num_threads=None, inference_precision="f32", cache_dir=None, static_shapes=None,
                    graph_optimization_level="all", performance_hint="LATENCY") -> dict:
     """Split the user's engine arguments into what the chosen engine takes; refuse ones it cannot use."""
+    if static_shapes and not all(isinstance(v, dict) for v in static_shapes.values()):
+        raise EngineError("static_shapes must map component names to {input name: shape}, e.g. "
+                          "{'unet': {'sample': (1, 4, 64, 64), ...}}")
     if backend == "onnxruntime":
         if device not in (None, "CPU", "cpu"):
             raise EngineError(f"device={device!r} is an OpenVINO option; for onnxruntime pass providers=[...]")

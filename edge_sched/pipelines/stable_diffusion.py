@@ -86,7 +86,7 @@ class StableDiffusionBase(DiffusionPipeline):
         if full.shape[1] > ids.shape[1]:
             logger.warning("the prompt was longer than the text encoder's %d tokens and was truncated", ids.shape[1])
         encoder = self.graph("text_encoder")
-        out = encoder(input_ids=ids)
+        out = self.run_batched(encoder, lambda rows, n: {"input_ids": ids[rows]}, ids.shape[0], "input_ids")
         hidden = out.get("last_hidden_state", next(iter(out.values())))
         self.components.done_with("text_encoder")
         return hidden.astype(np.float32, copy=False)
@@ -136,38 +136,31 @@ class StableDiffusionBase(DiffusionPipeline):
 
     def predict_noise(self, latents: np.ndarray, t, embeds: np.ndarray, negative: np.ndarray | None,
                       guidance_scale: float, guidance_rescale: float = 0.0, extra: dict | None = None) -> np.ndarray:
-        """One guided UNet evaluation: batched [uncond, cond] when the graph allows it, else two calls."""
+        """One guided UNet evaluation: [uncond, cond] in one batch (split into the graph's static batch
+        when it has one, e.g. two batch-1 calls on an NPU graph)."""
         unet = self.graph("unet")
         extra = extra or {}
         if negative is None:
-            model_input = self.scheduler.scale_model_input(latents, t)
-            return self._unet(unet, model_input, t, embeds, extra)
-        static_batch = unet.inputs["sample"].shape is not None and unet.inputs["sample"].shape[0] is not None
-        if static_batch and unet.inputs["sample"].shape[0] == latents.shape[0]:
-            inp = self.scheduler.scale_model_input(latents, t)
-            uncond = self._unet(unet, inp, t, negative, extra)
-            cond = self._unet(unet, inp, t, embeds, extra)
-        else:
-            inp = self.scheduler.scale_model_input(np.concatenate([latents, latents]), t)
-            both = self._unet(unet, inp, t, np.concatenate([negative, embeds]),
-                              {k: np.concatenate([v, v]) for k, v in extra.items()})
-            uncond, cond = np.split(both, 2)
+            return self._unet(unet, self.scheduler.scale_model_input(latents, t), t, embeds, extra)
+        inp = self.scheduler.scale_model_input(np.concatenate([latents, latents]), t)
+        both = self._unet(unet, inp, t, np.concatenate([negative, embeds]),
+                          {k: np.concatenate([v, v]) for k, v in extra.items()})
+        uncond, cond = np.split(both, 2)
         return classifier_free_guidance(uncond, cond, guidance_scale, guidance_rescale)
 
     def _unet(self, unet, sample, t, embeds, extra) -> np.ndarray:
-        feeds = {"sample": sample, "timestep": self.timestep_feed(unet, t, sample.shape[0]),
-                 "encoder_hidden_states": embeds, **extra}
-        return unet(**feeds)["out_sample"].astype(np.float32, copy=False)
+        def feeds(rows: slice, n: int) -> dict:
+            return {"sample": sample[rows], "timestep": self.timestep_feed(unet, t, n),
+                    "encoder_hidden_states": embeds[rows], **{k: v[rows] for k, v in extra.items()}}
+
+        return self.run_batched(unet, feeds, sample.shape[0], "sample")["out_sample"].astype(np.float32, copy=False)
 
     def decode_latents(self, latents: np.ndarray) -> np.ndarray:
-        """latents -> images in [-1, 1] (NCHW); one image at a time when the graph has a static batch of 1."""
+        """latents -> images in [-1, 1] (NCHW)."""
         vae = self.graph("vae_decoder")
         scaled = latents / np.float32(self.scaling_factor)
-        shape = vae.inputs["latent_sample"].shape
-        if shape is not None and shape[0] == 1 and scaled.shape[0] > 1:
-            images = np.concatenate([vae(latent_sample=scaled[i:i + 1])["sample"] for i in range(scaled.shape[0])])
-        else:
-            images = vae(latent_sample=scaled)["sample"]
+        images = self.run_batched(vae, lambda rows, n: {"latent_sample": scaled[rows]}, scaled.shape[0],
+                                  "latent_sample")["sample"]
         self.components.done_with("vae_decoder")
         return images.astype(np.float32, copy=False)
 

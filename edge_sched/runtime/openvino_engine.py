@@ -107,6 +107,9 @@ class OpenVINOComponent(Component):
             self._reshape(name, model, static_shapes, ov)
         for input_name in float_inputs:
             promote_to_float(model, input_name, ov)
+        # compiling may give a port extra tensor names ({'input_ids', '35', ...}): keep the graph's own
+        in_names = [p.get_any_name() for p in model.inputs]
+        out_names = [p.get_any_name() for p in model.outputs]
         try:
             self.compiled = core().compile_model(model, device, props)
         except Exception as e:
@@ -115,10 +118,10 @@ class OpenVINOComponent(Component):
         self.request = self.compiled.create_infer_request()
         super().__init__(
             name, path,
-            [_spec(p, p.get_partial_shape()) for p in self.compiled.inputs],
-            [_spec(p, p.get_partial_shape()) for p in self.compiled.outputs],
+            [_spec(p, n) for p, n in zip(self.compiled.inputs, in_names)],
+            [_spec(p, n) for p, n in zip(self.compiled.outputs, out_names)],
         )
-        self._outputs = [(o.get_any_name(), o) for o in self.compiled.outputs]
+        self._outputs = list(zip(out_names, self.compiled.outputs))
 
     @staticmethod
     def _reshape(name, model, static_shapes, ov):
@@ -184,9 +187,10 @@ def promote_to_float(model, input_name: str, ov) -> bool:
     return True
 
 
-def _spec(port, partial_shape) -> TensorSpec:
+def _spec(port, name: str) -> TensorSpec:
+    partial_shape = port.get_partial_shape()
     if partial_shape.rank.is_dynamic:
         shape = None
     else:
         shape = tuple(d.get_length() if d.is_static else None for d in partial_shape)
-    return TensorSpec(port.get_any_name(), shape, numpy_dtype(port.get_element_type().get_type_name()))
+    return TensorSpec(name, shape, numpy_dtype(port.get_element_type().get_type_name()))

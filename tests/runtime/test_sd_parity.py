@@ -156,3 +156,26 @@ def test_image_to_image_bad_strength(sd_folders, init_image):
     pipe.scheduler = scheduler_class("DDIMScheduler").from_config(pipe.scheduler.config)
     with pytest.raises(ValueError, match="leaves no step"):
         pipe("a cat", image=init_image, strength=0.0, num_inference_steps=4)
+
+
+def test_static_batch_one_graphs_run_guidance_as_two_calls(sd_folders, reference_sd):
+    """NPU-style graphs: every shape fixed, batch 1. Guidance then runs as two UNet calls per step,
+    two prompts' images are encoded and decoded one at a time; the images do not change."""
+    static = {
+        "text_encoder": {"input_ids": (1, 77)},
+        "unet": {"sample": (1, 4, 16, 16), "timestep": (1,), "encoder_hidden_states": (1, 77, 32)},
+        "vae_decoder": {"latent_sample": (1, 4, 16, 16)},
+    }
+    pipe = StableDiffusionPipeline.from_pretrained(sd_folders("edge-openvino"), static_shapes=static)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.base_scheduler_config = pipe.scheduler.config
+    assert pipe.components["unet"].inputs["sample"].shape == (1, 4, 16, 16)
+    calls = []
+    original = pipe.components["unet"]._run
+    pipe.components["unet"]._run = lambda feeds: calls.append(feeds["sample"].shape) or original(feeds)
+    ours, ref = run_both(reference_sd, pipe, "EulerAncestralDiscreteScheduler", {}, seed=[8, 9],
+                         prompt=["a cat", "a dog"], num_inference_steps=3)
+    assert calls and all(shape[0] == 1 for shape in calls) and len(calls) == 3 * 4  # 3 steps x (2 prompts x 2)
+    diff = float(np.abs(ours - ref).max())
+    IMAGE_PARITY["StableDiffusionPipeline edge-openvino static batch 1"].append(diff)
+    assert diff <= BOUND
