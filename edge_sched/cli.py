@@ -90,17 +90,20 @@ def cmd_export(args) -> int:
 
 def scheduler_for(name: str, config):
     """A diffusers class name, or an A1111 sampler name ("DPM++ 2M Karras"), configured from ``config``."""
-    from .schedulers import SCHEDULER_CLASSES
+    import difflib
+
+    from .schedulers import A1111_SAMPLERS, SCHEDULER_CLASSES, from_a1111_name
 
     if name in SCHEDULER_CLASSES:
         return SCHEDULER_CLASSES[name].from_config(config)
-    try:
-        from .schedulers import from_a1111_name
-    except ImportError:  # the A1111 table is not in this build
-        from .schedulers import scheduler_class
-
-        return scheduler_class(name).from_config(config)
-    return from_a1111_name(name, config)
+    if name in A1111_SAMPLERS:
+        return from_a1111_name(name, config)
+    close = difflib.get_close_matches(name, [*SCHEDULER_CLASSES, *A1111_SAMPLERS], n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"unknown scheduler {name!r}.{hint} Give a diffusers class name ({', '.join(sorted(SCHEDULER_CLASSES))}) "
+        f"or an A1111 sampler name ({', '.join(A1111_SAMPLERS)})"
+    )
 
 
 def _size(text: str) -> tuple[int, int]:
