@@ -11,8 +11,11 @@ from . import __version__
 
 def scheduler_rows() -> list[dict]:
     """One row per scheduler, read off the classes themselves (nothing hand-maintained)."""
-    from .schedulers import SCHEDULER_CLASSES
+    from .schedulers import A1111_SAMPLERS, SCHEDULER_CLASSES
 
+    a1111: dict[str, list[str]] = {}
+    for sampler in A1111_SAMPLERS.values():
+        a1111.setdefault(sampler.scheduler, []).append(sampler.name)
     rows = []
     for name in sorted(SCHEDULER_CLASSES):
         cls = SCHEDULER_CLASSES[name]
@@ -21,13 +24,16 @@ def scheduler_rows() -> list[dict]:
         step = getattr(cls, "step", None) or getattr(cls, "step_pred")
         step_params = inspect.signature(step).parameters
         options = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        in_diffusers = all(s.in_diffusers for s in A1111_SAMPLERS.values() if s.scheduler == name)
         rows.append(
             {
                 "scheduler": name,
+                "A1111": "; ".join(a1111.get(name, [])) or "-",
                 "order": cls.order,
                 "noise": getattr(cls, "noise_kind", "stochastic" if "generator" in step_params else "deterministic"),
                 "timesteps=": "yes" if "timesteps" in set_params else "-",
                 "sigmas=": "yes" if "sigmas" in set_params else "-",
+                "parity vs": "diffusers" if in_diffusers else "k-diffusion",
                 "options": ", ".join(options),
             }
         )
@@ -115,10 +121,16 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def cmd_generate(args) -> int:
-    from .pipelines import DiffusionPipeline, StableDiffusionImg2ImgPipeline
+    from .pipelines import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
     from .pipelines.generate import generate_to_file
 
-    cls = StableDiffusionImg2ImgPipeline if args.init_image and not args.mask else DiffusionPipeline
+    index_class = _model_index_class(args.model)
+    if args.mask:  # an inpainting folder keeps its class; a plain SD folder inpaints by latent masking
+        cls = DiffusionPipeline if "Inpaint" in index_class else StableDiffusionInpaintPipeline
+    elif args.init_image:
+        cls = StableDiffusionImg2ImgPipeline
+    else:
+        cls = DiffusionPipeline
     pipe = cls.from_pretrained(args.model, backend=args.backend, device=args.device,
                                              providers=args.provider, low_memory=args.low_memory)
     if args.scheduler:
@@ -126,6 +138,12 @@ def cmd_generate(args) -> int:
     path = generate_to_file(pipe, args)
     print(path)
     return 0
+
+
+def _model_index_class(model) -> str:
+    from .pipelines.loading import read_model_index, resolve_folder
+
+    return str(read_model_index(resolve_folder(model)).get("_class_name", ""))
 
 
 def cmd_info(args) -> int:
