@@ -7,7 +7,8 @@ from .schedulers import __all__ as _scheduler_names
 __version__ = "0.1.0"
 
 _PIPELINE_NAMES = (
-    "DiffusionPipeline", "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "DDPMPipeline", "DDIMPipeline",
+    "DiffusionPipeline", "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline",
+    "StableDiffusionXLPipeline", "LatentConsistencyModelPipeline", "DDPMPipeline", "DDIMPipeline",
 )
 
 

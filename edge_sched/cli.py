@@ -146,6 +146,12 @@ def _model_index_class(model) -> str:
     return str(read_model_index(resolve_folder(model)).get("_class_name", ""))
 
 
+def cmd_compare(args) -> int:
+    from .compare import cmd_compare as run
+
+    return run(args)
+
+
 def cmd_info(args) -> int:
     from .pipelines.info import describe
 
@@ -220,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out.png", help="PNG to write (a grid when there are several images)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("compare", help="compare schedulers by measured quality on the built-in digits model")
+    from .compare import add_arguments as add_compare_arguments
+
+    add_compare_arguments(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("info", help="show a pipeline folder's components, graph inputs/outputs, and this machine's devices")
     p.add_argument("model", help="pipeline folder, Hub repo id, or built-in model name")

@@ -7,6 +7,9 @@ image-to-image, inpainting, unconditional / class-conditional; plus the CLIP tok
 from .base import DiffusionPipeline, ImagePipelineOutput, NonFiniteLatentsError, StableDiffusionPipelineOutput
 from .loading import PipelineLoadError, builtin_models
 from .img2img import StableDiffusionImg2ImgPipeline
+from .inpaint import StableDiffusionInpaintPipeline
+from .lcm import LatentConsistencyModelPipeline
+from .sdxl import StableDiffusionXLPipeline
 from .stable_diffusion import StableDiffusionPipeline
 from .unconditional import DDIMPipeline, DDPMPipeline
 
@@ -15,10 +18,13 @@ __all__ = [
     "DDPMPipeline",
     "DiffusionPipeline",
     "ImagePipelineOutput",
+    "LatentConsistencyModelPipeline",
     "NonFiniteLatentsError",
     "PipelineLoadError",
     "StableDiffusionImg2ImgPipeline",
     "StableDiffusionPipeline",
+    "StableDiffusionInpaintPipeline",
     "StableDiffusionPipelineOutput",
+    "StableDiffusionXLPipeline",
     "builtin_models",
 ]

@@ -64,7 +64,8 @@ def generate_to_file(pipe: DiffusionPipeline, args) -> Path:
         args.prompt or "", args.negative or "",
         steps=kwargs.get("num_inference_steps", _default(pipe, "num_inference_steps")),
         sampler=args.scheduler or type(pipe.scheduler).__name__,
-        cfg_scale=kwargs.get("guidance_scale", _default(pipe, "guidance_scale")),
+        cfg_scale=kwargs.get("guidance_scale", getattr(pipe, "default_guidance_scale", None)
+                             or _default(pipe, "guidance_scale")),
         seed=args.seed, width=width, height=height, model=str(args.model),
         denoising_strength=args.strength,
     )

@@ -56,10 +56,15 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionBase):
             latents = np.concatenate([latents] * (batch // latents.shape[0]))
         return latents
 
-    def _strength_timesteps(self, num_inference_steps: int, strength: float) -> np.ndarray:
-        """The tail of the schedule that ``strength`` keeps (diffusers' ``get_timesteps``)."""
-        init = min(int(num_inference_steps * strength), num_inference_steps)
-        start = max(num_inference_steps - init, 0)
+    def _strength_timesteps(self, num_inference_steps: int, strength: float, custom: bool) -> np.ndarray:
+        """The tail of the schedule that ``strength`` keeps (diffusers' ``get_timesteps``); call after
+        set_timesteps. diffusers counts a custom schedule's length as its number of steps, and refuses
+        a strength that leaves fewer than one step (PNDM's schedule has one timestep more than steps)."""
+        steps = len(self.scheduler.timesteps) if custom else num_inference_steps
+        init = min(int(steps * strength), steps)
+        if init < 1:
+            raise ValueError(f"strength={strength} with {num_inference_steps} steps leaves no step to run")
+        start = max(steps - init, 0)
         order = self.scheduler.order
         self.scheduler.set_begin_index(start * order)
         return self.scheduler.timesteps[start * order:]
@@ -98,12 +103,7 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionBase):
                                               prompt_embeds, negative_prompt_embeds)
         generator = self._generator(generator)
         self._set_timesteps(num_inference_steps, timesteps, sigmas)
-        # diffusers counts a custom schedule's length as the number of steps
-        custom = timesteps is not None or sigmas is not None
-        steps = len(self.scheduler.timesteps) if custom else num_inference_steps
-        schedule = self._strength_timesteps(steps, strength)
-        if len(schedule) == 0:
-            raise ValueError(f"strength={strength} with {num_inference_steps} steps leaves no step to run")
+        schedule = self._strength_timesteps(num_inference_steps, strength, timesteps is not None or sigmas is not None)
         batch = embeds.shape[0]
         clean = init if init.shape[1] == 4 else self.encode_image(init, batch, generator)
         noise = randn_tensor(clean.shape, generator=generator, dtype=np.float32)

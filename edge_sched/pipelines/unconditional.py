@@ -3,8 +3,9 @@ plus class conditioning for UNets with class embeddings (``class_labels=``, with
 guidance against a "null" class when the model was trained with one).
 
 A class-conditional folder names its classes in ``class_labels.json``:
-``{"names": ["0", "1", ...], "null_class": 10}``; prompts then pick classes by name
-(``pipe("3 7 7")`` generates a 3 and two 7s).
+``{"names": ["0", "1", ...], "null_class": 10, "guidance_scale": 3.0}``; prompts then pick classes
+by name (``pipe("3 7 7")`` generates a 3 and two 7s). ``guidance_scale`` (optional) is the model's
+default classifier-free guidance scale, used when the call passes none (without it: 1.0, no guidance).
 """
 
 from __future__ import annotations
@@ -36,17 +37,31 @@ class UnconditionalPipelineBase(DiffusionPipeline):
         return None if info is None else list(info["names"])
 
     def _class_info(self) -> dict | None:
+        # read once: the loop asks for the null class at every step
+        if not hasattr(self, "_class_info_cache"):
+            self._class_info_cache = self._read_class_info()
+        return self._class_info_cache
+
+    def _read_class_info(self) -> dict | None:
         path = Path(self.folder) / CLASS_LABELS_FILE
         if not path.is_file():
             return None
         try:
             info = json.loads(path.read_text(encoding="utf-8"))
             names, null = info["names"], info.get("null_class")
-            if not all(isinstance(n, str) for n in names) or (null is not None and not isinstance(null, int)):
+            scale = info.get("guidance_scale", 1.0)
+            if (not all(isinstance(n, str) for n in names) or (null is not None and not isinstance(null, int))
+                    or isinstance(scale, bool) or not isinstance(scale, (int, float))):
                 raise TypeError
         except (ValueError, KeyError, TypeError) as e:
-            raise PipelineLoadError(f"{path}: expected {{\"names\": [str, ...], \"null_class\": int or null}}") from e
+            raise PipelineLoadError(f"{path}: expected {{\"names\": [str, ...], \"null_class\": int or null, "
+                                    f"\"guidance_scale\": number (optional)}}") from e
         return info
+
+    @property
+    def default_guidance_scale(self) -> float:
+        """The guidance scale used when a call passes none: ``class_labels.json``'s, else 1.0 (no guidance)."""
+        return float((self._class_info() or {}).get("guidance_scale", 1.0))
 
     def labels_from_prompt(self, prompt) -> np.ndarray:
         """Class ids for a prompt of class names separated by spaces or commas (or a list of names)."""
@@ -99,6 +114,10 @@ class UnconditionalPipelineBase(DiffusionPipeline):
     def _generate(self, batch_size, generator, num_inference_steps, timesteps, sigmas, step_kwargs_extra,
                   class_labels, guidance_scale, output_type, return_dict, callback_on_step_end,
                   callback_on_step_end_tensor_inputs, prompt=None, num_images_per_prompt=1):
+        if prompt is None and (isinstance(batch_size, str) or (
+                isinstance(batch_size, (list, tuple)) and batch_size and all(isinstance(w, str) for w in batch_size))):
+            # pipe("3 7 7"): a string is never a batch size, so the first positional argument is the prompt
+            prompt, batch_size = batch_size, 1
         if prompt is not None:
             if class_labels is not None:
                 raise ValueError("give either prompt or class_labels, not both")
@@ -110,6 +129,8 @@ class UnconditionalPipelineBase(DiffusionPipeline):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if output_type not in ("pil", "np", "latent"):
             raise ValueError(f"output_type must be one of pil, np, latent; got {output_type!r}")
+        if guidance_scale is None:
+            guidance_scale = self.default_guidance_scale
         generator = self._generator(generator)
         sample = randn_tensor(self._sample_shape(int(batch_size)), generator=generator, dtype=np.float32)
         timesteps = self._set_timesteps(num_inference_steps, timesteps, sigmas)
@@ -139,7 +160,7 @@ class DDPMPipeline(UnconditionalPipelineBase):
     """diffusers' ``DDPMPipeline``: ``pipe(batch_size=4, generator=0, num_inference_steps=1000).images``."""
 
     def __call__(self, batch_size: int = 1, generator=None, num_inference_steps: int = 1000, output_type: str = "pil",
-                 return_dict: bool = True, *, prompt=None, class_labels=None, guidance_scale: float = 1.0,
+                 return_dict: bool = True, *, prompt=None, class_labels=None, guidance_scale: float | None = None,
                  num_images_per_prompt: int = 1, timesteps=None, sigmas=None, callback_on_step_end=None,
                  callback_on_step_end_tensor_inputs=("latents",)):
         return self._generate(batch_size, generator, num_inference_steps, timesteps, sigmas, {}, class_labels,
@@ -156,7 +177,7 @@ class DDIMPipeline(UnconditionalPipelineBase):
 
     def __call__(self, batch_size: int = 1, generator=None, eta: float = 0.0, num_inference_steps: int = 50,
                  use_clipped_model_output: bool | None = None, output_type: str = "pil", return_dict: bool = True,
-                 *, prompt=None, class_labels=None, guidance_scale: float = 1.0, num_images_per_prompt: int = 1,
+                 *, prompt=None, class_labels=None, guidance_scale: float | None = None, num_images_per_prompt: int = 1,
                  timesteps=None, sigmas=None, callback_on_step_end=None,
                  callback_on_step_end_tensor_inputs=("latents",)):
         extra = {"eta": eta, "use_clipped_model_output": use_clipped_model_output}

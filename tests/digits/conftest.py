@@ -22,8 +22,8 @@ def digits_model_dir():
     path = model_dir()
     if path is None:
         pytest.fail("the trained digits model is missing: set EDGE_SCHED_DIGITS_MODEL to the folder written by "
-                    "`python examples/train_digits.py --out DIR`, or ship it as edge_sched/models/digits/diffusers, "
-                    "or put it at ../digits_model next to the checkout", pytrace=False)
+                    "`python examples/train_digits.py --out DIR`, or put it at tests/digits/model (where the repository "
+                    "ships it) or at ../digits_model next to the checkout", pytrace=False)
     return path
 
 

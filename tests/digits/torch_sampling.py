@@ -44,10 +44,11 @@ SCHEDULERS = {
 
 
 def model_dir() -> Path | None:
-    """Where the trained diffusers folder is: $EDGE_SCHED_DIGITS_MODEL, the package's
-    ``models/digits/diffusers`` (if shipped), or ``digits_model`` next to the checkout."""
+    """Where the trained diffusers folder is: $EDGE_SCHED_DIGITS_MODEL, the copy shipped with the tests
+    (``tests/digits/model``: the torch weights, 2.5 MB, not in the package), or ``digits_model`` next
+    to the checkout."""
     candidates = [os.environ.get("EDGE_SCHED_DIGITS_MODEL"),
-                  REPO / "edge_sched" / "models" / "digits" / "diffusers",
+                  REPO / "tests" / "digits" / "model",
                   REPO.parent / "digits_model"]
     for c in candidates:
         if c and (Path(c) / "unet" / "config.json").is_file():
