@@ -43,8 +43,13 @@ def call_arguments(pipe: DiffusionPipeline, args) -> dict:
         image_pipe = getattr(pipe, "image_to_image_arguments", None)
         if image_pipe is None:
             raise ValueError(f"{type(pipe).__name__} does not take --init-image / --mask / --strength")
-        kwargs.update(image_pipe(load_image(args.init_image) if args.init_image else None,
-                                 load_image(args.mask, mode="L") if args.mask else None, args.strength))
+        init = load_image(args.init_image) if args.init_image else None
+        mask = load_image(args.mask, mode="L") if args.mask else None
+        if init is not None and mask is not None and init.size != mask.size:
+            # the Python API resizes the mask as diffusers does; on the command line a mismatch is a mistake
+            raise ValueError(f"--mask is {mask.width}x{mask.height} but --init-image is {init.width}x{init.height}; "
+                             "they must be the same size")
+        kwargs.update(image_pipe(init, mask, args.strength))
     return kwargs
 
 

@@ -103,3 +103,45 @@ def test_cli_info_lists_graphs_and_devices(sd_folders, capsys):
     assert "pipeline: StableDiffusionPipeline" in out
     assert "in  encoder_hidden_states: float32" in out
     assert "openvino devices: CPU" in out and "onnxruntime providers:" in out
+
+
+def test_hub_repo_id_through_the_huggingface_cache(sd_folders, tmp_path, monkeypatch):
+    """A Hub repo id resolves through huggingface_hub's cache (offline here: nothing can be downloaded)."""
+    from edge_sched import DiffusionPipeline
+    from tests.export.conftest import populate_hf_cache
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "hub"
+    populate_hf_cache(cache, sd_folders("edge-onnx"), repo_id="tiny-org/tiny-sd-onnx")
+    from_hub = DiffusionPipeline.from_pretrained("tiny-org/tiny-sd-onnx", hub_cache_dir=cache)
+    local = DiffusionPipeline.from_pretrained(sd_folders("edge-onnx"))
+    for p in (from_hub, local):
+        p.set_progress_bar_config(disable=True)
+    assert "snapshots" in str(from_hub.folder)
+    np.testing.assert_array_equal(from_hub("a cat", num_inference_steps=2, generator=1, output_type="np").images,
+                                  local("a cat", num_inference_steps=2, generator=1, output_type="np").images)
+    with pytest.raises(Exception, match="tiny-org/not-there"):
+        DiffusionPipeline.from_pretrained("tiny-org/not-there", hub_cache_dir=cache)
+
+
+def test_cli_image_to_image_and_inpainting(sd_folders, tmp_path):
+    init, mask = tmp_path / "init.png", tmp_path / "mask.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(init)
+    m = np.zeros((32, 32), np.uint8)
+    m[8:24, 8:24] = 255
+    Image.fromarray(m).save(mask)
+    folder = str(sd_folders("edge-onnx"))
+    out = tmp_path / "i2i.png"
+    assert main(["generate", "a cat", "--model", folder, "--init-image", str(init), "--strength", "0.5",
+                 "--steps", "4", "--out", str(out), "--quiet"]) == 0
+    assert "Denoising strength: 0.5" in Image.open(out).text["parameters"]
+    out = tmp_path / "inpaint.png"
+    assert main(["generate", "a cat", "--model", folder, "--init-image", str(init), "--mask", str(mask),
+                 "--steps", "4", "--out", str(out), "--quiet"]) == 0
+    painted = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert painted.shape == (32, 32, 3)
+    bad = tmp_path / "bad.png"
+    Image.fromarray(m[:16]).save(bad)  # a mask of another size: one clear error, no PNG
+    assert main(["generate", "a cat", "--model", folder, "--init-image", str(init), "--mask", str(bad),
+                 "--steps", "2", "--out", str(tmp_path / "x.png"), "--quiet"]) != 0
