@@ -146,6 +146,17 @@ def _model_index_class(model) -> str:
     return str(read_model_index(resolve_folder(model)).get("_class_name", ""))
 
 
+def cmd_set_scheduler(args) -> int:
+    try:
+        import export
+    except ImportError as e:
+        raise RuntimeError(f"`edge-sched set-scheduler` needs the export extra: pip install 'edge-sched[export]' ({e})") from e
+    overrides = dict(export.parse_override(item) for item in args.set or [])
+    manifest = export.set_scheduler(args.folder, args.scheduler, **overrides)
+    print(f"{args.folder}: scheduler {manifest['scheduler']['class']}")
+    return 0
+
+
 def cmd_compare(args) -> int:
     from .compare import cmd_compare as run
 
@@ -205,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FOLDER",
                    help="for a single-file .safetensors SOURCE: local diffusers folder with the pipeline's configs")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("set-scheduler", help="swap the scheduler shipped in an exported folder (no re-export)")
+    p.add_argument("folder", metavar="FOLDER", help="a folder made by `edge-sched export`")
+    p.add_argument("scheduler", metavar="NAME", help="diffusers class name or A1111 sampler name")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", help="scheduler config override (repeatable)")
+    p.set_defaults(func=cmd_set_scheduler)
 
     p = sub.add_parser("generate", help="generate images from an exported pipeline folder, Hub repo or built-in model")
     p.add_argument("prompt", metavar="PROMPT", nargs="?", help="the prompt (class names for class-conditional models)")

@@ -118,7 +118,7 @@ def tiny_kind(tmp_path_factory):
 
 # inpainting differs from SD only by the UNet's 9 input channels: ONNX only, to keep the folder's time down
 # (OpenVINO SD-family export is covered by SD, v-prediction, LCM and SDXL)
-KIND_EXPORTS = [("inpaint", "onnx"), ("lcm", "onnx"), ("lcm", "openvino"), ("sdxl", "onnx"), ("sdxl", "openvino")]
+KIND_EXPORTS = [("inpaint", "onnx"), ("inpaint", "openvino"), ("lcm", "onnx"), ("lcm", "openvino"), ("sdxl", "onnx"), ("sdxl", "openvino")]
 
 
 @pytest.fixture(scope="session", params=KIND_EXPORTS, ids=lambda p: "-".join(p))

@@ -134,3 +134,19 @@ def test_cli_needs_a_format(tmp_path, capsys):
         main(["export", str(tmp_path), str(tmp_path / "o")])
     assert info.value.code == 2
     assert "--format" in capsys.readouterr().err
+
+
+def test_cli_set_scheduler_swaps_without_reexport(exported, tmp_path, capsys):
+    import json
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(exported.folder, folder)
+    graph_bytes = (folder / "unet" / exported.graph("unet").name).read_bytes()
+    assert main(["set-scheduler", str(folder), "DPM++ 2M Karras", "--set", "timestep_spacing=trailing"]) == 0
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    assert config["_class_name"] == "DPMSolverMultistepScheduler"
+    assert config["use_karras_sigmas"] is True and config["timestep_spacing"] == "trailing"
+    assert (folder / "unet" / exported.graph("unet").name).read_bytes() == graph_bytes
+    assert main(["set-scheduler", str(folder), "NoSuchSampler"]) != 0
+    assert "NoSuchSampler" in capsys.readouterr().err
