@@ -4,9 +4,9 @@ exporter: ``torch.onnx.export`` (TorchScript exporter, dynamic axes) and ``openv
 The graph interface follows optimum's Stable Diffusion UNet so the runtime drives both the same way:
 
 - ``sample``: float32 ``[batch, in_channels, height, width]`` (batch, height, width dynamic)
-- ``timestep``: int64 ``[batch]`` (one per batch item, as optimum-intel's SD UNet; a ``[1]`` tensor
-  broadcasts over the batch inside the model). float32 for Fourier time embeddings (score-SDE UNets,
-  which take a noise level, not an integer step).
+- ``timestep``: float32 ``[batch]`` (one per batch item; a ``[1]`` tensor broadcasts over the batch
+  inside the model). Float, not int64: Karras / exponential / custom-sigma schedules give fractional
+  timesteps, which diffusers' UNet embeds as they are; an integer input would truncate them.
 - ``class_labels``: only when the UNet has a class embedding: int64 ``[batch]`` (``num_class_embeds``
   or ``class_embed_type="timestep"``), float32 ``[batch, time_embed_dim]`` for ``"identity"``
 - ``out_sample``: float32 ``[batch, out_channels, height, width]``
@@ -50,9 +50,9 @@ def input_specs(unet, batch: int = 2, height: int | None = None, width: int | No
     specs = [
         {"name": "sample", "dtype": "float32", "axes": {0: "batch_size", 2: "height", 3: "width"},
          "example": torch.randn(batch, cfg.in_channels, h, w, generator=gen)},
-        {"name": "timestep", "dtype": "float32" if fourier else "int64", "axes": {0: "batch_size"},
+        {"name": "timestep", "dtype": "float32", "axes": {0: "batch_size"},
          "example": (torch.rand(batch, generator=gen) + 0.01) if fourier
-         else torch.randint(1, int(cfg.num_train_timesteps or 1000), (batch,), generator=gen)},
+         else torch.randint(1, int(cfg.num_train_timesteps or 1000), (batch,), generator=gen).float()},
     ]
     if unet.class_embedding is not None:
         if cfg.class_embed_type == "identity":

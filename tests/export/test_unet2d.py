@@ -45,7 +45,7 @@ def test_graph_interface(exported_unet2d):
     assert sample[1] == 3 and all(dynamic(sample[i]) for i in (0, 2, 3)), sample
     assert spec["sample"]["dtype"] == "float32"
     assert len(spec["timestep"]["shape"]) == 1 and dynamic(spec["timestep"]["shape"][0])
-    assert spec["timestep"]["dtype"] == "int64"
+    assert spec["timestep"]["dtype"] == "float32"  # fractional timesteps (Karras...) must not be truncated
     if e.kind == "class":
         assert spec["class_labels"]["dtype"] == "int64" and len(spec["class_labels"]["shape"]) == 1
     assert [o["name"] for o in unet["outputs"]] == ["out_sample"]
@@ -69,7 +69,9 @@ def test_graph_matches_torch_on_other_shapes(exported_unet2d):
     run = BACKENDS[e.format].runner(e.graph("unet"))
     rng = np.random.default_rng(7)
     sample = rng.standard_normal((3, 3, 24, 32)).astype(np.float32)
-    for timestep in (np.array([999, 500, 1], dtype=np.int64), np.array([250], dtype=np.int64)):
+    # integer steps, one broadcast step, and fractional ones (Karras / custom-sigma schedules give those)
+    for timestep in (np.array([999, 500, 1], np.float32), np.array([250], np.float32),
+                     np.array([749.99994, 250.5, 3.25], np.float32)):
         inputs = {"sample": sample, "timestep": timestep}
         kwargs = {}
         if e.kind == "class":
@@ -88,7 +90,7 @@ def test_class_labels_change_the_output(exported_unet2d):
     e = exported_unet2d
     run = BACKENDS[e.format].runner(e.graph("unet"))
     sample = np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)
-    outs = [run({"sample": sample, "timestep": np.array([10]), "class_labels": np.array([c])})["out_sample"]
+    outs = [run({"sample": sample, "timestep": np.array([10], np.float32), "class_labels": np.array([c])})["out_sample"]
             for c in (1, 2)]
     assert np.max(np.abs(outs[0] - outs[1])) > 1e-4
 
@@ -124,7 +126,7 @@ def test_pipeline_loop_matches_diffusers(exported_unet2d):
     generator = torch.Generator().manual_seed(0)
     image = torch.randn((2, 3, 16, 16), generator=generator)
     for t in scheduler.timesteps:
-        noise = run({"sample": image.numpy(), "timestep": np.full((2,), int(t), dtype=np.int64)})["out_sample"]
+        noise = run({"sample": image.numpy(), "timestep": np.full((2,), float(t), dtype=np.float32)})["out_sample"]
         image = scheduler.step(torch.from_numpy(noise), t, image, generator=generator).prev_sample
     got = (image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
     assert got.shape == want.shape
