@@ -51,7 +51,7 @@ StableDiffusionPipelineOutput = ImagePipelineOutput
 class ProgressBar:
     """A dependency-free progress line on stderr (diffusers users know ``set_progress_bar_config``)."""
 
-    def __init__(self, total: int, desc: str = "", disable: bool = False, stream=None):
+    def __init__(self, total: int | None, desc: str = "", disable: bool = False, stream=None):
         self.total, self.desc, self.disable, self.n = total, desc, disable, 0
         self.stream = stream or sys.stderr
         self.start = time.perf_counter()
@@ -67,6 +67,10 @@ class ProgressBar:
     def _draw(self) -> None:
         if self.disable:
             return
+        if self.total is None:  # unknown length: count the steps
+            self.stream.write(f"\r{self.desc}{self.n} steps")
+            self.stream.flush()
+            return
         width = 24
         filled = int(width * self.n / max(self.total, 1))
         elapsed = time.perf_counter() - self.start
@@ -76,7 +80,7 @@ class ProgressBar:
         self.stream.flush()
 
     def __exit__(self, *exc):
-        if not self.disable and self.n < self.total:
+        if not self.disable and (self.total is None or self.n < self.total):
             self.stream.write("\n")
         return False
 
@@ -182,7 +186,9 @@ class DiffusionPipeline:
     def set_progress_bar_config(self, **kwargs) -> None:
         self._progress.update(kwargs)
 
-    def progress_bar(self, total: int) -> ProgressBar:
+    def progress_bar(self, timesteps) -> ProgressBar:
+        """A bar over ``timesteps``; adaptive schedules (DPM adaptive) have no length: then a step count."""
+        total = len(timesteps) if hasattr(timesteps, "__len__") else None
         return ProgressBar(total, desc=self._progress.get("desc", ""), disable=self._progress.get("disable", False))
 
     def __repr__(self) -> str:

@@ -184,7 +184,7 @@ class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
         unet = self.graph("unet")
         state = {"latents": latents, "prompt_embeds": embeds if negative is None else np.concatenate([negative, embeds]),
                  "negative_prompt_embeds": negative, "mask": mask, "masked_image_latents": masked_latents}
-        with self.progress_bar(len(schedule)) as bar:
+        with self.progress_bar(schedule) as bar:
             for i, t in enumerate(schedule):
                 current = state["latents"]
                 model_input = self.scheduler.scale_model_input(np.concatenate([current, current]) if do_cfg else current, t)

@@ -106,7 +106,7 @@ class LatentConsistencyModelPipeline(StableDiffusionBase):
 
         unet = self.graph("unet")
         state = {"latents": latents, "denoised": None, "prompt_embeds": embeds, "w_embedding": w_embedding}
-        with self.progress_bar(len(timesteps)) as bar:
+        with self.progress_bar(timesteps) as bar:
             for i, t in enumerate(timesteps):
                 feeds = {"sample": state["latents"], "timestep": self.timestep_feed(unet, t, batch),
                          "encoder_hidden_states": state["prompt_embeds"], "timestep_cond": state["w_embedding"]}

@@ -277,7 +277,7 @@ class StableDiffusionXLPipeline(StableDiffusionBase):
             timestep_cond = guidance_scale_embedding(np.full(batch, np.float32(guidance_scale - 1)), int(proj_dim))
         self.scheduler.set_begin_index(0)
 
-        with self.progress_bar(len(timesteps)) as bar:
+        with self.progress_bar(timesteps) as bar:
             for i, t in enumerate(timesteps):
                 noise = self._predict_xl(state["latents"], t, state, do_cfg, guidance_scale, guidance_rescale,
                                          timestep_cond)

@@ -177,7 +177,7 @@ class StableDiffusionBase(DiffusionPipeline):
                 callback_on_step_end=None, callback_tensor_inputs=("latents",), extra=None) -> np.ndarray:
         """The denoising loop: guided UNet, scheduler step, NaN check, callback, progress."""
         state = {"latents": latents, "prompt_embeds": embeds, "negative_prompt_embeds": negative}
-        with self.progress_bar(len(timesteps)) as bar:
+        with self.progress_bar(timesteps) as bar:
             for i, t in enumerate(timesteps):
                 noise = self.predict_noise(state["latents"], t, state["prompt_embeds"], state["negative_prompt_embeds"],
                                            guidance_scale, guidance_rescale, extra)

@@ -138,7 +138,7 @@ class UnconditionalPipelineBase(DiffusionPipeline):
         step_kwargs = {**self._step_kwargs(generator, None), **step_kwargs_extra}
         unet = self.graph("unet")
         state = {"latents": sample}
-        with self.progress_bar(len(timesteps)) as bar:
+        with self.progress_bar(timesteps) as bar:
             for i, t in enumerate(timesteps):
                 model_input = self.scheduler.scale_model_input(state["latents"], t)
                 noise = self._predict(unet, model_input, t, class_labels, guidance_scale)

@@ -145,3 +145,20 @@ def test_cli_image_to_image_and_inpainting(sd_folders, tmp_path):
     Image.fromarray(m[:16]).save(bad)  # a mask of another size: one clear error, no PNG
     assert main(["generate", "a cat", "--model", folder, "--init-image", str(init), "--mask", str(bad),
                  "--steps", "2", "--out", str(tmp_path / "x.png"), "--quiet"]) != 0
+
+
+def test_adaptive_schedule_runs_in_a_pipeline(tmp_path):
+    """DPM adaptive decides its steps as it goes (no length): the pipelines loop over it all the same."""
+    from edge_sched import DiffusionPipeline
+    from edge_sched.quality import class_accuracy
+    from edge_sched.schedulers import from_a1111_name
+
+    pipe = DiffusionPipeline.from_pretrained("digits")
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = from_a1111_name("DPM adaptive", pipe.scheduler.config)
+    labels = np.arange(20) % 10
+    images = pipe(class_labels=labels, generator=0, output_type="latent").images
+    assert class_accuracy(np.clip(images, -1, 1), labels) >= 0.9
+    out = tmp_path / "adaptive.png"
+    assert main(["generate", "1 2 3", "--model", "digits", "--scheduler", "DPM adaptive", "--out", str(out)]) == 0
+    assert "Sampler: DPM adaptive" in Image.open(out).text["parameters"]
