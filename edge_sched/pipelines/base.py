@@ -279,8 +279,7 @@ class DiffusionPipeline:
         return state
 
     def release(self) -> None:
-        for name in self.components.loaded:
-            self.components._loaded.pop(name).release()
+        self.components.release_all()
 
 
 PIPELINE_CLASSES: dict[str, type[DiffusionPipeline]] = {}

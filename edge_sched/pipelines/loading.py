@@ -124,6 +124,11 @@ class Components:
         if self.low_memory and name in self._loaded:
             self._loaded.pop(name).release()
 
+    def release_all(self) -> None:
+        """Free every loaded graph (they are reloaded on next use)."""
+        while self._loaded:
+            self._loaded.popitem()[1].release()
+
     def load_all(self) -> None:
         for n in self.names:
             self[n]

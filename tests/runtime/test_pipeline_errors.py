@@ -150,6 +150,9 @@ def test_low_memory_mode_same_image_one_graph_at_a_time(onnx_folder):
     np.testing.assert_array_equal(a, b)
     assert all(loaded == ["unet"] for loaded in seen), seen  # the text encoder was released before denoising
     assert lean.components.loaded == []  # and the VAE after decoding
+    normal.release()
+    assert normal.components.loaded == []
+    np.testing.assert_array_equal(normal("a cat", num_inference_steps=3, generator=1, output_type="np").images, a)
 
 
 def test_callback_sees_and_may_replace_latents(pipe):
