@@ -4,7 +4,8 @@ This package uses torch, diffusers and optimum; the device runtime (``edge_sched
 
 - ``export_pipeline(source, output, format="onnx"|"openvino", dtype="fp32"|"fp16", ...)``: a local
   diffusers folder or Hub repo id -> optimum's folder layout, fast tokenizers, the converted scheduler
-  and the ``edge_sched.json`` manifest, validated per component against torch, written atomically.
+  (OpenVINO folders also get ``openvino_tokenizer.xml`` for openvino-genai when openvino-tokenizers is
+  installed) and the ``edge_sched.json`` manifest, validated per component against torch, written atomically.
   Pipelines: Stable Diffusion 1.x/2.x (text-to-image, image-to-image, 9-channel inpainting; the VAE
   encoder is always exported), LatentConsistencyModelPipeline (``timestep_cond``), SDXL (two text
   encoders, ``text_embeds`` / ``time_ids``) through optimum's exporters; DDPMPipeline / DDIMPipeline

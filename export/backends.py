@@ -51,6 +51,10 @@ class OnnxBackend:
             to_fp16_onnx(path)
 
     @staticmethod
+    def tokenizer_graphs(folder: Path, check_prompts) -> list[str]:
+        return []  # ONNX runtimes tokenize with tokenizer.json
+
+    @staticmethod
     def make_static(path: Path, shapes: dict) -> None:
         """Fix every input's dims to ``shapes`` and the outputs' dims to what one run yields."""
         import onnx
@@ -145,6 +149,31 @@ class OpenVINOBackend:
             stateful=False,
             library_name="diffusers",
         )
+
+    @staticmethod
+    def tokenizer_graphs(folder: Path, check_prompts) -> list[str]:
+        """``openvino_tokenizer.xml`` / ``openvino_detokenizer.xml`` next to tokenizer.json, which
+        OpenVINO's own pipelines (openvino-genai's Text2ImagePipeline) read; none when openvino-tokenizers
+        is not installed. Checked to encode like tokenizer.json."""
+        try:
+            from openvino_tokenizers import convert_tokenizer
+        except ImportError:
+            return []
+        import openvino as ov
+        from transformers import AutoTokenizer
+
+        fast = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True)
+        tokenizer, detokenizer = convert_tokenizer(fast, with_detokenizer=True)
+        compiled = ov.Core().compile_model(tokenizer, "CPU")
+        for prompt in check_prompts:
+            ids = compiled([prompt])["input_ids"][0].tolist()
+            if ids != fast(prompt).input_ids:
+                raise ExportError(f"{folder}: the OpenVINO tokenizer encodes {prompt!r} differently from tokenizer.json")
+        written = []
+        for name, model in (("openvino_tokenizer.xml", tokenizer), ("openvino_detokenizer.xml", detokenizer)):
+            ov.save_model(model, str(folder / name))
+            written.append(name)
+        return written
 
     def make_static(self, path: Path, shapes: dict) -> None:
         import openvino as ov

@@ -257,6 +257,9 @@ def _export_into(tmp: Path, resolved, backend, dtype: str, our_scheduler, valida
             say(f"{tok}: writing the fast tokenizer (tokenizer.json)")
             _save_fast_tokenizer(resolved.folder / tok, tmp / tok, getattr(pipe, tok))
             tokenizers[tok] = f"{tok}/tokenizer.json"
+            graphs_written = backend.tokenizer_graphs(tmp / tok, TOKENIZER_CHECK_PROMPTS)
+            if graphs_written:
+                say(f"{tok}: wrote {', '.join(graphs_written)} (openvino-tokenizers)")
 
     say(f"scheduler: {type(our_scheduler).__name__}")
     our_scheduler.save_pretrained(tmp / "scheduler")

@@ -100,8 +100,7 @@ class DiffusionPipeline:
         self.scheduler = scheduler
         self.tokenizers = tokenizers or {}
         self._progress = {"disable": False}
-        if not components.low_memory:
-            components.load_all()
+        if not components.low_memory:  # the graphs every call needs; optional ones load on first use
             for name in self.required_graphs:
                 self._check_graph(components[name])
 

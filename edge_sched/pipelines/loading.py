@@ -119,6 +119,19 @@ class Components:
             self._loaded[name] = load_component(name, self.folder / name, self.backend, **options)
         return self._loaded[name]
 
+    def set_static_shapes(self, shapes: dict) -> None:
+        """Fix graph input shapes ({component: {input: shape}}, OpenVINO); graphs already loaded are
+        reloaded with them now (default mode) or at their next use (low-memory mode)."""
+        if self.backend != "openvino":
+            raise EngineError("static shapes at load time are an OpenVINO feature; for onnxruntime export "
+                              "with static shapes (edge-sched export --static-shapes)")
+        self.options["static_shapes"] = {**(self.options.get("static_shapes") or {}), **shapes}
+        reload = [n for n in self._loaded if n in shapes]
+        for name in reload:
+            self._loaded.pop(name).release()
+        for name in reload:
+            self[name]
+
     def done_with(self, name: str) -> None:
         """End of a stage: in low-memory mode, free the graph (it is reloaded when needed again)."""
         if self.low_memory and name in self._loaded:

@@ -63,6 +63,35 @@ class StableDiffusionBase(DiffusionPipeline):
                 raise ValueError(f"{name} must be a positive multiple of {multiple}, got {value!r}")
         return int(height), int(width)
 
+    def reshape(self, batch_size: int = 1, height: int | None = None, width: int | None = None,
+                num_images_per_prompt: int = 1, guidance_scale: float = 7.5):
+        """Fix every graph's input shapes for this image size and batch (OpenVINO; as optimum-intel's
+        ``pipe.reshape``): static shapes compile to faster code on CPU and are what NPUs run. Later
+        calls must use the same size, batch and guidance on/off (another size is an error naming both
+        shapes). Returns the pipeline."""
+        height, width = self._default_size(height, width)
+        for name, value in (("batch_size", batch_size), ("num_images_per_prompt", num_images_per_prompt)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.components.set_static_shapes(self.static_shape_plan(batch_size, height, width, num_images_per_prompt,
+                                                                 guidance_scale > 1))
+        return self
+
+    def static_shape_plan(self, batch: int, height: int, width: int, per_prompt: int, guided: bool) -> dict:
+        """{component: {input: shape}} for one call; None keeps a graph's own static dim."""
+        length = self.tokenizer.model_max_length
+        images = batch * per_prompt
+        unet_batch = images * (2 if guided and self.unet_config.get("time_cond_proj_dim") is None else 1)
+        latent = (height // self.vae_scale_factor, width // self.vae_scale_factor)
+        unet = {"sample": (unet_batch, None, *latent), "timestep": (unet_batch,),
+                "encoder_hidden_states": (unet_batch, length, None)}
+        unet.update({n: (unet_batch, None) for n in self.required_graphs["unet"] if n not in unet})
+        plan = {n: {"input_ids": (batch, length)} for n in self.required_graphs if n.startswith("text_encoder")}
+        plan.update(unet=unet, vae_decoder={"latent_sample": (images, None, *latent)})
+        if "vae_encoder" in self.components:
+            plan["vae_encoder"] = {"sample": (images, None, height, width)}
+        return plan
+
     # ---- prompts ---------------------------------------------------------------------------------
 
     @staticmethod

@@ -125,12 +125,26 @@ class OpenVINOComponent(Component):
 
     @staticmethod
     def _reshape(name, model, static_shapes, ov):
-        names = {p.get_any_name() for p in model.inputs}
-        unknown = sorted(set(static_shapes) - names)
+        """``static_shapes``: {input: shape}; a None dim keeps the graph's own (static) dim, and an
+        input the graph declares as a scalar stays one."""
+        ports = {p.get_any_name(): p for p in model.inputs}
+        unknown = sorted(set(static_shapes) - set(ports))
         if unknown:
-            raise EngineError(f"{name}: static_shapes names {unknown}, but the graph's inputs are {sorted(names)}")
+            raise EngineError(f"{name}: static_shapes names {unknown}, but the graph's inputs are {sorted(ports)}")
+        shapes = {}
+        for key, wanted in static_shapes.items():
+            graph = ports[key].get_partial_shape()
+            if graph.rank.is_static and graph.rank.get_length() == 0:
+                continue
+            if graph.rank.is_static and graph.rank.get_length() != len(wanted):
+                raise EngineError(f"{name}: input {key} has rank {graph.rank.get_length()}, static_shapes gives {tuple(wanted)}")
+            dims = [graph[i].get_length() if d is None and graph.rank.is_static and graph[i].is_static else d
+                    for i, d in enumerate(wanted)]
+            if any(d is None for d in dims):
+                raise EngineError(f"{name}: input {key}: give every dimension the graph leaves dynamic ({tuple(wanted)})")
+            shapes[key] = ov.PartialShape([int(d) for d in dims])
         try:
-            model.reshape({k: ov.PartialShape(list(v)) for k, v in static_shapes.items()})
+            model.reshape(shapes)
         except Exception as e:
             raise EngineError(f"{name}: cannot reshape to {static_shapes}: {e}") from e
 

@@ -179,3 +179,34 @@ def test_static_batch_one_graphs_run_guidance_as_two_calls(sd_folders, reference
     diff = float(np.abs(ours - ref).max())
     IMAGE_PARITY["StableDiffusionPipeline edge-openvino static batch 1"].append(diff)
     assert diff <= BOUND
+
+
+@pytest.mark.parametrize("kind", ["edge-openvino", "optimum-openvino"])
+def test_reshape_fixes_shapes_and_keeps_the_image(kind, sd_folders, reference_sd):
+    """pipe.reshape(...) (static shapes for a known size, as optimum-intel's): every graph input becomes
+    static, the image still matches diffusers, and another size is then a clear error."""
+    from edge_sched.runtime import EngineError
+
+    pipe = load(sd_folders(kind))
+    assert pipe.reshape(batch_size=2, height=32, width=32, guidance_scale=7.5) is pipe
+    unet = pipe.components["unet"]
+    assert unet.inputs["sample"].shape == (4, 4, 16, 16)  # 2 prompts x (uncond, cond)
+    assert unet.inputs["encoder_hidden_states"].shape == (4, 77, 32)
+    assert pipe.components["text_encoder"].inputs["input_ids"].shape == (2, 77)
+    assert pipe.components["vae_decoder"].inputs["latent_sample"].shape == (2, 4, 16, 16)
+    ours, ref = run_both(reference_sd, pipe, "DPMSolverMultistepScheduler", {}, seed=[3, 4],
+                         prompt=["a cat", "a dog"], num_inference_steps=4, height=32, width=32)
+    diff = float(np.abs(ours - ref).max())
+    IMAGE_PARITY[f"StableDiffusionPipeline {kind} reshaped"].append(diff)
+    assert diff <= BOUND
+    with pytest.raises(EngineError, match="cannot take an array of shape"):
+        pipe(["a cat", "a dog"], num_inference_steps=2, height=48, width=48, output_type="np")
+    with pytest.raises(ValueError, match="positive integer"):
+        pipe.reshape(batch_size=0)
+
+
+def test_reshape_is_an_openvino_feature(sd_folders):
+    from edge_sched.runtime import EngineError
+
+    with pytest.raises(EngineError, match="OpenVINO feature"):
+        load(sd_folders("edge-onnx")).reshape(height=32, width=32)

@@ -1,0 +1,195 @@
+"""The performance suite: edge_sched against optimum and openvino-genai on the same exported graphs.
+
+    python benchmarks/performance.py            # SD1.5 architecture, 256x256, 10 steps, guidance 7.5
+
+Builds (once, cached in benchmarks/.cache/) an SD1.5-architecture pipeline with random weights and
+exports it with our ``export/`` (ONNX and OpenVINO IR, fp32); then runs every runner in its own
+process (benchmarks/runners.py): import+load, first image, steady image (median), peak RSS; the
+floors (each graph alone, timed with the engines directly); the install footprints. Writes
+benchmarks/RESULTS.md, benchmarks/results/performance.json and benchmarks/results/performance.png.
+
+Matched settings: fp32 compute (OpenVINO's CPU default on this machine is bf16: the OpenVINO peers
+also run with their default precision, reported apart), all cores, same prompt, steps, size and
+scheduler (Euler). Static shapes: our OpenVINO runners reshape to the known size (pipe.reshape);
+the OpenVINO peers run as they load (dynamic), and reshaped where they offer it, reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+# runner -> (what benchmarks/runners.py runs, folder variant, settings overrides)
+RUNNERS = {
+    "edge_sched-ort": ("edge_sched-ort", "onnx", {}),
+    "optimum-ort": ("optimum-ort", "onnx", {}),
+    "edge_sched-ov": ("edge_sched-ov", "openvino", {"static": True}),
+    "edge_sched-ov-lowmem": ("edge_sched-ov-lowmem", "openvino", {"static": True}),
+    "edge_sched-ov-dynamic": ("edge_sched-ov", "openvino", {"static": False}),
+    "optimum-ov": ("optimum-ov", "openvino", {}),
+    "optimum-ov-static": ("optimum-ov", "openvino", {"static": True}),
+    "optimum-ov-bf16": ("optimum-ov", "openvino", {"precision": "default"}),
+    "genai": ("genai", "openvino", {}),
+    "genai-static": ("genai", "openvino", {"static": True}),
+    "genai-bf16": ("genai", "openvino", {"precision": "default"}),
+}
+FLOORS = {
+    "floor-ort": ("floor-ort", "onnx", {}),
+    "floor-ov": ("floor-ov", "openvino", {"static": False}),
+    "floor-ov-static": ("floor-ov", "openvino", {"static": True}),
+}
+
+
+def run_child(kind: str, folder: Path, settings: dict, timeout: float) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    try:
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "runners.py"), kind, str(folder),
+                               json.dumps(settings)], capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        return {"error": f"exit {proc.returncode}: {tail}"}
+    return json.loads(lines[-1])
+
+
+def build_folders(model: str, cache: Path, say) -> dict:
+    if model == "sd15":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from sd15_random import build
+
+        return build(cache / "sd15", ("onnx", "openvino"), say=say)
+    # tiny: the tests' random-weight pipeline, for a quick check of the suite itself
+    sys.path.insert(0, str(ROOT))
+    import export
+    from tests.export.tiny import build_tiny_sd
+
+    base = cache / "tiny"
+    folders = {"source": base / "source"}
+    if not folders["source"].exists():
+        build_tiny_sd(folders["source"])
+    for fmt in ("onnx", "openvino"):
+        folders[fmt] = base / fmt
+        if not folders[fmt].exists():
+            export.export_pipeline(folders["source"], folders[fmt], format=fmt, progress=None)
+    return folders
+
+
+def folder_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
+
+
+def footprint(say) -> dict:
+    """Install sizes in fresh virtual environments: the runtime with each engine, against optimum's ORT
+    pipeline with its torch stack (all pinned by constraints.txt; torch is the local CPU build)."""
+    constraints = str(ROOT / "constraints.txt")
+    setups = {
+        "edge_sched[onnx]": [[f"{ROOT}[onnx]"]],
+        "edge_sched[openvino]": [[f"{ROOT}[openvino]"]],
+        "optimum-onnx + torch": [["torch==2.13.0"], ["optimum-onnx[onnxruntime]", "diffusers"]],
+        "optimum-intel + torch": [["torch==2.13.0"], ["optimum-intel[openvino]", "diffusers"]],
+    }
+    sizes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, steps in setups.items():
+            venv = Path(tmp) / name.replace(" ", "_").replace("+", "").replace("[", "_").replace("]", "")
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            empty = folder_size_mb(venv)
+            say(f"  footprint: installing {name}")
+            for packages in steps:
+                subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                                "-c", constraints, *packages], check=True, capture_output=True)
+            sizes[name] = round(folder_size_mb(venv) - empty, 1)
+    return sizes
+
+
+def versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("edge-sched", "numpy", "onnxruntime", "openvino", "openvino-genai", "optimum", "optimum-onnx",
+                "optimum-intel", "diffusers", "torch"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.machine())
+    mem = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")) / 2**20
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("sd15", "tiny"), default="sd15")
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--guidance-scale", type=float, default=7.5)
+    parser.add_argument("--repeats", type=int, default=3, help="steady images per runner (after the first)")
+    parser.add_argument("--floor-repeats", type=int, default=5)
+    parser.add_argument("--runners", nargs="*", default=list(RUNNERS), choices=list(RUNNERS))
+    parser.add_argument("--no-floors", action="store_true")
+    parser.add_argument("--no-footprint", action="store_true")
+    parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/, "
+                        "benchmarks/results/ for the RESULTS.md, JSON and chart)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per runner")
+    args = parser.parse_args(argv)
+
+    def say(message):
+        print(message, file=sys.stderr, flush=True)
+
+    folders = build_folders(args.model, args.cache, say)
+    base = dict(height=args.height, width=args.width, steps=args.steps, guidance_scale=args.guidance_scale,
+                repeats=args.repeats, floor_repeats=args.floor_repeats, precision="f32")
+    results: dict = {"settings": base, "model": args.model, "machine": machine(), "versions": versions(),
+                     "date": time.strftime("%Y-%m-%d %H:%M"), "runners": {}, "floors": {}}
+    results["sizes_mb"] = {fmt: round(folder_size_mb(folders[fmt]), 1) for fmt in ("onnx", "openvino")}
+    results["component_mb"] = {n: round(folder_size_mb(folders["openvino"] / n), 1)
+                               for n in ("text_encoder", "unet", "vae_decoder")}
+    jobs = [(n, *RUNNERS[n], "runners") for n in args.runners]
+    if not args.no_floors:
+        jobs += [(n, *FLOORS[n], "floors") for n in FLOORS]
+    for name, kind, variant, overrides, table in jobs:
+        say(f"{name} ({variant}) ...")
+        settings = {**base, **overrides}
+        if name == "edge_sched-ov":  # cold compile cache first, then warm
+            with tempfile.TemporaryDirectory() as cache_dir:
+                cold = run_child(kind, folders[variant], {**settings, "cache_dir": cache_dir}, args.timeout)
+                result = run_child(kind, folders[variant], {**settings, "cache_dir": cache_dir}, args.timeout)
+                result["cold_cache_load_s"] = cold.get("load_s")
+                result["cold_cache_first_s"] = cold.get("first_s")
+        else:
+            result = run_child(kind, folders[variant], settings, args.timeout)
+        results[table][name] = {"settings": overrides, **result}
+        say(f"  {json.dumps(result)[:300]}")
+    if not args.no_footprint:
+        results["footprint_mb"] = footprint(say)
+
+    from report import write_report
+
+    out = args.out or ROOT / "benchmarks"
+    write_report(results, out)
+    say(f"wrote {out / 'RESULTS.md'}")
+    return 1 if any("error" in r for t in ("runners", "floors") for r in results[t].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""One benchmark runner in this process: ``python benchmarks/runners.py RUNNER FOLDER SETTINGS_JSON``.
+
+Prints one JSON line: import+load seconds (from this script's start: imports included), first image,
+steady image (median of the repeats after the first), peak RSS (VmHWM: the process's own high-water
+mark; ru_maxrss would carry the parent's over exec) and, for edge_sched runners, the seconds spent
+inside the graphs during the steady images (everything else is our overhead).
+
+Runners: edge_sched-ort, edge_sched-ov, edge_sched-ov-lowmem, optimum-ort, optimum-ov, genai, and
+floor-ort / floor-ov (each graph alone, with the engine settings the edge_sched runner uses).
+"""
+
+from __future__ import annotations
+
+import time
+
+T0 = time.perf_counter()
+
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+
+PROMPT = "a photo of a cat and a dog"
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+def timed(fn, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def ov_precision(settings) -> dict:
+    """OpenVINO properties for the matched precision; "default" leaves the device's own (bf16 on
+    CPUs with AVX-512 BF16 or AMX)."""
+    return {} if settings["precision"] == "default" else {"INFERENCE_PRECISION_HINT": settings["precision"]}
+
+
+# ---- edge_sched ------------------------------------------------------------------------------------
+
+class GraphClock:
+    """Sums the seconds spent inside each engine's run call (the graphs' own time)."""
+
+    def __init__(self):
+        from edge_sched.runtime.onnxruntime_engine import OnnxRuntimeComponent
+        from edge_sched.runtime.openvino_engine import OpenVINOComponent
+
+        self.seconds = 0.0
+        for cls in (OnnxRuntimeComponent, OpenVINOComponent):
+            original = cls._run
+
+            def run(component, feeds, _original=original):
+                t = time.perf_counter()
+                try:
+                    return _original(component, feeds)
+                finally:
+                    self.seconds += time.perf_counter() - t
+
+            cls._run = run
+
+
+def edge_sched_pipeline(runner: str, folder: str, settings: dict):
+    from edge_sched import DiffusionPipeline
+
+    options = {}
+    if runner.startswith("edge_sched-ov"):
+        options = dict(backend="openvino", inference_precision=None if settings["precision"] == "default"
+                       else settings["precision"], low_memory=runner.endswith("lowmem"))
+        if settings.get("cache_dir"):
+            options["cache_dir"] = settings["cache_dir"]
+    else:
+        options = dict(backend="onnxruntime")
+    pipe = DiffusionPipeline.from_pretrained(folder, **options)
+    if settings.get("static") and hasattr(pipe, "reshape"):
+        pipe.reshape(batch_size=1, height=settings["height"], width=settings["width"],
+                     guidance_scale=settings["guidance_scale"])
+    pipe.set_progress_bar_config(disable=True)
+
+    def run():
+        return pipe(PROMPT, height=settings["height"], width=settings["width"],
+                    num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+                    generator=0, output_type="np").images
+
+    return run
+
+
+# ---- peers -------------------------------------------------------------------------------------------
+
+def optimum_pipeline(runner: str, folder: str, settings: dict):
+    import torch
+
+    if runner == "optimum-ort":
+        from optimum.onnxruntime import ORTStableDiffusionPipeline
+
+        pipe = ORTStableDiffusionPipeline.from_pretrained(folder)
+    else:
+        from optimum.intel import OVStableDiffusionPipeline
+
+        static = settings.get("static")
+        pipe = OVStableDiffusionPipeline.from_pretrained(folder, ov_config=ov_precision(settings) or None,
+                                                         compile=not static)
+        if static:
+            pipe.reshape(batch_size=1, height=settings["height"], width=settings["width"], num_images_per_prompt=1)
+            pipe.compile()
+    pipe.set_progress_bar_config(disable=True)
+
+    def run():
+        return pipe(PROMPT, height=settings["height"], width=settings["width"],
+                    num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+                    generator=torch.Generator().manual_seed(0), output_type="np").images
+
+    return run
+
+
+def genai_pipeline(runner: str, folder: str, settings: dict):
+    import openvino_genai
+
+    if settings.get("static"):
+        pipe = openvino_genai.Text2ImagePipeline(folder)
+        pipe.reshape(1, settings["height"], settings["width"], settings["guidance_scale"])
+        pipe.compile("CPU", **ov_precision(settings))
+    else:
+        pipe = openvino_genai.Text2ImagePipeline(folder, "CPU", **ov_precision(settings))
+
+    def run():
+        return pipe.generate(PROMPT, height=settings["height"], width=settings["width"],
+                             num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+                             rng_seed=0)
+
+    return run
+
+
+# ---- floors: each graph alone ---------------------------------------------------------------------
+
+def graph_inputs(settings: dict, folder: str) -> dict:
+    """Random inputs of the shapes one image makes: text encoder batch 1 (run twice: prompt and
+    negative prompt), UNet batch 2 (classifier-free guidance), VAE decoder batch 1."""
+    from pathlib import Path
+
+    import numpy as np
+
+    config = {n: json.loads((Path(folder) / n / "config.json").read_text()) for n in ("text_encoder", "unet", "vae_decoder")}
+    factor = 2 ** (len(config["vae_decoder"]["block_out_channels"]) - 1)
+    latent = (config["unet"]["in_channels"], settings["height"] // factor, settings["width"] // factor)
+    hidden = config["text_encoder"]["hidden_size"]
+    rng = np.random.default_rng(0)
+    unet_batch = 2 if settings["guidance_scale"] > 1 else 1
+    return {
+        "text_encoder": {"input_ids": np.zeros((1, 77), np.int64)},
+        "unet": {"sample": rng.standard_normal((unet_batch, *latent), np.float32),
+                 "timestep": np.array([500] * unet_batch, np.int64),
+                 "encoder_hidden_states": rng.standard_normal((unet_batch, 77, hidden), np.float32)},
+        "vae_decoder": {"latent_sample": rng.standard_normal((1, *latent), np.float32)},
+    }
+
+
+CALLS = {"text_encoder": 2, "vae_decoder": 1}  # per image; the UNet: one call per step
+
+
+def floor(runner: str, folder: str, settings: dict) -> dict:
+    """Median time of each graph alone, through the engines directly (no edge_sched code)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    inputs = graph_inputs(settings, folder)
+    per_graph = {}
+    for name, feeds in inputs.items():
+        if runner == "floor-ov":
+            import openvino as ov
+
+            core = ov.Core()
+            model = core.read_model(str(Path(folder) / name / "openvino_model.xml"))
+            feeds = {p.get_any_name(): feeds[p.get_any_name()].astype(p.get_element_type().to_dtype())
+                     for p in model.inputs}
+            if settings.get("static"):
+                model.reshape({k: list(v.shape) for k, v in feeds.items()})
+            compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", **ov_precision(settings)})
+            request = compiled.create_infer_request()
+            call = lambda: request.infer(feeds)  # noqa: E731
+        else:
+            import onnxruntime as ort
+
+            session = ort.InferenceSession(str(Path(folder) / name / "model.onnx"), providers=["CPUExecutionProvider"])
+            feeds = {i.name: _fit(feeds[i.name], i) for i in session.get_inputs()}
+            call = lambda: session.run(None, feeds)  # noqa: E731
+        call()  # warm-up
+        per_graph[name] = statistics.median(timed(call, settings["floor_repeats"]))
+        del call
+    calls = {**CALLS, "unet": settings["steps"]}
+    total = sum(per_graph[n] * calls[n] for n in per_graph)
+    return {"graphs_s": per_graph, "calls": calls, "floor_s": total, "peak_rss_mb": peak_rss_mb()}
+
+
+def _fit(value, node):
+    """``value`` in an ONNX input's element type, and a scalar where the input has rank 0."""
+    import numpy as np
+
+    dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+             "tensor(int32)": np.int32}[node.type]
+    value = value.astype(dtype)
+    return value.reshape(-1)[:1].reshape(()) if len(node.shape) == 0 else value
+
+
+def main() -> None:
+    runner, folder, settings = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    if runner.startswith("floor"):
+        print(json.dumps(floor(runner, folder, settings)))
+        return
+    make = edge_sched_pipeline if runner.startswith("edge_sched") else (
+        genai_pipeline if runner == "genai" else optimum_pipeline)
+    clock = GraphClock() if runner.startswith("edge_sched") else None
+    run = make(runner, folder, settings)
+    load = time.perf_counter() - T0
+    first = timed(run, 1)[0]
+    if clock:
+        clock.seconds = 0.0
+    steady = timed(run, settings["repeats"])
+    result = {"load_s": load, "first_s": first, "cold_start_s": load + first, "steady_s": statistics.median(steady),
+              "steady_all_s": steady, "peak_rss_mb": peak_rss_mb()}
+    if clock:
+        result["graphs_s"] = clock.seconds / len(steady)
+        result["overhead_s"] = result["steady_s"] - result["graphs_s"]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

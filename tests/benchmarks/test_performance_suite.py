@@ -1,0 +1,41 @@
+"""The performance suite (benchmarks/performance.py) runs end to end: every runner (ours, optimum's,
+openvino-genai's) and every floor, on the tiny test pipeline at a small size, and writes its report.
+The numbers themselves are the suite's business, not a test's (no timed assertions here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_suite_runs_every_runner_and_writes_the_report(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "performance.py"), "--model", "tiny", "--height", "32",
+         "--width", "32", "--steps", "2", "--repeats", "1", "--floor-repeats", "1", "--no-footprint",
+         "--cache", str(tmp_path / "cache"), "--out", str(out)],
+        capture_output=True, text=True, timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results" / "performance.json").read_text())
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from performance import FLOORS, RUNNERS
+
+    assert set(results["runners"]) == set(RUNNERS) and set(results["floors"]) == set(FLOORS)
+    for name, r in results["runners"].items():
+        assert "error" not in r, (name, r)
+        assert 0 < r["load_s"] and 0 < r["steady_s"] and 0 < r["peak_rss_mb"], (name, r)
+        assert r["cold_start_s"] == r["load_s"] + r["first_s"]
+        if name.startswith("edge_sched"):  # the graphs' own time is part of the image's
+            assert 0 < r["graphs_s"] <= r["steady_s"] + 1e-6, (name, r)
+    for name, f in results["floors"].items():
+        assert f["calls"] == {"text_encoder": 2, "unet": 2, "vae_decoder": 1}
+        expected = sum(f["graphs_s"][g] * n for g, n in f["calls"].items())
+        assert abs(f["floor_s"] - expected) < 1e-9
+    report = (out / "RESULTS.md").read_text()
+    assert "## Targets" in report and "failed" not in report
+    assert (out / "results" / "performance.png").stat().st_size > 1000
