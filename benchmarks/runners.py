@@ -45,13 +45,13 @@ def ov_precision(settings) -> dict:
 # ---- edge_sched ------------------------------------------------------------------------------------
 
 class GraphClock:
-    """Sums the seconds spent inside each engine's run call (the graphs' own time)."""
+    """Sums the seconds spent inside each engine's run call (the graphs' own time), per graph."""
 
     def __init__(self):
         from edge_sched.runtime.onnxruntime_engine import OnnxRuntimeComponent
         from edge_sched.runtime.openvino_engine import OpenVINOComponent
 
-        self.seconds = 0.0
+        self.reset()
         for cls in (OnnxRuntimeComponent, OpenVINOComponent):
             original = cls._run
 
@@ -60,9 +60,17 @@ class GraphClock:
                 try:
                     return _original(component, feeds)
                 finally:
-                    self.seconds += time.perf_counter() - t
+                    self.per_graph[component.name] = self.per_graph.get(component.name, 0.0) + time.perf_counter() - t
+                    self.calls[component.name] = self.calls.get(component.name, 0) + 1
 
             cls._run = run
+
+    def reset(self):
+        self.per_graph, self.calls = {}, {}
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.per_graph.values())
 
 
 def edge_sched_pipeline(runner: str, folder: str, settings: dict):
@@ -220,12 +228,14 @@ def main() -> None:
     load = time.perf_counter() - T0
     first = timed(run, 1)[0]
     if clock:
-        clock.seconds = 0.0
+        clock.reset()
     steady = timed(run, settings["repeats"])
     result = {"load_s": load, "first_s": first, "cold_start_s": load + first, "steady_s": statistics.median(steady),
               "steady_all_s": steady, "peak_rss_mb": peak_rss_mb()}
     if clock:
         result["graphs_s"] = clock.seconds / len(steady)
+        result["per_graph_s"] = {k: v / clock.calls[k] for k, v in clock.per_graph.items()}  # per call
+        result["graph_calls"] = {k: v // len(steady) for k, v in clock.calls.items()}  # per image
         result["overhead_s"] = result["steady_s"] - result["graphs_s"]
     print(json.dumps(result))
 

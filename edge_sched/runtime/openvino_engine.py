@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Component, EngineError, TensorSpec, numpy_dtype
+from .page_release import ReleasingPages
 
 PRECISIONS = ("f32", "f16", "bf16")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
@@ -99,21 +100,26 @@ class OpenVINOComponent(Component):
         if cache_dir is not None:
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
             props.setdefault("CACHE_DIR", str(cache_dir))
-        try:
-            model = core().read_model(str(path))
-        except Exception as e:
-            raise EngineError(f"{name}: could not read {path} with OpenVINO: {e}") from e
-        if static_shapes:
-            self._reshape(name, model, static_shapes, ov)
-        for input_name in float_inputs:
-            promote_to_float(model, input_name, ov)
-        # compiling may give a port extra tensor names ({'input_ids', '35', ...}): keep the graph's own
-        in_names = [p.get_any_name() for p in model.inputs]
-        out_names = [p.get_any_name() for p in model.outputs]
-        try:
-            self.compiled = core().compile_model(model, device, props)
-        except Exception as e:
-            raise EngineError(f"{name}: could not compile {path} for {device}: {e}") from e
+        # the plugin repacks every weight while compiling; the mapped file pages it read are then dead
+        # weight in RSS (an fp32 UNet would take twice its size): give them back as it goes
+        mapped = [path.with_suffix(".bin")] if path.suffix == ".xml" else []
+        with ReleasingPages(mapped + ([Path(cache_dir)] if cache_dir is not None else [])):
+            try:
+                model = core().read_model(str(path))
+            except Exception as e:
+                raise EngineError(f"{name}: could not read {path} with OpenVINO: {e}") from e
+            if static_shapes:
+                self._reshape(name, model, static_shapes, ov)
+            for input_name in float_inputs:
+                promote_to_float(model, input_name, ov)
+            # compiling may give a port extra tensor names ({'input_ids', '35', ...}): keep the graph's own
+            in_names = [p.get_any_name() for p in model.inputs]
+            out_names = [p.get_any_name() for p in model.outputs]
+            try:
+                self.compiled = core().compile_model(model, device, props)
+            except Exception as e:
+                raise EngineError(f"{name}: could not compile {path} for {device}: {e}") from e
+            del model
         self.device = device
         self.request = self.compiled.create_infer_request()
         super().__init__(
