@@ -32,6 +32,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 # runner -> (what benchmarks/runners.py runs, folder variant, settings overrides)
 RUNNERS = {
     "edge_sched-ort": ("edge_sched-ort", "onnx", {}),
+    "edge_sched-ort-lowmem": ("edge_sched-ort-lowmem", "onnx", {}),
     "optimum-ort": ("optimum-ort", "onnx", {}),
     "edge_sched-ov": ("edge_sched-ov", "openvino", {"static": True}),
     "edge_sched-ov-lowmem": ("edge_sched-ov-lowmem", "openvino", {"static": True}),

@@ -5,7 +5,7 @@ steady image (median of the repeats after the first), peak RSS (VmHWM: the proce
 mark; ru_maxrss would carry the parent's over exec) and, for edge_sched runners, the seconds spent
 inside the graphs during the steady images (everything else is our overhead).
 
-Runners: edge_sched-ort, edge_sched-ov, edge_sched-ov-lowmem, optimum-ort, optimum-ov, genai, and
+Runners: edge_sched-ort, edge_sched-ort-lowmem, edge_sched-ov, edge_sched-ov-lowmem, optimum-ort, optimum-ov, genai, and
 floor-ort / floor-ov (each graph alone, with the engine settings the edge_sched runner uses).
 """
 
@@ -83,7 +83,7 @@ def edge_sched_pipeline(runner: str, folder: str, settings: dict):
         if settings.get("cache_dir"):
             options["cache_dir"] = settings["cache_dir"]
     else:
-        options = dict(backend="onnxruntime")
+        options = dict(backend="onnxruntime", low_memory=runner.endswith("lowmem"))
     pipe = DiffusionPipeline.from_pretrained(folder, **options)
     if settings.get("static") and hasattr(pipe, "reshape"):
         pipe.reshape(batch_size=1, height=settings["height"], width=settings["width"],

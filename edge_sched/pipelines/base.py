@@ -101,7 +101,8 @@ class DiffusionPipeline:
         self.tokenizers = tokenizers or {}
         self._progress = {"disable": False}
         if not components.low_memory:  # the graphs every call needs; optional ones load on first use
-            for name in self.required_graphs:
+            # largest first: its loading transient (the engine's working copies) then stacks on nothing
+            for name in sorted(self.required_graphs, key=components.size_on_disk, reverse=True):
                 self._check_graph(components[name])
 
     # ---- loading -------------------------------------------------------------------------------
@@ -155,6 +156,8 @@ class DiffusionPipeline:
             allow_cpu_fallback=allow_cpu_fallback, num_threads=num_threads, inference_precision=inference_precision,
             cache_dir=cache_dir, static_shapes=static_shapes, **engine_kwargs,
         )
+        if low_memory and chosen == "onnxruntime":
+            options["cpu_memory_arena"] = False  # activations freed after each run, not kept for the next
         components = Components(folder, names, chosen, options, low_memory=low_memory)
         tokenizers = target._load_tokenizers(folder)
         return target(folder, components, load_scheduler(folder), index, tokenizers)

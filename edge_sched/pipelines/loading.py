@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..runtime import EngineError, choose_backend, load_component
 from ..runtime.base import Component
+from ..runtime.page_release import trim_heap
 from ..schedulers import SchedulerMixin, scheduler_class
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,12 @@ class Components:
             if options.get("static_shapes"):  # {component: {input: shape}}: this component's part only
                 options["static_shapes"] = options["static_shapes"].get(name)
             self._loaded[name] = load_component(name, self.folder / name, self.backend, **options)
+            trim_heap()  # the engine's parsing buffers, freed but still held by malloc
         return self._loaded[name]
+
+    def size_on_disk(self, name: str) -> int:
+        """Bytes of the component's folder (graph and weights)."""
+        return sum(f.stat().st_size for f in (self.folder / name).rglob("*") if f.is_file())
 
     def set_static_shapes(self, shapes: dict) -> None:
         """Fix graph input shapes ({component: {input: shape}}, OpenVINO); graphs already loaded are
@@ -136,6 +142,7 @@ class Components:
         """End of a stage: in low-memory mode, free the graph (it is reloaded when needed again)."""
         if self.low_memory and name in self._loaded:
             self._loaded.pop(name).release()
+            trim_heap()
 
     def release_all(self) -> None:
         """Free every loaded graph (they are reloaded on next use)."""
