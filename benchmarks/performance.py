@@ -35,8 +35,9 @@ RUNNERS = {
     "edge_sched-ort-lowmem": ("edge_sched-ort-lowmem", "onnx", {}),
     "optimum-ort": ("optimum-ort", "onnx", {}),
     "edge_sched-ov": ("edge_sched-ov", "openvino", {"static": True}),
-    "edge_sched-ov-lowmem": ("edge_sched-ov-lowmem", "openvino", {"static": True}),
+    "edge_sched-ov-cache": ("edge_sched-ov", "openvino", {"static": True, "compile_cache": True}),
     "edge_sched-ov-dynamic": ("edge_sched-ov", "openvino", {"static": False}),
+    "edge_sched-ov-lowmem": ("edge_sched-ov-lowmem", "openvino", {"static": True}),
     "optimum-ov": ("optimum-ov", "openvino", {}),
     "optimum-ov-static": ("optimum-ov", "openvino", {"static": True}),
     "optimum-ov-bf16": ("optimum-ov", "openvino", {"precision": "default"}),
@@ -151,6 +152,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/, "
                         "benchmarks/results/ for the RESULTS.md, JSON and chart)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per runner")
+    parser.add_argument("--update", action="store_true", help="re-run only the given runners (and floors and "
+                        "footprint unless excluded) and keep the other entries of the existing results")
     args = parser.parse_args(argv)
 
     def say(message):
@@ -161,16 +164,25 @@ def main(argv=None) -> int:
                 repeats=args.repeats, floor_repeats=args.floor_repeats, precision="f32")
     results: dict = {"settings": base, "model": args.model, "machine": machine(), "versions": versions(),
                      "date": time.strftime("%Y-%m-%d %H:%M"), "runners": {}, "floors": {}}
+    previous = (args.out or ROOT / "benchmarks") / "results" / "performance.json"
+    if args.update and previous.is_file():
+        old = json.loads(previous.read_text())
+        if old.get("settings") != base or old.get("model") != args.model:
+            parser.error(f"--update: {previous} was made with other settings ({old.get('settings')})")
+        results.update(runners=old["runners"], floors=old["floors"],
+                       **{k: old[k] for k in ("footprint_mb", "variants") if k in old})
+        results["date"] = f"{old['date']}, updated {results['date']}"
     results["sizes_mb"] = {fmt: round(folder_size_mb(folders[fmt]), 1) for fmt in ("onnx", "openvino")}
     results["component_mb"] = {n: round(folder_size_mb(folders["openvino"] / n), 1)
                                for n in ("text_encoder", "unet", "vae_decoder")}
     jobs = [(n, *RUNNERS[n], "runners") for n in args.runners]
     if not args.no_floors:
         jobs += [(n, *FLOORS[n], "floors") for n in FLOORS]
+    order = list(RUNNERS) + list(FLOORS)  # keep the table's order when updating
     for name, kind, variant, overrides, table in jobs:
         say(f"{name} ({variant}) ...")
         settings = {**base, **overrides}
-        if name == "edge_sched-ov":  # cold compile cache first, then warm
+        if overrides.get("compile_cache"):  # cold compile cache first, then warm
             with tempfile.TemporaryDirectory() as cache_dir:
                 cold = run_child(kind, folders[variant], {**settings, "cache_dir": cache_dir}, args.timeout)
                 result = run_child(kind, folders[variant], {**settings, "cache_dir": cache_dir}, args.timeout)
@@ -180,6 +192,8 @@ def main(argv=None) -> int:
             result = run_child(kind, folders[variant], settings, args.timeout)
         results[table][name] = {"settings": overrides, **result}
         say(f"  {json.dumps(result)[:300]}")
+    for table in ("runners", "floors"):
+        results[table] = dict(sorted(results[table].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
     if not args.no_footprint:
         results["footprint_mb"] = footprint(say)
 

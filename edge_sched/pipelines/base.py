@@ -95,15 +95,22 @@ class DiffusionPipeline:
     needs_tokenizer = False
 
     def __init__(self, folder: Path, components: Components, scheduler: SchedulerMixin, model_index: dict,
-                 tokenizers: dict | None = None):
+                 tokenizers: dict | None = None, compile: bool = True):
         self.folder, self.components, self.model_index = folder, components, model_index
         self.scheduler = scheduler
         self.tokenizers = tokenizers or {}
         self._progress = {"disable": False}
-        if not components.low_memory:  # the graphs every call needs; optional ones load on first use
-            # largest first: its loading transient (the engine's working copies) then stacks on nothing
-            for name in sorted(self.required_graphs, key=components.size_on_disk, reverse=True):
-                self._check_graph(components[name])
+        if compile and not components.low_memory:
+            self.compile()
+
+    def compile(self) -> "DiffusionPipeline":
+        """Load (compile) the graphs every call needs now; optional ones load on first use. As in
+        optimum-intel: ``from_pretrained(..., compile=False)``, then ``reshape(...)``, then ``compile()``
+        compiles each graph once, with its final shapes."""
+        # largest first: its loading transient (the engine's working copies) then stacks on nothing
+        for name in sorted(self.required_graphs, key=self.components.size_on_disk, reverse=True):
+            self._check_graph(self.components[name])
+        return self
 
     # ---- loading -------------------------------------------------------------------------------
 
@@ -122,6 +129,7 @@ class DiffusionPipeline:
         cache_dir=None,
         static_shapes: dict | None = None,
         low_memory: bool = False,
+        compile: bool = True,
         revision: str | None = None,
         token=None,
         hub_cache_dir=None,
@@ -134,7 +142,8 @@ class DiffusionPipeline:
         "onnxruntime" or "openvino". ``providers`` (onnxruntime) and ``device`` (OpenVINO) pick the
         hardware; ``low_memory`` keeps one graph in memory at a time. ``static_shapes`` (OpenVINO):
         ``{component: {input: shape}}`` fixes graph shapes before compiling (NPUs need it); a UNet
-        with a static batch of 1 gets classifier-free guidance as two calls.
+        with a static batch of 1 gets classifier-free guidance as two calls. ``compile=False`` defers
+        loading the graphs to ``pipe.compile()`` or their first use (reshape first: one compile each).
         """
         folder = resolve_folder(source, revision=revision, token=token, cache_dir=hub_cache_dir,
                                 local_files_only=local_files_only)
@@ -160,7 +169,7 @@ class DiffusionPipeline:
             options["cpu_memory_arena"] = False  # activations freed after each run, not kept for the next
         components = Components(folder, names, chosen, options, low_memory=low_memory)
         tokenizers = target._load_tokenizers(folder)
-        return target(folder, components, load_scheduler(folder), index, tokenizers)
+        return target(folder, components, load_scheduler(folder), index, tokenizers, compile=compile)
 
     @classmethod
     def _load_tokenizers(cls, folder: Path) -> dict:

@@ -172,8 +172,9 @@ class DDPMPipeline(UnconditionalPipelineBase):
 class DDIMPipeline(UnconditionalPipelineBase):
     """diffusers' ``DDIMPipeline`` (its scheduler is turned into a DDIMScheduler, as diffusers does)."""
 
-    def __init__(self, folder, components, scheduler, model_index, tokenizers=None):
-        super().__init__(folder, components, DDIMScheduler.from_config(scheduler.config), model_index, tokenizers)
+    def __init__(self, folder, components, scheduler, model_index, tokenizers=None, compile: bool = True):
+        super().__init__(folder, components, DDIMScheduler.from_config(scheduler.config), model_index, tokenizers,
+                         compile=compile)
 
     def __call__(self, batch_size: int = 1, generator=None, eta: float = 0.0, num_inference_steps: int = 50,
                  use_clipped_model_output: bool | None = None, output_type: str = "pil", return_dict: bool = True,

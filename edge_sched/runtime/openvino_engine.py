@@ -121,6 +121,7 @@ class OpenVINOComponent(Component):
                 raise EngineError(f"{name}: could not compile {path} for {device}: {e}") from e
             del model
         self.device = device
+        self._release_during_first_run = mapped + ([Path(cache_dir)] if cache_dir is not None else [])
         self.request = self.compiled.create_infer_request()
         super().__init__(
             name, path,
@@ -157,10 +158,14 @@ class OpenVINOComponent(Component):
     def _run(self, feeds):
         if self.request is None:
             raise EngineError(f"{self.name}: the component was released")
-        try:
-            self.request.infer(feeds)
-        except Exception as e:
-            raise EngineError(f"{self.name} ({self.path}): OpenVINO inference failed: {e}") from e
+        # the first run of a dynamic-shape graph is when the plugin repacks its weights: give the read
+        # pages back while it does (as while compiling)
+        with ReleasingPages(self._release_during_first_run or []):
+            try:
+                self.request.infer(feeds)
+            except Exception as e:
+                raise EngineError(f"{self.name} ({self.path}): OpenVINO inference failed: {e}") from e
+        self._release_during_first_run = None
         # the request reuses its output buffers on the next call: copy out
         return {n: np.array(self.request.get_tensor(port).data, copy=True) for n, port in self._outputs}
 

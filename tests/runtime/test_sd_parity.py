@@ -210,3 +210,14 @@ def test_reshape_is_an_openvino_feature(sd_folders):
 
     with pytest.raises(EngineError, match="OpenVINO feature"):
         load(sd_folders("edge-onnx")).reshape(height=32, width=32)
+
+
+def test_compile_false_defers_loading_until_compile(sd_folders):
+    """from_pretrained(compile=False) -> reshape -> compile(): each graph compiled once, with its final shapes."""
+    pipe = StableDiffusionPipeline.from_pretrained(sd_folders("edge-openvino"), compile=False)
+    assert pipe.components.loaded == []
+    pipe.reshape(height=32, width=32)
+    assert pipe.components.loaded == []
+    assert pipe.compile() is pipe
+    assert sorted(pipe.components.loaded) == ["text_encoder", "unet", "vae_decoder"]  # no VAE encoder for text-to-image
+    assert pipe.components["unet"].inputs["sample"].shape == (2, 4, 16, 16)
