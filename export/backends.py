@@ -291,8 +291,14 @@ def to_fp16_onnx(path: Path) -> None:
         for entry in t.external_data if entry.key == "location"
     }
     del header
-    model = onnx.load(str(path))  # with its external weights, if any
-    model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    inferred = None
+    if old_files:  # over 2 GB: shape inference cannot take the model in memory, so it runs on the files
+        inferred = path.with_name(path.stem + ".inferred.onnx")
+        onnx.shape_inference.infer_shapes_path(str(path), str(inferred))
+    model = onnx.load(str(inferred or path))  # with its external weights, if any
+    model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=inferred is not None)
+    if inferred is not None:
+        inferred.unlink()
     for name in old_files:
         (path.parent / name).unlink(missing_ok=True)
     if old_files or model.ByteSize() > EXTERNAL_DATA_BYTES:

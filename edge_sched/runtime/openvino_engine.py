@@ -160,12 +160,15 @@ class OpenVINOComponent(Component):
             raise EngineError(f"{self.name}: the component was released")
         # the first run of a dynamic-shape graph is when the plugin repacks its weights: give the read
         # pages back while it does (as while compiling)
-        with ReleasingPages(self._release_during_first_run or []):
-            try:
+        try:
+            if self._release_during_first_run:
+                with ReleasingPages(self._release_during_first_run):
+                    self.request.infer(feeds)
+                self._release_during_first_run = None
+            else:
                 self.request.infer(feeds)
-            except Exception as e:
-                raise EngineError(f"{self.name} ({self.path}): OpenVINO inference failed: {e}") from e
-        self._release_during_first_run = None
+        except Exception as e:
+            raise EngineError(f"{self.name} ({self.path}): OpenVINO inference failed: {e}") from e
         # the request reuses its output buffers on the next call: copy out
         return {n: np.array(self.request.get_tensor(port).data, copy=True) for n, port in self._outputs}
 

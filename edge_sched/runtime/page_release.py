@@ -40,7 +40,7 @@ def _madvise():
 def release_file_pages(paths) -> int:
     """Drop the resident pages of every read-only shared mapping of ``paths`` (files, or folders: every
     file under them); returns the bytes advised."""
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or not paths:
         return 0
     files = {os.path.realpath(p) for p in paths if not os.path.isdir(p)}
     folders = tuple(os.path.join(os.path.realpath(p), "") for p in paths if os.path.isdir(p))
@@ -100,5 +100,6 @@ class ReleasingPages:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-        release_file_pages(self.paths)
+        if self.paths:
+            release_file_pages(self.paths)
         return False
