@@ -107,6 +107,8 @@ def markdown(results: dict) -> str:
         f" fp32 compute unless marked, all cores, one process per runner. Steady image: median of {s['repeats']} after the first;"
         " peak RSS: the process's VmHWM; import+load counts from the runner's first line, imports included.",
         "",
+        *[f"Note: {n}" for n in results.get("notes", [])],
+        *([""] if results.get("notes") else []),
         "| runner | import+load s | first image s | cold start s | steady image s | steady / floor | peak RSS MB |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -136,7 +138,7 @@ def markdown(results: dict) -> str:
     if results.get("variants"):
         v = results["variants"]
         lines += ["", "## Weight precision (`python benchmarks/weight_variants.py`)", "",
-                  f"edge_sched, static shapes, fp32 compute, {v['settings']['height']}x{v['settings']['width']}, "
+                  f"edge_sched (OpenVINO with static shapes), fp32 compute, {v['settings']['height']}x{v['settings']['width']}, "
                   f"{v['settings']['steps']} steps; image difference against the fp32 graphs of the same format, same "
                   "seed (images in [0, 1]; random weights make the images noise-like, so this is a worst case "
                   "for how far the numbers move, not a judgement of picture quality):", "",

@@ -149,10 +149,6 @@ class Components:
         while self._loaded:
             self._loaded.popitem()[1].release()
 
-    def load_all(self) -> None:
-        for n in self.names:
-            self[n]
-
     @property
     def loaded(self) -> list[str]:
         return list(self._loaded)
