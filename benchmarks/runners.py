@@ -76,7 +76,6 @@ class GraphClock:
 def edge_sched_pipeline(runner: str, folder: str, settings: dict):
     from edge_sched import DiffusionPipeline
 
-    options = {}
     if runner.startswith("edge_sched-ov"):
         options = dict(backend="openvino", inference_precision=None if settings["precision"] == "default"
                        else settings["precision"], low_memory=runner.endswith("lowmem"))
@@ -177,8 +176,6 @@ CALLS = {"text_encoder": 2, "vae_decoder": 1}  # per image; the UNet: one call p
 def floor(runner: str, folder: str, settings: dict) -> dict:
     """Median time of each graph alone, through the engines directly (no edge_sched code)."""
     from pathlib import Path
-
-    import numpy as np
 
     inputs = graph_inputs(settings, folder)
     per_graph = {}

@@ -103,7 +103,8 @@ class OpenVINOComponent(Component):
         # the plugin repacks every weight while compiling; the mapped file pages it read are then dead
         # weight in RSS (an fp32 UNet would take twice its size): give them back as it goes
         mapped = [path.with_suffix(".bin")] if path.suffix == ".xml" else []
-        with ReleasingPages(mapped + ([Path(cache_dir)] if cache_dir is not None else [])):
+        mapped += [Path(cache_dir)] if cache_dir is not None else []  # cached blobs are mapped too
+        with ReleasingPages(mapped):
             try:
                 model = core().read_model(str(path))
             except Exception as e:
@@ -121,7 +122,7 @@ class OpenVINOComponent(Component):
                 raise EngineError(f"{name}: could not compile {path} for {device}: {e}") from e
             del model
         self.device = device
-        self._release_during_first_run = mapped + ([Path(cache_dir)] if cache_dir is not None else [])
+        self._release_during_first_run = mapped
         self.request = self.compiled.create_infer_request()
         super().__init__(
             name, path,
