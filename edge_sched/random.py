@@ -34,7 +34,6 @@ __all__ = ["TorchGenerator", "GeneratorLike", "as_generator", "randn_tensor", "r
 _MASK24 = np.uint32((1 << 24) - 1)
 _MASK53 = np.uint64((1 << 53) - 1)
 _TWO_PI32 = np.float32(2 * np.pi)
-_LITTLE_ENDIAN = np.little_endian
 
 
 class TorchGenerator:
@@ -59,6 +58,8 @@ class TorchGenerator:
         self._seed = seed
         # numpy's legacy seeding is MT19937's init_genrand, exactly torch's initialisation
         self._mt = np.random.RandomState(seed & 0xFFFFFFFF)._bit_generator
+        # the same stream as 32-bit words straight into a uint32 array (random_raw widens to uint64)
+        self._words = np.random.Generator(self._mt)
         self._next_normal: float | None = None
         return self
 
@@ -81,11 +82,18 @@ class TorchGenerator:
         pairs = self._mt.random_raw(2 * n).reshape(n, 2)
         return (pairs[:, 0] << np.uint64(32)) | pairs[:, 1]
 
+    def _low24(self, n: int) -> np.ndarray:
+        """The low 24 bits of the next ``n`` 32-bit words, as int32 (exact in float32)."""
+        words = self._words.integers(0, 1 << 32, size=n, dtype=np.uint32).view(np.int32)
+        np.bitwise_and(words, np.int32(_MASK24), out=words)
+        return words
+
     def _uniform(self, n: int, dtype) -> np.ndarray:
         if dtype == np.float64:
             return (self._u64(n) & _MASK53).astype(np.float64) * 2.0**-53
-        out = np.empty(n, np.float32)
-        np.multiply(_low24(self._mt.random_raw(n)), np.float32(2.0**-24), out=out, dtype=np.float32)
+        ints = self._low24(n)
+        out = ints.view(np.float32)  # converted in place
+        np.multiply(ints, np.float32(2.0**-24), out=out, dtype=np.float32)
         return out
 
     # -- torch.rand / torch.randn ------------------------------------------------------
@@ -100,13 +108,13 @@ class TorchGenerator:
         shape, dtype = _shape(shape), _float_dtype(dtype)
         n = _numel(shape)
         if n >= 16 and dtype == np.float32:
-            out = np.empty(n, np.float32)
             whole = n - n % 16
             # the 24-bit integers live in `out` until the transform overwrites them
-            ints = _low24(self._mt.random_raw(n), out.view(np.int32))
+            ints = self._low24(n)
+            out = ints.view(np.float32)
             _box_muller_f32(ints[:whole], out[:whole], self._scratch(whole // 2))
             if n % 16:  # 16 fresh draws replace the last 16 values
-                _box_muller_f32(_low24(self._mt.random_raw(16)), out[n - 16 :], self._scratch(8))
+                _box_muller_f32(self._low24(16), out[n - 16 :], self._scratch(8))
         elif n >= 16:
             values = self._uniform(n, dtype)
             out = _box_muller_blocks(values[: n - n % 16], dtype)
@@ -155,14 +163,6 @@ def _box_muller_blocks(uniforms: np.ndarray, dtype) -> np.ndarray:
     radius = np.sqrt(np.float32(-2) * np.log(u1))
     theta = _TWO_PI32 * u2
     return np.stack([radius * np.cos(theta), radius * np.sin(theta)], axis=1).reshape(-1)
-
-
-def _low24(raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """The low 24 bits of 32-bit MT words (held in uint64), as int32 (exact in float32)."""
-    out = np.empty(raw.size, np.int32) if out is None else out
-    np.copyto(out, raw, casting="unsafe")  # keeps the low 32 bits
-    np.bitwise_and(out, np.int32(_MASK24), out=out)
-    return out
 
 
 def _box_muller_f32(k: np.ndarray, out: np.ndarray, work: np.ndarray) -> None:

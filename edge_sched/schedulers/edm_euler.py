@@ -171,7 +171,7 @@ class EDMEulerScheduler(_EDMScheduler):
         if pred_original_sample is None:
             pred_original_sample = self.precondition_outputs(sample, model_output, sigma_hat)
         derivative = (sample - pred_original_sample) / sigma_hat
-        prev_sample = (sample + derivative * (self.sigmas[i + 1] - sigma_hat)).astype(model_output.dtype)
+        prev_sample = (sample + derivative * (self.sigmas[i + 1] - sigma_hat)).astype(model_output.dtype, copy=False)
         self._step_index += 1
         return self._output(prev_sample, pred_original_sample, return_dict)
 

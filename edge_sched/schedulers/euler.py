@@ -134,7 +134,7 @@ class EulerDiscreteScheduler(_SigmaDiscreteScheduler):
             c = (sigma**2 + np.float32(1)).astype(np.float32)
             x0 = model_output * (-sigma / c ** np.float32(0.5)) + sample / c
         derivative = (sample - x0) / sigma_hat
-        prev_sample = (sample + derivative * (self.sigmas[i + 1] - sigma_hat)).astype(model_output.dtype)
+        prev_sample = (sample + derivative * (self.sigmas[i + 1] - sigma_hat)).astype(model_output.dtype, copy=False)
         self._step_index += 1
         return self._output(prev_sample, x0, return_dict)
 

@@ -195,7 +195,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin):
         self._require_timesteps()
         if self._step_index is None:
             self._init_step_index(timestep)
-        sample = np.asarray(sample).astype(np.float32)
+        sample = np.asarray(sample, dtype=np.float32)  # diffusers upcasts; float32 input is not copied
         out_dtype = model_output.dtype
 
         if per_token_timesteps is not None:
@@ -221,7 +221,7 @@ class FlowMatchEulerDiscreteScheduler(SchedulerMixin):
             prev_sample = sample + dt * model_output
         self._step_index += 1
         if per_token_timesteps is None:
-            prev_sample = prev_sample.astype(out_dtype)
+            prev_sample = prev_sample.astype(out_dtype, copy=False)
         return self._output(prev_sample, None, return_dict)
 
     def scale_noise(self, sample: np.ndarray, timestep, noise: np.ndarray | None = None) -> np.ndarray:

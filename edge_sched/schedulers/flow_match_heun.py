@@ -116,7 +116,7 @@ class FlowMatchHeunDiscreteScheduler(SchedulerMixin):
             derivative = _F32(0.5) * (self.prev_derivative + (sample - denoised) / sigma_next)
             dt, sample = self.dt, self.sample
             self.prev_derivative = self.dt = self.sample = None
-        prev_sample = (sample + derivative * dt).astype(model_output.dtype)
+        prev_sample = (sample + derivative * dt).astype(model_output.dtype, copy=False)
         self._step_index += 1
         return self._output(prev_sample, None, return_dict)
 
