@@ -131,6 +131,7 @@ def markdown(results: dict) -> str:
                 continue
             g = f["graphs_s"]
             lines.append(f"| {name} | {_f(g['text_encoder'], 3)} | {_f(g['unet'], 3)} | {_f(g['vae_decoder'], 3)} | {_f(f['floor_s'])} |")
+    lines += memory_profile(results)
     rows = targets(results)
     lines += ["", "## Targets", "", "| target | measured | bound | met |", "|---|---|---|---|"]
     for name, measured, bound, met in rows:
@@ -156,6 +157,28 @@ def markdown(results: dict) -> str:
         lines += [f"| {k} | {v:.0f} |" for k, v in results["footprint_mb"].items()]
     lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items() if v), ""]
     return "\n".join(lines)
+
+
+def memory_profile(results: dict) -> list[str]:
+    """Where the peak comes from: RSS after the imports, after loading and between images, and the
+    high-water mark inside each graph call of one more image (VmHWM reset before each call)."""
+    rows = {n: r["memory_mb"] for n, r in results["runners"].items() if r.get("memory_mb")}
+    if not rows:
+        return []
+    sizes = results.get("component_mb", {})
+    lines = ["", "## Memory profile (MB)", "",
+             "RSS after the runner's imports, after loading, between two images, and the peak inside each graph "
+             "call of one more image (edge_sched runners; measured after the peak RSS was taken). On disk: "
+             + ", ".join(f"{k} {v:.0f}" for k, v in sizes.items()) + ".", "",
+             "| runner | after imports | after load | between images | peak in text encoder | peak in UNet "
+             "| peak in VAE decoder | peak RSS |", "|---|---|---|---|---|---|---|---|"]
+    for name, m in rows.items():
+        inside = m.get("peak_in_graph", {})
+        lines.append(f"| {LABELS.get(name, name)} | {_f(m.get('after_imports'), 0)} | {_f(m.get('after_load'), 0)} | "
+                     f"{_f(m.get('between_images'), 0)} | {_f(inside.get('text_encoder'), 0)} | "
+                     f"{_f(inside.get('unet'), 0)} | {_f(inside.get('vae_decoder'), 0)} | "
+                     f"{_f(results['runners'][name]['peak_rss_mb'], 0)} |")
+    return lines
 
 
 def chart(results: dict, path: Path) -> None:

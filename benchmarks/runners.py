@@ -22,9 +22,27 @@ import sys  # noqa: E402
 PROMPT = "a photo of a cat and a dog"
 
 
-def peak_rss_mb() -> float:
+def status_mb(field: str) -> float:
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def peak_rss_mb() -> float:
+    return status_mb("VmHWM")
+
+
+def reset_peak() -> bool:
+    """Start a new VmHWM from the current RSS (Linux: clear_refs 5); False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+# the memory profile: RSS after the imports and after loading, and the peak inside each graph
+MEMORY: dict = {}
 
 
 def timed(fn, repeats: int) -> list[float]:
@@ -52,16 +70,21 @@ class GraphClock:
         from edge_sched.runtime.openvino_engine import OpenVINOComponent
 
         self.reset()
+        self.peaks = None  # {graph: VmHWM MB} while profiling memory
         for cls in (OnnxRuntimeComponent, OpenVINOComponent):
             original = cls._run
 
             def run(component, feeds, _original=original):
+                if self.peaks is not None:
+                    reset_peak()
                 t = time.perf_counter()
                 try:
                     return _original(component, feeds)
                 finally:
                     self.per_graph[component.name] = self.per_graph.get(component.name, 0.0) + time.perf_counter() - t
                     self.calls[component.name] = self.calls.get(component.name, 0) + 1
+                    if self.peaks is not None:
+                        self.peaks[component.name] = max(self.peaks.get(component.name, 0.0), peak_rss_mb())
 
             cls._run = run
 
@@ -76,6 +99,8 @@ class GraphClock:
 def edge_sched_pipeline(runner: str, folder: str, settings: dict):
     from edge_sched import DiffusionPipeline
 
+    __import__("openvino" if runner.startswith("edge_sched-ov") else "onnxruntime")
+    MEMORY["after_imports"] = status_mb("VmRSS")
     if runner.startswith("edge_sched-ov"):
         options = dict(backend="openvino", inference_precision=None if settings["precision"] == "default"
                        else settings["precision"], low_memory=runner.endswith("lowmem"))
@@ -108,10 +133,12 @@ def optimum_pipeline(runner: str, folder: str, settings: dict):
     if runner == "optimum-ort":
         from optimum.onnxruntime import ORTStableDiffusionPipeline
 
+        MEMORY["after_imports"] = status_mb("VmRSS")
         pipe = ORTStableDiffusionPipeline.from_pretrained(folder)
     else:
         from optimum.intel import OVStableDiffusionPipeline
 
+        MEMORY["after_imports"] = status_mb("VmRSS")
         static = settings.get("static")
         pipe = OVStableDiffusionPipeline.from_pretrained(folder, ov_config=ov_precision(settings) or None,
                                                          compile=not static)
@@ -131,6 +158,7 @@ def optimum_pipeline(runner: str, folder: str, settings: dict):
 def genai_pipeline(runner: str, folder: str, settings: dict):
     import openvino_genai
 
+    MEMORY["after_imports"] = status_mb("VmRSS")
     if settings.get("static"):
         pipe = openvino_genai.Text2ImagePipeline(folder)
         pipe.reshape(1, settings["height"], settings["width"], settings["guidance_scale"])
@@ -226,6 +254,7 @@ def main() -> None:
     clock = GraphClock() if runner.startswith("edge_sched") else None
     run = make(runner, folder, settings)
     load = time.perf_counter() - T0
+    MEMORY["after_load"] = status_mb("VmRSS")
     first = timed(run, 1)[0]
     steady, in_graphs = [], []
     for _ in range(settings["repeats"]):
@@ -241,6 +270,13 @@ def main() -> None:
         result["graph_calls"] = dict(clock.calls)  # per image
         # per image: its time minus its time inside the graphs
         result["overhead_s"] = statistics.median(t - g for t, g in zip(steady, in_graphs))
+        # one more image, after the peak is taken: the peak inside each graph call
+        MEMORY["between_images"] = status_mb("VmRSS")
+        if reset_peak():
+            clock.peaks = {}
+            run()
+            MEMORY["peak_in_graph"], clock.peaks = clock.peaks, None
+    result["memory_mb"] = MEMORY
     if settings.get("save_image"):  # the image itself, for comparisons across weight precisions (after timing)
         import numpy as np
 

@@ -30,12 +30,17 @@ def test_suite_runs_every_runner_and_writes_the_report(tmp_path):
         assert "error" not in r, (name, r)
         assert 0 < r["load_s"] and 0 < r["steady_s"] and 0 < r["peak_rss_mb"], (name, r)
         assert r["cold_start_s"] == r["load_s"] + r["first_s"]
+        memory = r["memory_mb"]
+        assert 0 < memory["after_imports"] <= memory["after_load"] <= r["peak_rss_mb"], (name, memory)
         if name.startswith("edge_sched"):  # the graphs' own time is part of the image's
             assert 0 < r["graphs_s"] <= r["steady_s"] + 1e-6, (name, r)
+            # every graph of the profiled image has its high-water mark
+            assert set(memory["peak_in_graph"]) == {"text_encoder", "unet", "vae_decoder"}, (name, memory)
+            assert all(v >= memory["after_imports"] for v in memory["peak_in_graph"].values()), (name, memory)
     for name, f in results["floors"].items():
         assert f["calls"] == {"text_encoder": 2, "unet": 2, "vae_decoder": 1}
         expected = sum(f["graphs_s"][g] * n for g, n in f["calls"].items())
         assert abs(f["floor_s"] - expected) < 1e-9
     report = (out / "RESULTS.md").read_text()
-    assert "## Targets" in report and "failed" not in report
+    assert "## Targets" in report and "## Memory profile" in report and "failed" not in report
     assert (out / "results" / "performance.png").stat().st_size > 1000
