@@ -8,6 +8,10 @@ process (benchmarks/runners.py): import+load, first image, steady image (median)
 floors (each graph alone, timed with the engines directly); the install footprints. Writes
 benchmarks/RESULTS.md, benchmarks/results/performance.json and benchmarks/results/performance.png.
 
+``--rounds N`` runs the chosen runners and floors N times, round-robin, and keeps each figure's
+median over the rounds (and every round's steady image): on a noisy machine that separates a real
+difference from the machine's drift, which a single pass cannot.
+
 Matched settings: fp32 compute (OpenVINO's CPU default on this machine is bf16: the OpenVINO peers
 also run with their default precision, reported apart), all cores, same prompt, steps, size and
 scheduler (Euler). Static shapes: our OpenVINO runners reshape to the known size (pipe.reshape);
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +38,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 RUNNERS = {
     "edge_sched-ort": ("edge_sched-ort", "onnx", {}),
     "edge_sched-ort-lowmem": ("edge_sched-ort-lowmem", "onnx", {}),
+    "edge_sched-ort-noarena": ("edge_sched-ort", "onnx", {"engine": {"cpu_memory_arena": False}}),
     "optimum-ort": ("optimum-ort", "onnx", {}),
     "edge_sched-ov": ("edge_sched-ov", "openvino", {"static": True}),
     "edge_sched-ov-cache": ("edge_sched-ov", "openvino", {"static": True, "compile_cache": True}),
@@ -64,6 +70,27 @@ def run_child(kind: str, folder: Path, settings: dict, timeout: float) -> dict:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         return {"error": f"exit {proc.returncode}: {tail}"}
     return json.loads(lines[-1])
+
+
+def combine_rounds(results: list[dict]) -> dict:
+    """One result from several rounds of the same runner: the median of each number (per graph for
+    the floors' graph times), every round's steady image, and the first round's memory profile."""
+    if len(results) == 1 or any("error" in r for r in results):
+        return next((r for r in results if "error" in r), results[0])
+    merged = dict(results[0])
+    for key, value in results[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            merged[key] = statistics.median(r[key] for r in results)
+        elif isinstance(value, dict) and key in ("graphs_s", "per_graph_s") and all(
+                isinstance(v, (int, float)) for v in value.values()):
+            merged[key] = {g: statistics.median(r[key][g] for r in results) for g in value}
+    if "steady_s" in merged:
+        merged["rounds_steady_s"] = [r["steady_s"] for r in results]
+    if "floor_s" in merged:  # the image floor from the per-graph medians
+        merged["floor_s"] = sum(merged["graphs_s"][g] * n for g, n in merged["calls"].items())
+        merged["rounds_floor_s"] = [r["floor_s"] for r in results]
+    merged["rounds"] = len(results)
+    return merged
 
 
 def build_folders(model: str, cache: Path, say) -> dict:
@@ -152,6 +179,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/, "
                         "benchmarks/results/ for the RESULTS.md, JSON and chart)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per runner")
+    parser.add_argument("--rounds", type=int, default=1, help="run the runners and floors this many times, "
+                        "round-robin, and keep the medians")
     parser.add_argument("--update", action="store_true", help="re-run only the given runners (and floors and "
                         "footprint unless excluded) and keep the other entries of the existing results")
     args = parser.parse_args(argv)
@@ -179,8 +208,9 @@ def main(argv=None) -> int:
     if not args.no_floors:
         jobs += [(n, *FLOORS[n], "floors") for n in FLOORS]
     order = list(RUNNERS) + list(FLOORS)  # keep the table's order when updating
-    for name, kind, variant, overrides, table in jobs:
-        say(f"{name} ({variant}) ...")
+    rounds: dict = {}
+    for round_no, (name, kind, variant, overrides, table) in ((r, j) for r in range(args.rounds) for j in jobs):
+        say(f"{name} ({variant}){f' round {round_no + 1} of {args.rounds}' if args.rounds > 1 else ''} ...")
         settings = {**base, **overrides}
         if overrides.get("compile_cache"):  # cold compile cache first, then warm
             with tempfile.TemporaryDirectory() as cache_dir:
@@ -190,7 +220,8 @@ def main(argv=None) -> int:
                 result["cold_cache_first_s"] = cold.get("first_s")
         else:
             result = run_child(kind, folders[variant], settings, args.timeout)
-        results[table][name] = {"settings": overrides, **result}
+        rounds.setdefault((table, name), []).append(result)
+        results[table][name] = {"settings": overrides, **combine_rounds(rounds[(table, name)])}
         say(f"  {json.dumps(result)[:300]}")
     for table in ("runners", "floors"):
         results[table] = dict(sorted(results[table].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))

@@ -9,6 +9,7 @@ from pathlib import Path
 LABELS = {
     "edge_sched-ort": "edge_sched, ONNX Runtime",
     "edge_sched-ort-lowmem": "edge_sched, ONNX Runtime, low-memory mode",
+    "edge_sched-ort-noarena": "edge_sched, ONNX Runtime, memory arena off",
     "optimum-ort": "optimum ORTStableDiffusionPipeline",
     "edge_sched-ov": "edge_sched, OpenVINO, static shapes (pipe.reshape)",
     "edge_sched-ov-cache": "edge_sched, OpenVINO, static shapes, warm compile cache",
@@ -96,6 +97,10 @@ def targets(results: dict) -> list[tuple[str, str, str, bool | None]]:
 
 def markdown(results: dict) -> str:
     s = results["settings"]
+    rounds_text = ""
+    if any(r.get("rounds", 1) > 1 for r in results["runners"].values()):
+        rounds_text = (", and where a runner ran in several interleaved rounds (`--rounds`), the median over the "
+                       "rounds (each round's in brackets)")
     lines = [
         "# Performance: edge_sched against optimum and openvino-genai",
         "",
@@ -104,7 +109,8 @@ def markdown(results: dict) -> str:
         f"Model: {'SD1.5 architecture with random weights (same FLOPs and sizes as the real model)' if results['model'] == 'sd15' else 'tiny test pipeline'},"
         f" exported by our `export/` (fp32): ONNX {results['sizes_mb']['onnx']:.0f} MB, OpenVINO IR {results['sizes_mb']['openvino']:.0f} MB."
         f" {s['height']}x{s['width']}, {s['steps']} steps (Euler), guidance {s['guidance_scale']} (classifier-free: UNet batch 2), one image,"
-        f" fp32 compute unless marked, all cores, one process per runner. Steady image: median of {s['repeats']} after the first;"
+        f" fp32 compute unless marked, all cores, one process per runner. Steady image: median of {s['repeats']} after the first"
+        f"{rounds_text};"
         " peak RSS: the process's VmHWM; import+load counts from the runner's first line, imports included.",
         "",
         *[f"Note: {n}" for n in results.get("notes", [])],
@@ -119,8 +125,11 @@ def markdown(results: dict) -> str:
             continue
         floor = floor_of(results, name)
         ratio = f"{r['steady_s'] / floor:.3f}x" if floor else "-"
+        steady = _f(r["steady_s"])
+        if r.get("rounds_steady_s"):  # the median over rounds, and each round's
+            steady += f" ({', '.join(_f(v) for v in r['rounds_steady_s'])})"
         lines.append(f"| {label} | {_f(r['load_s'])} | {_f(r['first_s'])} | {_f(r['cold_start_s'])} | "
-                     f"{_f(r['steady_s'])} | {ratio} | {_f(r['peak_rss_mb'], 0)} |")
+                     f"{steady} | {ratio} | {_f(r['peak_rss_mb'], 0)} |")
     if results["floors"]:
         lines += ["", "Floors: each graph alone through the engine's own API (median of "
                   f"{s['floor_repeats']}), times the calls one image makes (text encoder x2, UNet x{s['steps']}, VAE decoder x1):", "",
@@ -130,7 +139,9 @@ def markdown(results: dict) -> str:
                 lines.append(f"| {name} | failed: {f['error'].splitlines()[-1][:120]} | | | |")
                 continue
             g = f["graphs_s"]
-            lines.append(f"| {name} | {_f(g['text_encoder'], 3)} | {_f(g['unet'], 3)} | {_f(g['vae_decoder'], 3)} | {_f(f['floor_s'])} |")
+            rounds = f" ({', '.join(_f(v) for v in f['rounds_floor_s'])})" if f.get("rounds_floor_s") else ""
+            lines.append(f"| {name} | {_f(g['text_encoder'], 3)} | {_f(g['unet'], 3)} | {_f(g['vae_decoder'], 3)} | "
+                         f"{_f(f['floor_s'])}{rounds} |")
     lines += memory_profile(results)
     rows = targets(results)
     lines += ["", "## Targets", "", "| target | measured | bound | met |", "|---|---|---|---|"]

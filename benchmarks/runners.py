@@ -108,6 +108,7 @@ def edge_sched_pipeline(runner: str, folder: str, settings: dict):
             options["cache_dir"] = settings["cache_dir"]
     else:
         options = dict(backend="onnxruntime", low_memory=runner.endswith("lowmem"))
+    options.update(settings.get("engine", {}))  # engine options a runner variant sets (e.g. the ORT arena)
     static = settings.get("static", False)
     pipe = DiffusionPipeline.from_pretrained(folder, compile=not static, **options)
     if static:  # shapes first, then one compile per graph

@@ -140,7 +140,9 @@ class DiffusionPipeline:
 
         ``backend``: "auto" (OpenVINO IR -> openvino, ONNX -> onnxruntime, whichever is installed),
         "onnxruntime" or "openvino". ``providers`` (onnxruntime) and ``device`` (OpenVINO) pick the
-        hardware; ``low_memory`` keeps one graph in memory at a time. ``static_shapes`` (OpenVINO):
+        hardware; ``low_memory`` keeps one graph in memory at a time. ``cpu_memory_arena=False``
+        (onnxruntime; the default in low-memory mode) frees activations after each run instead of
+        keeping them for the next: a lower peak, at some speed. ``static_shapes`` (OpenVINO):
         ``{component: {input: shape}}`` fixes graph shapes before compiling (NPUs need it); a UNet
         with a static batch of 1 gets classifier-free guidance as two calls. ``compile=False`` defers
         loading the graphs to ``pipe.compile()`` or their first use (reshape first: one compile each).
@@ -166,7 +168,7 @@ class DiffusionPipeline:
             cache_dir=cache_dir, static_shapes=static_shapes, **engine_kwargs,
         )
         if low_memory and chosen == "onnxruntime":
-            options["cpu_memory_arena"] = False  # activations freed after each run, not kept for the next
+            options.setdefault("cpu_memory_arena", False)  # activations freed after each run, not kept for the next
         components = Components(folder, names, chosen, options, low_memory=low_memory)
         tokenizers = target._load_tokenizers(folder)
         return target(folder, components, load_scheduler(folder), index, tokenizers, compile=compile)

@@ -156,7 +156,7 @@ class Components:
 
 def engine_options(backend: str, *, device=None, providers=None, provider_options=None, allow_cpu_fallback=False,
                    num_threads=None, inference_precision="f32", cache_dir=None, static_shapes=None,
-                   graph_optimization_level="all", performance_hint="LATENCY") -> dict:
+                   graph_optimization_level="all", performance_hint="LATENCY", cpu_memory_arena=None) -> dict:
     """Split the user's engine arguments into what the chosen engine takes; refuse ones it cannot use."""
     if static_shapes and not all(isinstance(v, dict) for v in static_shapes.values()):
         raise EngineError("static_shapes must map component names to {input name: shape}, e.g. "
@@ -168,8 +168,13 @@ def engine_options(backend: str, *, device=None, providers=None, provider_option
             raise EngineError("static_shapes is an OpenVINO option; export with static shapes for onnxruntime")
         if providers is not None and provider_options is not None:
             providers = list(zip(providers, provider_options))
-        return dict(providers=providers, allow_cpu_fallback=allow_cpu_fallback, intra_op_threads=num_threads,
-                    graph_optimization_level=graph_optimization_level)
+        options = dict(providers=providers, allow_cpu_fallback=allow_cpu_fallback, intra_op_threads=num_threads,
+                       graph_optimization_level=graph_optimization_level)
+        if cpu_memory_arena is not None:
+            options["cpu_memory_arena"] = bool(cpu_memory_arena)
+        return options
+    if cpu_memory_arena is not None:
+        raise EngineError("cpu_memory_arena is an onnxruntime option; OpenVINO plans its own memory")
     if providers is not None:
         raise EngineError("providers= is an onnxruntime option; for OpenVINO pass device='CPU'|'GPU'|'NPU'|'AUTO'")
     return dict(device=device or "CPU", inference_precision=inference_precision, num_threads=num_threads,

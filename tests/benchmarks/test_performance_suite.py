@@ -44,3 +44,20 @@ def test_suite_runs_every_runner_and_writes_the_report(tmp_path):
     report = (out / "RESULTS.md").read_text()
     assert "## Targets" in report and "## Memory profile" in report and "failed" not in report
     assert (out / "results" / "performance.png").stat().st_size > 1000
+
+
+def test_rounds_combine_into_medians():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from performance import combine_rounds
+
+    runs = [{"load_s": v, "steady_s": v * 10, "steady_all_s": [v], "memory_mb": {"after_load": v}} for v in (3.0, 1.0, 2.0)]
+    merged = combine_rounds(runs)
+    assert merged["load_s"] == 2.0 and merged["steady_s"] == 20.0 and merged["rounds"] == 3
+    assert merged["rounds_steady_s"] == [30.0, 10.0, 20.0]
+    assert merged["memory_mb"] == {"after_load": 3.0}  # the first round's profile, not a mix
+    floors = [{"graphs_s": {"unet": u, "vae_decoder": 1.0}, "calls": {"unet": 2, "vae_decoder": 1}, "floor_s": 2 * u + 1}
+              for u in (0.5, 0.7, 0.6)]
+    merged = combine_rounds(floors)
+    assert merged["graphs_s"] == {"unet": 0.6, "vae_decoder": 1.0} and abs(merged["floor_s"] - 2.2) < 1e-12
+    failed = {"error": "exit 1: boom"}
+    assert combine_rounds([runs[0], failed]) == failed  # a failed round is not hidden by a median

@@ -155,6 +155,22 @@ def test_low_memory_mode_same_image_one_graph_at_a_time(onnx_folder):
     np.testing.assert_array_equal(normal("a cat", num_inference_steps=3, generator=1, output_type="np").images, a)
 
 
+def test_memory_arena_option(onnx_folder):
+    default = DiffusionPipeline.from_pretrained(onnx_folder)
+    lean = DiffusionPipeline.from_pretrained(onnx_folder, cpu_memory_arena=False)
+    assert default.components["unet"].session.get_session_options().enable_cpu_mem_arena
+    assert not lean.components["unet"].session.get_session_options().enable_cpu_mem_arena
+    # low-memory mode turns the arena off unless asked otherwise
+    assert not DiffusionPipeline.from_pretrained(onnx_folder, low_memory=True).components["unet"].session \
+        .get_session_options().enable_cpu_mem_arena
+    kept = DiffusionPipeline.from_pretrained(onnx_folder, low_memory=True, cpu_memory_arena=True)
+    assert kept.components["unet"].session.get_session_options().enable_cpu_mem_arena
+    images = [p("a cat", num_inference_steps=2, generator=3, output_type="np").images for p in (default, lean)]
+    np.testing.assert_array_equal(*images)
+    with pytest.raises(EngineError, match="cpu_memory_arena is an onnxruntime option"):
+        DiffusionPipeline.from_pretrained(onnx_folder, backend="openvino", cpu_memory_arena=False)
+
+
 def test_callback_sees_and_may_replace_latents(pipe):
     steps = []
 
