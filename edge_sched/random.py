@@ -58,7 +58,9 @@ class TorchGenerator:
         self._seed = seed
         # numpy's legacy seeding is MT19937's init_genrand, exactly torch's initialisation
         self._mt = np.random.RandomState(seed & 0xFFFFFFFF)._bit_generator
-        # the same stream as 32-bit words straight into a uint32 array (random_raw widens to uint64)
+        # the same stream, as 32-bit words straight into a uint32 array: for the full uint32 range
+        # numpy hands out the generator's words unchanged (random_raw would widen them to uint64, a
+        # temporary twice the size). tests/parity/test_random.py holds the result to torch's bits.
         self._words = np.random.Generator(self._mt)
         self._next_normal: float | None = None
         return self

@@ -55,6 +55,19 @@ def test_small_normal_cache_survives_between_calls_and_reseed_clears_it():
     np.testing.assert_array_equal(ours.randn((1,)), torch.randn(1, generator=ref_gen).numpy())
 
 
+def test_copies_continue_the_stream_on_their_own():
+    import copy
+    import pickle
+
+    g = TorchGenerator(12)
+    g.randn((5,))
+    twins = [copy.deepcopy(g), pickle.loads(pickle.dumps(g))]
+    expected = [g.randn((40,)), g.rand((7,))]
+    for twin in twins:  # each copy owns its state: drawing from g did not move them
+        np.testing.assert_array_equal(twin.randn((40,)), expected[0])
+        np.testing.assert_array_equal(twin.rand((7,)), expected[1])
+
+
 def test_state_round_trip():
     g = TorchGenerator(11)
     g.randn((3,))
