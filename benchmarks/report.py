@@ -68,6 +68,7 @@ def targets(results: dict) -> list[tuple[str, str, str, bool | None]]:
         f"{_f(cold.get(best))} s ({LABELS.get(best, '-')})", f"< {_f(theirs)} s")
     load, cold_load = get("edge_sched-ov-cache", "load_s"), get("edge_sched-ov-cache", "cold_cache_load_s")
     row("import+load, warm compile cache (static shapes)", load, 3.0, f"{_f(load)} s (cold cache: {_f(cold_load)} s; "
+        f"static shapes, no cache: {_f(get('edge_sched-ov', 'load_s'))} s; "
         f"dynamic shapes, no cache: {_f(get('edge_sched-ov-dynamic', 'load_s'))} s)", "<= 3 s")
     base = get("optimum-ort", "peak_rss_mb")
     for runner in ("edge_sched-ort", "edge_sched-ov", "edge_sched-ov-dynamic"):
@@ -111,7 +112,8 @@ def markdown(results: dict) -> str:
         f" {s['height']}x{s['width']}, {s['steps']} steps (Euler), guidance {s['guidance_scale']} (classifier-free: UNet batch 2), one image,"
         f" fp32 compute unless marked, all cores, one process per runner. Steady image: median of {s['repeats']} after the first"
         f"{rounds_text};"
-        " peak RSS: the process's VmHWM; import+load counts from the runner's first line, imports included.",
+        " peak RSS: the process's VmHWM; import+load counts from the runner's first line, imports included"
+        " (the graphs' folder was read into the page cache just before; no compile cache unless marked).",
         "",
         *[f"Note: {n}" for n in results.get("notes", [])],
         *([""] if results.get("notes") else []),

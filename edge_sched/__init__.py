@@ -1,10 +1,12 @@
 """edge_sched: diffusers' schedulers in pure numpy, for devices that never install torch."""
 
-from . import random
+from . import heap, random
 from .schedulers import *  # noqa: F401,F403  (scheduler classes under their diffusers names)
 from .schedulers import __all__ as _scheduler_names
 
 __version__ = "0.1.0"
+
+heap.keep_freed_memory()  # numpy temporaries of the latents' size are reused, not page-faulted in each step
 
 _PIPELINE_NAMES = (
     "DiffusionPipeline", "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..runtime import EngineError, choose_backend, load_component
 from ..runtime.base import Component
-from ..runtime.page_release import trim_heap
+from ..heap import trim_heap
 from ..schedulers import SchedulerMixin, scheduler_class
 
 logger = logging.getLogger(__name__)

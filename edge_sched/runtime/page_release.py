@@ -1,10 +1,6 @@
-"""Give memory a loaded graph no longer uses back to the system.
+"""Give memory a loaded graph no longer uses back to the system: mapped weight files.
+(Freed heap goes back through ``edge_sched.heap.trim_heap``.)
 
-``trim_heap()``: engines parse a graph's file into temporary buffers and free them once the session
-exists; glibc keeps freed heap in its pools, so the process stays as large as the loading peak.
-``malloc_trim(0)`` returns it (about 450 MB after loading an fp32 SD1.5 pipeline in ONNX Runtime).
-
-Mapped weight files:
 OpenVINO memory-maps an IR's ``.bin``; its CPU plugin reads every weight while compiling, repacks it
 into its own buffers, and keeps the mapping. The pages it read stay resident (and counted in the
 process's RSS) although they are clean copies of the file: for an fp32 graph that doubles the memory
@@ -63,18 +59,6 @@ def release_file_pages(paths) -> int:
         else:
             logger.debug("madvise failed on %s: errno %d", parts[5].strip(), ctypes.get_errno())
     return advised
-
-
-def trim_heap() -> None:
-    """Return freed heap memory to the system (glibc's malloc_trim; a no-op on other C libraries)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except AttributeError:  # musl and others: nothing to trim
-        return
-    trim.argtypes = [ctypes.c_size_t]
-    trim(0)
 
 
 class ReleasingPages:
