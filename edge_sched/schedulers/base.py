@@ -6,8 +6,11 @@ update rule in ``step``; everything else lives here.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from dataclasses import dataclass, fields
+
 import numpy as np
 
 from .configuration import SCHEDULER_CLASSES, ConfigError, ConfigMixin
@@ -51,6 +54,34 @@ def expand_to(values: np.ndarray, ndim: int) -> np.ndarray:
     return values.reshape(values.shape + (1,) * (ndim - values.ndim))
 
 
+def _one_stream_per_seed(step):
+    """``step`` with its ``generator`` argument passed through ``SchedulerMixin._seed_stream``."""
+    names = list(inspect.signature(step).parameters)
+    if "generator" not in names:
+        return step
+    position = names.index("generator") - 1  # among the arguments after self
+
+    @functools.wraps(step)
+    def wrapper(self, *args, **kwargs):
+        if "generator" in kwargs:
+            kwargs["generator"] = self._seed_stream(kwargs["generator"])
+        elif len(args) > position:
+            args = (*args[:position], self._seed_stream(args[position]), *args[position + 1:])
+        return step(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _new_loop(set_timesteps):
+    """``set_timesteps`` that also ends the int-seed stream of the previous loop."""
+    @functools.wraps(set_timesteps)
+    def wrapper(self, *args, **kwargs):
+        self.__dict__.pop("_seeded", None)
+        return set_timesteps(self, *args, **kwargs)
+
+    return wrapper
+
+
 class SchedulerMixin(ConfigMixin):
     """Base class of every edge_sched scheduler (mirrors diffusers' SchedulerMixin)."""
 
@@ -65,6 +96,29 @@ class SchedulerMixin(ConfigMixin):
         super().__init_subclass__(**kwargs)
         if not cls.__name__.startswith("_"):
             SCHEDULER_CLASSES[cls.__name__] = cls
+        if "step" in cls.__dict__:
+            cls.step = _one_stream_per_seed(cls.__dict__["step"])
+        if "set_timesteps" in cls.__dict__:
+            cls.set_timesteps = _new_loop(cls.__dict__["set_timesteps"])
+
+    # -- int seeds: one stream over a loop ---------------------------------------------
+
+    def _seed_stream(self, generator):
+        """An int seed (or a list of them) given to ``step`` is ``TorchGenerator(seed)`` made at the first
+        step after ``set_timesteps`` and continued on later steps with the same seed, so ``step(...,
+        generator=7)`` in a loop draws what one ``TorchGenerator(7)`` would draw over the loop (not the
+        same noise at every step). Generators are used as given."""
+        seeds = generator if isinstance(generator, (list, tuple)) else [generator]
+        if not seeds or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds):
+            return generator
+        key = (type(generator), tuple(int(s) for s in seeds))
+        cached = self.__dict__.get("_seeded")
+        if cached is None or cached[0] != key:
+            from ..random import TorchGenerator
+
+            streams = [TorchGenerator(s) for s in key[1]]
+            cached = self._seeded = (key, streams if isinstance(generator, (list, tuple)) else streams[0])
+        return cached[1]
 
     # -- loading and saving ------------------------------------------------------------
 
