@@ -137,13 +137,20 @@ def _record_config(init):
             if len(args) > len(params) or unknown:
                 raise TypeError(f"{cls.__name__}() got unexpected arguments: {unknown or args[len(params):]}")
             bound.update(kwargs)
-            check_config_types(cls, bound)
+            own_names = _own_names_for_legacy_values(cls, bound)
+            check_config_types(cls, {**bound, **own_names})
             values = {name: bound.get(name, p.default) for name, p in params.items()}
             defaulted = sorted(set(params) - set(bound))
             object.__setattr__(self, "_registering_config", True)
             self._internal_dict = FrozenConfig(values)
             if defaulted:
                 self._register_hidden({"_use_default_values": defaulted})
+            if own_names:
+                # diffusers' __init__ does this with register_to_config; its body still sees the
+                # arguments as given (so does ours), the config holds this class's names
+                logger.info("%s: %s recorded as %s, as diffusers does.", cls.__name__,
+                            {k: bound[k] for k in own_names}, own_names)
+                self.register_to_config(**own_names)
         try:
             init(self, *args, **kwargs)
         finally:
@@ -151,6 +158,15 @@ def _record_config(init):
                 object.__setattr__(self, "_registering_config", False)
 
     return wrapper
+
+
+def _own_names_for_legacy_values(cls: type, arguments: dict) -> dict:
+    """The arguments that hold a sibling scheduler's option name, with this class's name for it."""
+    return {
+        name: mapping[arguments[name]]
+        for name, mapping in cls._legacy_values.items()
+        if isinstance(arguments.get(name), str) and arguments[name] in mapping
+    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -187,6 +203,9 @@ class ConfigMixin:
     config_name = "scheduler_config.json"
     ignore_for_config: tuple[str, ...] = ()
     _compatibles: list[str] = []
+    # option values of a sibling scheduler's config that this class accepts and records as one of
+    # its own, as diffusers' __init__ does with register_to_config: {"solver_type": {"bh2": "midpoint"}}
+    _legacy_values: dict[str, dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -199,6 +218,16 @@ class ConfigMixin:
 
     def _register_hidden(self, extra: dict) -> None:
         self._internal_dict = FrozenConfig({**self._internal_dict, **extra})
+
+    def register_to_config(self, **values) -> None:
+        """Replace config fields: the few legitimate updates after construction (a remapped
+        option name, ``flow_shift`` set from ``mu``). Values are type-checked like arguments."""
+        cls = type(self)
+        unknown = sorted(set(values) - set(init_parameters(cls)))
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no config fields {unknown}.")
+        check_config_types(cls, values)
+        self._register_hidden(values)
 
     # -- diffusers' from_config rules --------------------------------------------------
 

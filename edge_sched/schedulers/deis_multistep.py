@@ -99,8 +99,6 @@ class DEISMultistepScheduler(_MultistepSolver):
         use_dynamic_shifting: bool = False,
         time_shift_type: Literal["exponential"] = "exponential",
     ) -> None:
-        check_choice("algorithm_type", algorithm_type, ("deis",))
-        check_choice("solver_type", solver_type, ("logrho",))
         check_choice("timestep_spacing", timestep_spacing, ("linspace", "leading", "trailing"))
         with config_defaults(self, _PLAN_DEFAULTS):
             self._init_tables()
@@ -112,7 +110,7 @@ class DEISMultistepScheduler(_MultistepSolver):
         if mu is not None:
             if not (cfg.use_dynamic_shifting and cfg.time_shift_type == "exponential"):
                 raise ValueError("`mu` needs use_dynamic_shifting=True and time_shift_type='exponential'.")
-            self._register_hidden({"flow_shift": float(np.exp(mu))})  # diffusers updates the config too
+            self.register_to_config(flow_shift=float(np.exp(mu)))  # diffusers updates the config too
         self._check_num_inference_steps(num_inference_steps)
         with config_defaults(self, _PLAN_DEFAULTS):
             self._plan(num_inference_steps)

@@ -31,12 +31,9 @@ from typing import Literal
 import numpy as np
 
 from ..random import randn_tensor
-from .errors import check_choice
 from .multistep_plan import DPM_RULES, _MultistepSolver, f32_exp
 
 _F32 = np.float32
-ALGORITHM_TYPES = ("dpmsolver", "dpmsolver++", "sde-dpmsolver", "sde-dpmsolver++")
-SOLVER_TYPES = ("midpoint", "heun")
 
 
 def _shifted(values: np.ndarray, k: int) -> np.ndarray:
@@ -44,6 +41,17 @@ def _shifted(values: np.ndarray, k: int) -> np.ndarray:
     out = np.full_like(values, np.nan)
     out[k:] = values[: len(values) - k]
     return out
+
+
+def check_final_sigmas_type(algorithm_type: str, final_sigmas_type: str) -> None:
+    """A final sigma of 0 only with the data-prediction ("++") algorithms: the others divide by it.
+    Like diffusers, this reads the name as given, so a sibling's "deis" (recorded as "dpmsolver++")
+    is refused with a final sigma of 0 as well."""
+    if algorithm_type not in ("dpmsolver++", "sde-dpmsolver++") and final_sigmas_type == "zero":
+        why = ("diffusers checks the name before reading it as 'dpmsolver++'" if algorithm_type == "deis"
+               else "its update divides by the final sigma")
+        raise ValueError(f"final_sigmas_type 'zero' is not supported with algorithm_type {algorithm_type!r} "
+                         f"({why}); use final_sigmas_type='sigma_min'.")
 
 
 def dpm_coefficients(algorithm_type: str, solver_type: str, alpha, sigma, lam):
@@ -130,13 +138,7 @@ class DPMSolverMultistepScheduler(_MultistepSolver):
         use_dynamic_shifting: bool = False,
         time_shift_type: Literal["exponential"] = "exponential",
     ):
-        check_choice("algorithm_type", algorithm_type, ALGORITHM_TYPES)
-        check_choice("solver_type", solver_type, SOLVER_TYPES)
-        if algorithm_type in ("dpmsolver", "sde-dpmsolver") and final_sigmas_type == "zero":
-            raise ValueError(
-                f"final_sigmas_type 'zero' is not supported with algorithm_type {algorithm_type!r} "
-                "(its update divides by the final sigma); use final_sigmas_type='sigma_min'."
-            )
+        check_final_sigmas_type(algorithm_type, final_sigmas_type)
         self._init_tables()
 
     def set_timesteps(self, num_inference_steps: int | None = None, device=None, mu: float | None = None,
@@ -147,7 +149,7 @@ class DPMSolverMultistepScheduler(_MultistepSolver):
         if mu is not None:
             if not (cfg.use_dynamic_shifting and cfg.time_shift_type == "exponential"):
                 raise ValueError("`mu` needs use_dynamic_shifting=True and time_shift_type='exponential'.")
-            self._register_hidden({"flow_shift": float(np.exp(mu))})  # diffusers updates the config too
+            self.register_to_config(flow_shift=float(np.exp(mu)))  # diffusers updates the config too
         self._check_custom_schedule(num_inference_steps, timesteps)
         if timesteps is not None:
             for flag in ("use_karras_sigmas", "use_lu_lambdas", "use_exponential_sigmas", "use_beta_sigmas",

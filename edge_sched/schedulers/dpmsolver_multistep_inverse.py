@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from .dpmsolver_multistep import ALGORITHM_TYPES, SOLVER_TYPES, DPMSolverMultistepScheduler, dpm_coefficients
+from .dpmsolver_multistep import DPMSolverMultistepScheduler, dpm_coefficients
 from .errors import check_choice
 from .multistep_plan import alpha_sigma_of, config_defaults, dpm_flow_sigmas, log_snr
 from .sigmas import configured_sigma_schedule, sigma_schedule, sigma_to_t
@@ -75,8 +75,6 @@ class DPMSolverMultistepInverseScheduler(DPMSolverMultistepScheduler):
         timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace",
         steps_offset: int = 0,
     ):
-        check_choice("algorithm_type", algorithm_type, ALGORITHM_TYPES)
-        check_choice("solver_type", solver_type, SOLVER_TYPES)
         with config_defaults(self, _DEFAULTS):
             self._init_tables()
         # before set_timesteps: every training timestep, ascending

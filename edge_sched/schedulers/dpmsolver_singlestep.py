@@ -29,12 +29,10 @@ from typing import Literal
 import numpy as np
 
 from ..random import randn_tensor
-from .errors import check_choice
+from .dpmsolver_multistep import check_final_sigmas_type
 from .multistep_plan import PlanRules, _MultistepSolver, config_defaults, f32_exp
 
 _F32 = np.float32
-ALGORITHM_TYPES = ("dpmsolver", "dpmsolver++", "sde-dpmsolver++")
-SOLVER_TYPES = ("midpoint", "heun")
 # unlike the multistep solver, Karras timesteps are rounded for every beta schedule
 SINGLESTEP_RULES = PlanRules(keep_cosine_fractional=False, final_from_ramp=False, flow_grid="dpm", karras_flow=False)
 # options the shared planning reads that this scheduler does not expose, at diffusers' behaviour
@@ -124,18 +122,6 @@ class DPMSolverSinglestepScheduler(_MultistepSolver):
         "solver_type": {"logrho": "midpoint", "bh1": "midpoint", "bh2": "midpoint"},
     }
 
-    @classmethod
-    def extract_init_dict(cls, config: dict, **kwargs):
-        # diffusers checks the final sigma against the algorithm name before mapping "deis"; look at the
-        # values __init__ would get (defaults filled, another class's defaulted keys dropped), unmapped
-        plain, _, _ = super(_MultistepSolver, cls).extract_init_dict(dict(config), **kwargs)
-        if plain.get("algorithm_type") == "deis" and plain.get("final_sigmas_type", "zero") == "zero":
-            raise ValueError(
-                "final_sigmas_type 'zero' is not supported with algorithm_type 'deis' (read as 'dpmsolver++' "
-                "by this scheduler); use final_sigmas_type='sigma_min'."
-            )
-        return super().extract_init_dict(config, **kwargs)
-
     def __init__(
         self,
         num_train_timesteps: int = 1000,
@@ -162,13 +148,7 @@ class DPMSolverSinglestepScheduler(_MultistepSolver):
         use_dynamic_shifting: bool = False,
         time_shift_type: Literal["exponential"] = "exponential",
     ) -> None:
-        check_choice("algorithm_type", algorithm_type, ALGORITHM_TYPES)
-        check_choice("solver_type", solver_type, SOLVER_TYPES)
-        if algorithm_type == "dpmsolver" and final_sigmas_type == "zero":
-            raise ValueError(
-                "final_sigmas_type 'zero' is not supported with algorithm_type 'dpmsolver' "
-                "(its update divides by the final sigma); use final_sigmas_type='sigma_min'."
-            )
+        check_final_sigmas_type(algorithm_type, final_sigmas_type)
         with config_defaults(self, _FIXED):
             self._init_tables()
         self.sample = None
@@ -183,7 +163,7 @@ class DPMSolverSinglestepScheduler(_MultistepSolver):
         if mu is not None:
             if not (cfg.use_dynamic_shifting and cfg.time_shift_type == "exponential"):
                 raise ValueError("`mu` needs use_dynamic_shifting=True and time_shift_type='exponential'.")
-            self._register_hidden({"flow_shift": float(np.exp(mu))})  # diffusers updates the config too
+            self.register_to_config(flow_shift=float(np.exp(mu)))  # diffusers updates the config too
         self._check_custom_schedule(num_inference_steps, timesteps)
         if timesteps is not None:
             for flag in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
@@ -197,7 +177,7 @@ class DPMSolverSinglestepScheduler(_MultistepSolver):
         n = self.num_inference_steps
         # like diffusers, an uneven group split or a final sigma of 0 turns lower_order_final on for good
         if not cfg.lower_order_final and (n % cfg.solver_order != 0 or cfg.final_sigmas_type == "zero"):
-            self._register_hidden({"lower_order_final": True})
+            self.register_to_config(lower_order_final=True)
         self.order_list = singlestep_order_list(n, cfg.solver_order, self.config.lower_order_final,
                                                 cfg.final_sigmas_type == "zero")
         self._coefs = singlestep_coefficients(cfg.algorithm_type, cfg.solver_type, self._alpha, self._sigma,

@@ -15,22 +15,19 @@ from typing import Literal
 
 import numpy as np
 
-from .dpmsolver_multistep import SOLVER_TYPES, DPMSolverMultistepScheduler, dpm_coefficients
+from .dpmsolver_multistep import DPMSolverMultistepScheduler, check_final_sigmas_type, dpm_coefficients
 from .edm_euler import _EDMScheduler
-from .errors import check_choice
 from .multistep_plan import log_snr
 from .prediction import threshold_sample
 from .torch_numerics import linspace_f32
 
 _F32 = np.float32
-EDM_ALGORITHM_TYPES = ("dpmsolver++", "sde-dpmsolver++")
 
 
 class EDMDPMSolverMultistepScheduler(_EDMScheduler, DPMSolverMultistepScheduler):
     noise_kind = "with sde-dpmsolver++"  # for the `edge-sched schedulers` table
     _compatibles: list[str] = []
     order = 1
-    # names a sibling scheduler's config may hold; from_config replaces them as diffusers' __init__ does
     _legacy_values = {
         "algorithm_type": {"deis": "dpmsolver++"},
         "solver_type": {"logrho": "midpoint", "bh1": "midpoint", "bh2": "midpoint"},
@@ -55,8 +52,7 @@ class EDMDPMSolverMultistepScheduler(_EDMScheduler, DPMSolverMultistepScheduler)
         euler_at_final: bool = False,
         final_sigmas_type: Literal["zero", "sigma_min"] = "zero",
     ):
-        check_choice("algorithm_type", algorithm_type, EDM_ALGORITHM_TYPES)
-        check_choice("solver_type", solver_type, SOLVER_TYPES)
+        check_final_sigmas_type(algorithm_type, final_sigmas_type)
         self._check_edm_config()
         # before set_timesteps: one sigma per training step, on a float32 ramp, final sigma 0
         self._set_sigmas(self._ramp_sigmas(linspace_f32(0, 1, num_train_timesteps)), 0.0)

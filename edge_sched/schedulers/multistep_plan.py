@@ -181,18 +181,6 @@ class _MultistepSolver(SchedulerMixin):
     order = 1
     init_noise_sigma = 1.0
     _rules: PlanRules
-    # values a sibling scheduler's config may hold (DEIS's solver_type "logrho"...) that diffusers'
-    # __init__ replaces via register_to_config; from_config maps them before the type check
-    _legacy_values: dict = {}
-
-    @classmethod
-    def extract_init_dict(cls, config: dict, **kwargs):
-        init_dict, unused, hidden = super().extract_init_dict(config, **kwargs)
-        for key, mapping in cls._legacy_values.items():
-            value = init_dict.get(key)
-            if isinstance(value, str) and value in mapping:
-                init_dict[key] = mapping[value]
-        return init_dict, unused, hidden
 
     def _init_tables(self) -> None:
         """Training tables (float32 like torch) and the schedule before ``set_timesteps``."""

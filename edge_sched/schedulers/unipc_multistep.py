@@ -27,11 +27,9 @@ from typing import Literal
 import numpy as np
 
 from .base import SchedulerMixin
-from .errors import check_choice
 from .multistep_plan import UNIPC_RULES, _MultistepSolver, f32_expm1
 
 _F32 = np.float32
-SOLVER_TYPES = ("bh1", "bh2")
 
 
 def _powers(r: np.ndarray, p: int) -> np.ndarray:
@@ -154,7 +152,6 @@ class UniPCMultistepScheduler(_MultistepSolver):
         sigma_max: float | None = None,  # diffusers annotates `bool | None` but uses a float
         shift_terminal: float | None = None,  # likewise
     ):
-        check_choice("solver_type", solver_type, SOLVER_TYPES)
         if shift_terminal is not None and not use_flow_sigmas:
             raise ValueError("`shift_terminal` is only supported when `use_flow_sigmas=True`.")
         self._init_tables()
