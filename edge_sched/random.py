@@ -29,6 +29,8 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from .cuda_random import DEFAULT_SEED, PhiloxCudaGenerator, torch_seed
+
 __all__ = ["TorchGenerator", "GeneratorLike", "as_generator", "randn_tensor", "rand_tensor"]
 
 _MASK24 = np.uint32((1 << 24) - 1)
@@ -37,24 +39,38 @@ _TWO_PI32 = np.float32(2 * np.pi)
 
 
 class TorchGenerator:
-    """``torch.Generator("cpu").manual_seed(seed)``, in numpy.
+    """``torch.Generator(device).manual_seed(seed)``, in numpy.
+
+    ``device="cpu"`` (the default): torch's Mersenne Twister noise, as above. ``device="cuda"``:
+    torch's CUDA generator (Philox through curand, :mod:`edge_sched.cuda_random`), whose noise also
+    depends on the GPU's launch grid for large tensors: ``multi_processor_count`` and
+    ``max_threads_per_multi_processor`` name that GPU (None: one thread per element, right on any GPU
+    up to its thread limit; the module's table lists common ones).
 
     >>> g = TorchGenerator(7)
     >>> x = g.randn((1, 4, 64, 64))        # == torch.randn(1, 4, 64, 64, generator=g_torch)
+    >>> x = TorchGenerator(7, device="cuda").randn((1, 4, 64, 64))  # == torch's on the GPU
     """
 
-    def __init__(self, seed: int = 67280421310721):
+    def __init__(self, seed: int = DEFAULT_SEED, device: str = "cpu", *,
+                 multi_processor_count: int | None = None, max_threads_per_multi_processor: int | None = None):
+        self.device = _device(device)
+        self._cuda = None
+        if self.device != "cpu":
+            self._cuda = PhiloxCudaGenerator(seed, multi_processor_count, max_threads_per_multi_processor)
+        elif multi_processor_count is not None or max_threads_per_multi_processor is not None:
+            raise ValueError("multi_processor_count and max_threads_per_multi_processor apply to device='cuda' "
+                             f"only, got them with device={device!r}.")
         self.manual_seed(seed)
 
     # -- state -------------------------------------------------------------------------
 
     def manual_seed(self, seed: int) -> "TorchGenerator":
-        """Reseed (torch keeps the low 32 bits for the Mersenne Twister state)."""
-        seed = int(seed)
-        if seed < 0:  # torch reinterprets a negative int64 seed as uint64
-            seed += 1 << 64
-        if not 0 <= seed < 1 << 64:
-            raise ValueError(f"seed must fit in 64 bits, got {seed}.")
+        """Reseed (the CPU generator keeps the low 32 bits for its Mersenne Twister state)."""
+        if self._cuda is not None:
+            self._cuda.manual_seed(seed)
+            return self
+        seed = torch_seed(seed)
         self._seed = seed
         # numpy's legacy seeding is MT19937's init_genrand, exactly torch's initialisation
         self._mt = np.random.RandomState(seed & 0xFFFFFFFF)._bit_generator
@@ -66,13 +82,18 @@ class TorchGenerator:
         return self
 
     def initial_seed(self) -> int:
-        return self._seed
+        return self._cuda.seed if self._cuda is not None else self._seed
 
     def get_state(self) -> dict:
-        """A copy of the generator state (restore with :meth:`set_state`)."""
+        """A copy of the generator state (restore with :meth:`set_state`); CUDA: seed and Philox offset."""
+        if self._cuda is not None:
+            return self._cuda.get_state()
         return {"mt": self._mt.state, "next_normal": self._next_normal, "seed": self._seed}
 
     def set_state(self, state: dict) -> "TorchGenerator":
+        if self._cuda is not None:  # also takes torch's 16-byte CUDA state
+            self._cuda.set_state(state)
+            return self
         self._mt.state = state["mt"]
         self._next_normal = state["next_normal"]
         self._seed = state["seed"]
@@ -102,11 +123,17 @@ class TorchGenerator:
 
     def rand(self, shape: Sequence[int] | int, dtype=np.float32) -> np.ndarray:
         """``torch.rand(shape, generator=g, dtype=dtype)``: uniform on [0, 1)."""
+        if self._cuda is not None:
+            shape = _shape(shape)
+            return self._cuda.rand(_numel(shape), _float_dtype(dtype, self.device)).reshape(shape)
         shape, dtype = _shape(shape), _float_dtype(dtype)
         return self._uniform(_numel(shape), dtype).reshape(shape)
 
     def randn(self, shape: Sequence[int] | int, dtype=np.float32) -> np.ndarray:
         """``torch.randn(shape, generator=g, dtype=dtype)``: standard normal."""
+        if self._cuda is not None:
+            shape = _shape(shape)
+            return self._cuda.randn(_numel(shape), _float_dtype(dtype, self.device)).reshape(shape)
         shape, dtype = _shape(shape), _float_dtype(dtype)
         n = _numel(shape)
         if n >= 16 and dtype == np.float32:
@@ -148,6 +175,8 @@ class TorchGenerator:
         return r * math.cos(theta)
 
     def __repr__(self) -> str:
+        if self._cuda is not None:
+            return f"TorchGenerator(seed={self._cuda.seed}, device={self.device!r}, offset={self._cuda.offset})"
         return f"TorchGenerator(seed={self._seed})"
 
 
@@ -216,7 +245,25 @@ def _numel(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 
-def _float_dtype(dtype) -> np.dtype:
+def _device(device) -> str:
+    if isinstance(device, str):
+        name = device.strip().lower()
+        head, colon, index = name.partition(":")
+        if name == "cpu" or (head == "cuda" and (not colon or index.isdigit())):
+            return name
+    raise ValueError(f"device must be 'cpu' or 'cuda' (or 'cuda:N'), got {device!r}.")
+
+
+_CUDA_DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def _float_dtype(dtype, device: str = "cpu"):
+    """The CPU generator's dtype (float32 / float64); for CUDA the dtype's name, bfloat16 included."""
+    if device != "cpu":
+        name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+        if name not in _CUDA_DTYPES:
+            raise TypeError(f"CUDA noise dtype must be one of {', '.join(_CUDA_DTYPES)}, got {dtype!r}.")
+        return name
     dtype = np.dtype(dtype)
     if dtype == np.float16:
         raise TypeError("draw float16 noise as float32 and cast it; torch's CPU float16 path differs.")
@@ -244,11 +291,18 @@ def as_generator(generator: GeneratorLike) -> TorchGenerator | np.random.Generat
 
 def _draw(generator, shape, dtype, kind: str) -> np.ndarray:
     gen = as_generator(generator)
-    if isinstance(gen, TorchGenerator):
+    if isinstance(gen, TorchGenerator) and gen.device != "cpu":
+        # torch's GPU kernels draw float16 / bfloat16 directly (rounding float32 values)
         return gen.randn(shape, dtype) if kind == "normal" else gen.rand(shape, dtype)
-    if kind == "normal":
-        return gen.standard_normal(shape, dtype=dtype)
-    return gen.random(shape, dtype=dtype)
+    dtype = np.dtype(dtype)
+    draw_dtype = np.float32 if dtype == np.float16 else _float_dtype(dtype)
+    if isinstance(gen, TorchGenerator):
+        out = gen.randn(shape, draw_dtype) if kind == "normal" else gen.rand(shape, draw_dtype)
+    elif kind == "normal":
+        out = gen.standard_normal(shape, dtype=draw_dtype)
+    else:
+        out = gen.random(shape, dtype=draw_dtype)
+    return out.astype(dtype, copy=False)
 
 
 def randn_tensor(shape, generator=None, dtype=np.float32, **_ignored) -> np.ndarray:
@@ -267,8 +321,7 @@ def rand_tensor(shape, generator=None, dtype=np.float32) -> np.ndarray:
 
 
 def _per_item(shape, generator, dtype, kind):
-    shape, dtype = _shape(shape), np.dtype(dtype)
-    draw_dtype = np.float32 if dtype == np.float16 else _float_dtype(dtype)
+    shape = _shape(shape)
     if isinstance(generator, (list, tuple)):
         if len(generator) == 1:
             generator = generator[0]
@@ -278,6 +331,5 @@ def _per_item(shape, generator, dtype, kind):
                     f"got a list of {len(generator)} generators for a batch of shape {shape}: "
                     "pass one generator per batch item."
                 )
-            items = [_draw(g, (1, *shape[1:]), draw_dtype, kind) for g in generator]
-            return np.concatenate(items, axis=0).astype(dtype, copy=False)
-    return _draw(generator, shape, draw_dtype, kind).astype(dtype, copy=False)
+            return np.concatenate([_draw(g, (1, *shape[1:]), dtype, kind) for g in generator], axis=0)
+    return _draw(generator, shape, dtype, kind)
