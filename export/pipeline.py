@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
+from edge_sched.jsonfile import read_json
+
 from .errors import ExportError, ValidationError
 from .scheduler import convert_scheduler
 from .source import resolve_source
@@ -88,8 +90,7 @@ def export_pipeline(
         local_files_only=local_files_only, allow_pickle=allow_pickle, config=config,
     )
     # the scheduler first: a bad name or override key should fail before minutes of export
-    sched_config = json.loads((resolved.folder / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-    our_scheduler = convert_scheduler(sched_config, scheduler, **overrides)
+    our_scheduler = convert_scheduler(resolved.folder / "scheduler", scheduler, **overrides)
 
     try:
         with _atomic_folder(output, overwrite) as tmp:
@@ -313,7 +314,7 @@ def _save_fast_tokenizer(src: Path, dst: Path, slow) -> None:
 
 
 def _fix_model_index(path: Path, scheduler_class: str) -> None:
-    index = json.loads(path.read_text(encoding="utf-8"))
+    index = read_json(path, error=ExportError)
     index["scheduler"] = ["diffusers", scheduler_class]
     path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
@@ -386,7 +387,7 @@ def set_scheduler(folder: str | os.PathLike, target: str, **overrides) -> dict:
     staging = Path(tempfile.mkdtemp(prefix=".scheduler.partial-", dir=folder))
     try:
         scheduler.save_pretrained(staging)
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = read_json(manifest_path, error=ExportError)
         old = folder / "scheduler" / "scheduler_config.json"
         os.replace(staging / "scheduler_config.json", old)
     finally:
@@ -403,7 +404,7 @@ def set_scheduler(folder: str | os.PathLike, target: str, **overrides) -> dict:
 def verify_manifest(folder: str | os.PathLike) -> list[str]:
     """Files whose sha256 differs from the manifest, or that are missing / not listed."""
     folder = Path(folder)
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    manifest = read_json(folder / MANIFEST, error=ExportError)
     actual = file_hashes(folder)
     recorded = manifest["files"]
     return sorted(k for k in set(actual) | set(recorded) if actual.get(k) != recorded.get(k))

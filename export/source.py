@@ -5,11 +5,12 @@ if any, are not used)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from edge_sched.jsonfile import read_json
 
 from .errors import SourceError
 
@@ -178,11 +179,8 @@ def check_folder(folder: Path, label: str, *, allow_pickle: bool = False, weight
     index_file = folder / "model_index.json"
     if not index_file.is_file():
         raise SourceError(f"{label}: no model_index.json; is this a diffusers pipeline folder (save_pretrained layout)?")
-    try:
-        model_index = json.loads(index_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SourceError(f"{index_file}: unreadable JSON ({e})") from e
-    cls = model_index.get("_class_name") if isinstance(model_index, dict) else None
+    model_index = read_json(index_file, error=SourceError)
+    cls = model_index.get("_class_name")
     if cls not in SUPPORTED_PIPELINES:
         raise SourceError(
             f"{index_file}: pipeline class {cls!r} is not supported; supported: {', '.join(SUPPORTED_PIPELINES)}"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
+from ..jsonfile import read_json
 from ..runtime import installed_backends
-from .loading import engine_options, graph_folders, load_scheduler, pick_backend, read_model_index, resolve_folder
+from .loading import (
+    PipelineLoadError, engine_options, graph_folders, load_scheduler, pick_backend, read_model_index, resolve_folder,
+)
 
 
 def machine_devices() -> list[str]:
@@ -31,7 +32,7 @@ def describe(source, backend: str = "auto") -> str:
     lines = [f"{folder}", f"pipeline: {index.get('_class_name')}"]
     manifest = folder / "edge_sched.json"
     if manifest.is_file():
-        m = json.loads(manifest.read_text(encoding="utf-8"))
+        m = read_json(manifest, error=PipelineLoadError)
         lines.append(f"exported by edge-sched: format {m.get('format')}, dtype {m.get('dtype')}, "
                      f"source {m.get('source', {}).get('id')}")
     scheduler = load_scheduler(folder)

@@ -9,7 +9,6 @@ and by optimum's own exporters both load.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 from ..runtime import EngineError, choose_backend, load_component
 from ..runtime.base import Component
 from ..heap import trim_heap
+from ..jsonfile import read_json
 from ..schedulers import SchedulerMixin, scheduler_class
 
 logger = logging.getLogger(__name__)
@@ -65,31 +65,21 @@ def resolve_folder(source, *, revision=None, token=None, cache_dir=None, local_f
         raise PipelineLoadError(f"{name}: could not get it from the Hugging Face Hub or its cache: {e}") from e
 
 
-def read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise PipelineLoadError(f"{path.parent}: no {path.name} ({what})")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PipelineLoadError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise PipelineLoadError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
 def read_model_index(folder: Path) -> dict:
-    return read_json(folder / "model_index.json", "every pipeline folder has one; export it with `edge-sched export`")
+    return read_json(folder / "model_index.json", "every pipeline folder has one; export it with `edge-sched export`",
+                     error=PipelineLoadError)
 
 
 def load_scheduler(folder: Path) -> SchedulerMixin:
-    config = read_json(folder / "scheduler" / "scheduler_config.json", "the scheduler's config")
+    path = folder / "scheduler" / "scheduler_config.json"
+    config = read_json(path, "the scheduler's config", error=PipelineLoadError)
     name = config.get("_class_name")
     if not isinstance(name, str):
-        raise PipelineLoadError(f"{folder / 'scheduler' / 'scheduler_config.json'}: no _class_name")
+        raise PipelineLoadError(f"{path}: no _class_name")
     try:
         cls = scheduler_class(name)
     except (KeyError, ValueError) as e:
-        raise PipelineLoadError(f"{folder / 'scheduler' / 'scheduler_config.json'}: {e}") from e
+        raise PipelineLoadError(f"{path}: {e}") from e
     return cls.from_config(config)
 
 
@@ -105,7 +95,7 @@ class Components:
 
     def _config(self, name: str) -> dict:
         path = self.folder / name / "config.json"
-        return read_json(path, f"the {name} model's config") if path.is_file() else {}
+        return read_json(path, error=PipelineLoadError) if path.is_file() else {}
 
     def __contains__(self, name: str) -> bool:
         return name in self.names

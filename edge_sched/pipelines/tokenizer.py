@@ -25,7 +25,6 @@ characters and a few case mappings (e.g. final sigma).
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken as _RustAddedToken
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+from ..jsonfile import read_json
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 # transformers' CLIPTokenizer keeps the merges.txt lines [1, 49152 - 256 - 2 + 1): header skipped
@@ -224,10 +225,10 @@ class CLIPTokenizer:
         added: dict[str, tuple[int, SpecialToken]] = {}
         backend = None
         if flavor == "fast" and json_file.is_file():
+            vocab, merges, added = _read_tokenizer_json(json_file)  # first: its errors name the file
             backend = Tokenizer.from_file(str(json_file))
-            vocab, merges, added = _read_tokenizer_json(json_file)
         elif vocab_file.is_file() and merges_file.is_file():
-            vocab = _read_json(vocab_file)
+            vocab = read_json(vocab_file)
             lines = merges_file.read_text(encoding="utf-8").strip().split("\n")[1:_MERGES_KEPT + 1]
             merges = [tuple(parts) for parts in (line.split() for line in lines) if len(parts) == 2]
         elif json_file.is_file():
@@ -235,8 +236,8 @@ class CLIPTokenizer:
         else:
             raise FileNotFoundError(
                 f"no CLIP tokenizer files in {str(folder)!r}: looked for vocab.json + merges.txt, or tokenizer.json")
-        config = _read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
-        special_map = _read_json(folder / "special_tokens_map.json") if (folder / "special_tokens_map.json").is_file() else {}
+        config = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+        special_map = read_json(folder / "special_tokens_map.json") if (folder / "special_tokens_map.json").is_file() else {}
         for idx, entry in (config.get("added_tokens_decoder") or {}).items():
             tok = _special_token(entry, f"{folder / 'tokenizer_config.json'}: added_tokens_decoder[{idx}]")
             added[tok.content] = (int(idx), tok)
@@ -370,13 +371,6 @@ class CLIPTokenizer:
         return raw.decode("utf-8", errors="replace").replace("</w>", " ").strip()
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-
-
 def _special_token(value, where: str, normalized: bool = False) -> SpecialToken:
     """A token given as a string or as transformers' AddedToken dict."""
     if isinstance(value, str):
@@ -389,7 +383,7 @@ def _special_token(value, where: str, normalized: bool = False) -> SpecialToken:
 
 def _read_tokenizer_json(path: Path):
     """vocab, merges and added tokens of a byte-level BPE ``tokenizer.json`` (fast tokenizer file)."""
-    data = _read_json(path)
+    data = read_json(path)
     model = data.get("model") or {}
     if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
         raise ValueError(f"{path}: expected a BPE model with a vocab (a CLIP tokenizer), got type {model.get('type')!r}")

@@ -7,8 +7,9 @@ from .dpmsolver_singlestep import DPMSolverSinglestepScheduler
 from .kdiffusion_only import DPMAdaptiveScheduler, DPMFastScheduler, DPMPP2SAncestralScheduler
 from .kdpm2 import KDPM2DiscreteScheduler
 from .kdpm2_ancestral import KDPM2AncestralDiscreteScheduler
-from .base import SchedulerMixin, SchedulerNotReadyError, SchedulerOutput, scheduler_class
+from .base import SchedulerMixin, SchedulerNotReadyError, SchedulerOutput
 from .configuration import SCHEDULER_CLASSES, ConfigError, FrozenConfig
+from .resolve import UnknownSchedulerError, resolve_scheduler, scheduler_class, scheduler_from_name
 from .cm_stochastic_iterative import CMStochasticIterativeScheduler
 from .ddim_parallel import DDIMParallelScheduler
 from .ddpm_parallel import DDPMParallelScheduler
@@ -95,4 +96,7 @@ __all__ = [
     "SchedulerNotReadyError",
     "SchedulerOutput",
     "scheduler_class",
+    "UnknownSchedulerError",
+    "resolve_scheduler",
+    "scheduler_from_name",
 ]

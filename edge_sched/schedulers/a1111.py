@@ -11,7 +11,6 @@ Note (from that table, kept as is): "DPM++ SDE" maps to DPMSolverSinglestepSched
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -19,7 +18,7 @@ from . import (  # noqa: F401  (register every class the table names)
     dpmsolver_multistep, dpmsolver_singlestep, euler, euler_ancestral, heun, kdiffusion_only, kdpm2,
     kdpm2_ancestral, lms,
 )
-from .base import SchedulerMixin, scheduler_class
+from .base import SchedulerMixin
 
 
 @dataclass(frozen=True)
@@ -68,34 +67,37 @@ A1111_SAMPLERS = {
 }
 
 
-def _key(name: str) -> str:
+def fold_name(name: str) -> str:
+    """A sampler name with case and repeated spaces folded away: how the table is looked up."""
     return " ".join(name.split()).casefold()
 
 
-_BY_KEY = {_key(n): row for n, row in A1111_SAMPLERS.items()}
+_BY_FOLDED = {fold_name(n): row for n, row in A1111_SAMPLERS.items()}
+
+
+def find_a1111_sampler(name: str) -> A1111Sampler | None:
+    """The table row of an A1111 sampler name (case and repeated spaces ignored), or None."""
+    return _BY_FOLDED.get(fold_name(name))
+
+
+# resolve.py builds on this table, hence the imports inside the two functions below
 
 
 def a1111_sampler(name: str) -> A1111Sampler:
-    """The table row of an A1111 sampler name (case and repeated spaces ignored)."""
-    if not isinstance(name, str):
-        raise TypeError(f"A1111 sampler name must be a string, got {name!r}.")
-    row = _BY_KEY.get(_key(name))
-    if row is None:
-        close = difflib.get_close_matches(name, A1111_SAMPLERS, n=1, cutoff=0.5) or difflib.get_close_matches(
-            _key(name), list(_BY_KEY), n=1, cutoff=0.5)
-        hint = f" Did you mean {(_BY_KEY[close[0]].name if close[0] in _BY_KEY else close[0])!r}?" if close else ""
-        raise ValueError(
-            f"Unknown A1111 sampler name {name!r}.{hint} Known names: {', '.join(A1111_SAMPLERS)}."
-        )
-    return row
+    """The table row of an A1111 sampler name; resolve.UnknownSchedulerError for any other name."""
+    from .resolve import resolve_scheduler
+
+    resolve_scheduler(name, class_names=False)  # raises for a name that is not in the table
+    return find_a1111_sampler(name)
 
 
 def from_a1111_name(name: str, config=None, **overrides) -> SchedulerMixin:
     """The scheduler an A1111 sampler name stands for, built from ``config`` (a scheduler config
     dict, e.g. a pipeline's scheduler_config.json, or a scheduler) with the row's init options;
     ``overrides`` win over both."""
-    row = a1111_sampler(name)
-    return scheduler_class(row.scheduler).from_config(config, **{**row.options, **overrides})
+    from .resolve import scheduler_from_name
+
+    return scheduler_from_name(name, config, class_names=False, **overrides)
 
 
-__all__ = ["A1111_SAMPLERS", "A1111Sampler", "a1111_sampler", "from_a1111_name"]
+__all__ = ["A1111_SAMPLERS", "A1111Sampler", "a1111_sampler", "find_a1111_sampler", "fold_name", "from_a1111_name"]

@@ -258,25 +258,10 @@ class SchedulerMixin(ConfigMixin):
         return SchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
 
 
-def scheduler_class(name: str) -> type[SchedulerMixin]:
-    """Look up a scheduler class by its diffusers name; the error lists the known ones."""
-    try:
-        return SCHEDULER_CLASSES[name]
-    except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, SCHEDULER_CLASSES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"Unknown scheduler {name!r}.{hint} Known schedulers: {', '.join(sorted(SCHEDULER_CLASSES))}."
-        ) from None
-
-
 __all__ = [
     "KARRAS_COMPATIBLES",
     "SchedulerMixin",
     "SchedulerOutput",
     "SchedulerNotReadyError",
     "expand_to",
-    "scheduler_class",
 ]

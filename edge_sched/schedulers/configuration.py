@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ..jsonfile import read_json
+
 logger = logging.getLogger("edge_sched")
 
 # The diffusers release whose scheduler configs and numbers we mirror.
@@ -182,19 +184,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def read_config_file(path: str | os.PathLike) -> dict:
-    """Parse a JSON config file; errors name the file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file.") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}: not valid JSON ({e}).") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}.")
-    return data
+    """Parse a JSON config file; errors (ConfigError) name the file."""
+    return read_json(path, "a scheduler config", error=ConfigError)
 
 
 class ConfigMixin:

@@ -89,7 +89,7 @@ def test_unknown_name_lists_known_names_and_suggests():
     assert "Did you mean 'DPM++ 2M Karras'?" in message
     for name in TABLE:
         assert name in message
-    with pytest.raises(ValueError, match="Unknown A1111 sampler name 'Zeta'"):
+    with pytest.raises(ValueError, match="unknown A1111 sampler name 'Zeta'"):
         from_a1111_name("Zeta")
     with pytest.raises(TypeError):
         from_a1111_name(None)
