@@ -1,5 +1,10 @@
 """``edge-sched generate``: run a pipeline from command-line arguments and write one PNG (a grid when
-there are several images) whose ``parameters`` text chunk records how it was made, A1111-style."""
+there are several images) whose ``parameters`` text chunk records how it was made, A1111-style.
+
+``--rng cpu|cuda`` picks the noise source: torch's CPU generator (the default) or torch's CUDA one
+(the noise a PyTorch user gets on an NVIDIA GPU), recorded in the PNG as A1111 names them:
+"RNG: CPU" and "RNG: NV".
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,18 @@ import inspect
 import math
 from pathlib import Path
 
+from ..random import TorchGenerator
 from .base import DiffusionPipeline
 from .image_io import a1111_parameters, load_image, make_grid, save_png
 from .unconditional import UnconditionalPipelineBase
 
+#: --rng value -> A1111's name of that noise source (its "RNG" infotext field)
+RNG_SOURCES = {"cpu": "CPU", "cuda": "NV"}
+
 
 def call_arguments(pipe: DiffusionPipeline, args) -> dict:
     """The pipeline call for these arguments; options a pipeline cannot use are an error, not ignored."""
-    kwargs: dict = {"generator": args.seed, "output_type": "pil"}
+    kwargs: dict = {"generator": TorchGenerator(args.seed, device=_rng(args)), "output_type": "pil"}
     if args.steps is not None:
         if args.steps < 1:
             raise ValueError(f"--steps must be at least 1, got {args.steps}")
@@ -72,9 +81,16 @@ def generate_to_file(pipe: DiffusionPipeline, args) -> Path:
         cfg_scale=kwargs.get("guidance_scale", getattr(pipe, "default_guidance_scale", None)
                              or _default(pipe, "guidance_scale")),
         seed=args.seed, width=width, height=height, model=str(args.model),
-        denoising_strength=args.strength,
+        denoising_strength=args.strength, rng=RNG_SOURCES[_rng(args)],
     )
     return save_png(picture, Path(args.out), parameters)
+
+
+def _rng(args) -> str:
+    rng = getattr(args, "rng", "cpu")
+    if rng not in RNG_SOURCES:
+        raise ValueError(f"--rng must be one of {', '.join(RNG_SOURCES)}, got {rng!r}")
+    return rng
 
 
 def _default(pipe, name):

@@ -370,11 +370,13 @@ def _a1111_value(value) -> str:
 
 
 def a1111_parameters(prompt: str, negative_prompt: str = "", *, steps: int, sampler: str, cfg_scale: float,
-                     seed: int, width: int, height: int, model: str | None = None, **extra) -> str:
+                     seed: int, width: int, height: int, model: str | None = None, rng: str | None = None,
+                     **extra) -> str:
     """The A1111 ``parameters`` text: the prompt, "Negative prompt: ..." (when given), then
     "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 0, Size: 512x512, Model: ..." and any
     extra ``key=value`` (underscores become spaces, first letter capitalised:
-    ``denoising_strength=0.75`` -> "Denoising strength: 0.75")."""
+    ``denoising_strength=0.75`` -> "Denoising strength: 0.75"), then "RNG: ..." when ``rng`` is
+    given (A1111's noise-source names: "CPU" for torch's CPU generator, "NV" for torch's CUDA one)."""
     fields = {"Steps": steps, "Sampler": sampler, "CFG scale": cfg_scale, "Seed": seed, "Size": f"{width}x{height}"}
     if model:
         fields["Model"] = model
@@ -382,6 +384,8 @@ def a1111_parameters(prompt: str, negative_prompt: str = "", *, steps: int, samp
         if value is not None:
             label = key.replace("_", " ")
             fields[label[:1].upper() + label[1:]] = value
+    if rng is not None:
+        fields["RNG"] = rng
     lines = [prompt]
     if negative_prompt:
         lines.append(f"Negative prompt: {negative_prompt}")
