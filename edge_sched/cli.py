@@ -94,24 +94,6 @@ def cmd_export(args) -> int:
     return 0
 
 
-def scheduler_for(name: str, config):
-    """A diffusers class name, or an A1111 sampler name ("DPM++ 2M Karras"), configured from ``config``."""
-    import difflib
-
-    from .schedulers import A1111_SAMPLERS, SCHEDULER_CLASSES, from_a1111_name
-
-    if name in SCHEDULER_CLASSES:
-        return SCHEDULER_CLASSES[name].from_config(config)
-    if name in A1111_SAMPLERS:
-        return from_a1111_name(name, config)
-    close = difflib.get_close_matches(name, [*SCHEDULER_CLASSES, *A1111_SAMPLERS], n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
-        f"unknown scheduler {name!r}.{hint} Give a diffusers class name ({', '.join(sorted(SCHEDULER_CLASSES))}) "
-        f"or an A1111 sampler name ({', '.join(A1111_SAMPLERS)})"
-    )
-
-
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -123,6 +105,7 @@ def _size(text: str) -> tuple[int, int]:
 def cmd_generate(args) -> int:
     from .pipelines import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
     from .pipelines.generate import generate_to_file
+    from .schedulers import scheduler_from_name
 
     index_class = _model_index_class(args.model)
     if args.mask:  # an inpainting folder keeps its class; a plain SD folder inpaints by latent masking
@@ -134,7 +117,7 @@ def cmd_generate(args) -> int:
     pipe = cls.from_pretrained(args.model, backend=args.backend, device=args.device,
                                              providers=args.provider, low_memory=args.low_memory)
     if args.scheduler:
-        pipe.scheduler = scheduler_for(args.scheduler, pipe.scheduler.config)
+        pipe.scheduler = scheduler_from_name(args.scheduler, pipe.scheduler.config)
     path = generate_to_file(pipe, args)
     print(path)
     return 0
