@@ -16,7 +16,7 @@ from .betas import sigmas_of
 from .base import KARRAS_COMPATIBLES
 from .errors import check_choice
 from .noising import velocity_at_timesteps
-from .prediction import PREDICTION_TYPES
+from .prediction import PREDICTION_TYPES, to_d, x0_at_sigma
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule, sigma_to_t
 from .torch_numerics import linspace_f32
@@ -126,14 +126,10 @@ class EulerDiscreteScheduler(_SigmaDiscreteScheduler):
             sample = sample + noise * s_noise * (sigma_hat**2 - sigma**2) ** 0.5
 
         kind = self.config.prediction_type
-        if kind in ("sample", "original_sample"):
-            x0 = model_output
-        elif kind == "epsilon":
-            x0 = sample - sigma_hat * model_output
-        else:  # v_prediction
-            c = (sigma**2 + np.float32(1)).astype(np.float32)
-            x0 = model_output * (-sigma / c ** np.float32(0.5)) + sample / c
-        derivative = (sample - x0) / sigma_hat
+        kind = "sample" if kind == "original_sample" else kind
+        # as in diffusers, the v-prediction x0 is taken at the sigma before churn
+        x0 = x0_at_sigma(kind, model_output, sample, sigma if kind == "v_prediction" else sigma_hat)
+        derivative = to_d(sample, x0, sigma_hat)
         prev_sample = (sample + derivative * (self.sigmas[i + 1] - sigma_hat)).astype(model_output.dtype, copy=False)
         self._step_index += 1
         return self._output(prev_sample, x0, return_dict)

@@ -13,7 +13,7 @@ import numpy as np
 from ..random import randn_tensor
 from .base import KARRAS_COMPATIBLES
 from .errors import check_choice
-from .prediction import PREDICTION_TYPES
+from .prediction import PREDICTION_TYPES, to_d, x0_at_sigma
 from .sigma_discrete import _SigmaDiscreteScheduler
 
 
@@ -66,17 +66,10 @@ class EulerAncestralDiscreteScheduler(_SigmaDiscreteScheduler):
         sigma = self.sigmas[i]
         sample = np.asarray(sample, dtype=np.float32)
 
-        kind = self.config.prediction_type
-        if kind == "epsilon":
-            x0 = sample - sigma * model_output
-        elif kind == "v_prediction":
-            c = sigma * sigma + np.float32(1)
-            x0 = model_output * (-sigma / np.sqrt(c)) + sample / c
-        else:
+        if self.config.prediction_type == "sample":
             raise NotImplementedError("EulerAncestralDiscreteScheduler: prediction_type 'sample' is not implemented.")
-
-        derivative = (sample - x0) / sigma
-        prev_sample = sample + derivative * self._dt[i]
+        x0 = x0_at_sigma(self.config.prediction_type, model_output, sample, sigma)
+        prev_sample = sample + to_d(sample, x0, sigma) * self._dt[i]
         noise = randn_tensor(model_output.shape, generator=generator, dtype=model_output.dtype)
         prev_sample = (prev_sample + noise * self._sigma_up[i]).astype(model_output.dtype, copy=False)
         self._step_index += 1

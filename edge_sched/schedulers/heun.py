@@ -15,7 +15,7 @@ import numpy as np
 
 from .base import KARRAS_COMPATIBLES
 from .errors import check_choice
-from .prediction import PREDICTION_TYPES
+from .prediction import PREDICTION_TYPES, to_d, x0_at_sigma
 from .sigma_discrete import KDIFFUSION_BETA_SCHEDULES, _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule
 
@@ -101,22 +101,16 @@ class HeunDiscreteScheduler(_SigmaDiscreteScheduler):
         sigma_in = sigma if first else sigma_next
 
         cfg = self.config
-        if cfg.prediction_type == "epsilon":
-            x0 = sample - sigma_in * model_output
-        elif cfg.prediction_type == "v_prediction":
-            c = sigma_in * sigma_in + np.float32(1)
-            x0 = model_output * (-sigma_in / np.sqrt(c)) + sample / c
-        else:  # sample
-            x0 = model_output
+        x0 = x0_at_sigma(cfg.prediction_type, model_output, sample, sigma_in)
         if cfg.clip_sample:
             x0 = np.clip(x0, -cfg.clip_sample_range, cfg.clip_sample_range)
 
         if first:
-            derivative = (sample - x0) / sigma
+            derivative = to_d(sample, x0, sigma)
             dt = sigma_next - sigma
             self.prev_derivative, self.dt, self.sample = derivative, dt, sample
         else:
-            derivative = (self.prev_derivative + (sample - x0) / sigma_next) / np.float32(2)
+            derivative = (self.prev_derivative + to_d(sample, x0, sigma_next)) / np.float32(2)
             dt, sample = self.dt, self.sample
             self._clear_predictor()
         prev_sample = sample + derivative * dt

@@ -38,7 +38,7 @@ from .base import KARRAS_COMPATIBLES, SchedulerNotReadyError
 from .betas import sigmas_of
 from .errors import check_choice
 from .multistep_plan import f32_exp, f32_expm1, f32_log
-from .prediction import PREDICTION_TYPES
+from .prediction import PREDICTION_TYPES, to_d, x0_at_sigma
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule, sigma_to_t
 from .torch_numerics import linspace_f32
@@ -67,7 +67,7 @@ def ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
 
 
 class _KDiffusionSampler(_SigmaDiscreteScheduler):
-    """Training tables, x0 conversion and per-call bookkeeping shared by the three samplers."""
+    """Training tables and per-call bookkeeping shared by the three samplers."""
 
     _compatibles = KARRAS_COMPATIBLES
 
@@ -83,20 +83,6 @@ class _KDiffusionSampler(_SigmaDiscreteScheduler):
 
     def _timestep_of(self, sigma) -> np.float32:
         return _F32(sigma_to_t(np.asarray([sigma], dtype=_F32), np.log(self._train_sigmas))[0])
-
-    def _denoised(self, model_output, sample, sigma):
-        """D(x, sigma): the model output as x0."""
-        kind = self.config.prediction_type
-        if kind == "epsilon":
-            return sample - sigma * model_output
-        if kind == "v_prediction":
-            c = sigma * sigma + _F32(1)
-            return model_output * (-sigma / np.sqrt(c)) + sample / c
-        return model_output
-
-    def _eps(self, model_output, sample, sigma):
-        """k-diffusion's eps = (x - D(x, sigma)) / sigma."""
-        return (sample - self._denoised(model_output, sample, sigma)) / sigma
 
     def scale_model_input(self, sample: np.ndarray, timestep=None) -> np.ndarray:
         """Divide by sqrt(sigma^2 + 1), sigma being this call's noise level."""
@@ -168,13 +154,13 @@ class DPMPP2SAncestralScheduler(_KDiffusionSampler):
         if self._step_index is None:
             self._init_step_index(timestep)
         c = self._calls[self._step_index]
-        x0 = self._denoised(model_output, sample, c["call_sigma"])
+        x0 = x0_at_sigma(self.config.prediction_type, model_output, sample, c["call_sigma"])
         if c["kind"] == "first":
             self._x = sample
             prev = c["cx1"] * sample + c["c01"] * x0
         else:
             if c["kind"] == "euler":
-                prev = sample + (sample - x0) / c["sigma"] * (c["down"] - c["sigma"])
+                prev = sample + to_d(sample, x0, c["sigma"]) * (c["down"] - c["sigma"])
             else:
                 prev = c["cx2"] * self._x + c["c02"] * x0
                 self._x = None
@@ -286,8 +272,8 @@ class DPMFastScheduler(_DPMSolverStages):
         if c["k"] == 0:
             self._x, self._eps_list = sample, []
         sigma = c["call_sigma"]
-        x0 = self._denoised(model_output, sample, sigma)
-        self._eps_list.append((sample - x0) / sigma)
+        x0 = x0_at_sigma(self.config.prediction_type, model_output, sample, sigma)
+        self._eps_list.append(to_d(sample, x0, sigma))
         r1 = 0.5 if st["order"] == 2 else 1 / 3
         prev = self._stage(st["order"], r1, c["k"], self._x, self._eps_list, st["t"], st["t_next"])
         if c["k"] == st["order"] - 1:  # the step is complete
@@ -396,8 +382,8 @@ class DPMAdaptiveScheduler(_DPMSolverStages):
         self._require_timesteps()
         cfg = self.config
         sigma = self._call_sigma
-        x0 = self._denoised(model_output, sample, sigma)
-        eps = (sample - x0) / sigma
+        x0 = x0_at_sigma(self.config.prediction_type, model_output, sample, sigma)
+        eps = to_d(sample, x0, sigma)
         order, s, t_target = cfg.solver_order, self._s, self._t_target
         if self._k == 0:
             self._x, self._eps0, self._eps_list = sample, eps, [eps]

@@ -17,7 +17,7 @@ import numpy as np
 from .base import KARRAS_COMPATIBLES
 from .betas import sigmas_of
 from .errors import check_choice
-from .prediction import PREDICTION_TYPES
+from .prediction import PREDICTION_TYPES, to_d, x0_at_sigma
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule, sigma_to_t
 
@@ -78,12 +78,9 @@ class _KDPM2Base(_SigmaDiscreteScheduler):
         return self.sample is None
 
     def _x0(self, model_output, sample, sigma_input):
-        if self.config.prediction_type == "epsilon":
-            return sample - sigma_input * model_output
-        if self.config.prediction_type == "v_prediction":
-            c = sigma_input * sigma_input + np.float32(1)
-            return model_output * (-sigma_input / np.sqrt(c)) + sample / c
-        raise NotImplementedError(f"{type(self).__name__}: prediction_type 'sample' is not implemented.")
+        if self.config.prediction_type == "sample":
+            raise NotImplementedError(f"{type(self).__name__}: prediction_type 'sample' is not implemented.")
+        return x0_at_sigma(self.config.prediction_type, model_output, sample, sigma_input)
 
 
 class KDPM2DiscreteScheduler(_KDPM2Base):
@@ -130,13 +127,13 @@ class KDPM2DiscreteScheduler(_KDPM2Base):
         if self.state_in_first_order:
             sigma, sigma_mid = self.sigmas[i], self.sigmas_interpol[i + 1]
             x0 = self._x0(model_output, sample, sigma)
-            derivative = (sample - x0) / sigma
+            derivative = to_d(sample, x0, sigma)
             dt = sigma_mid - sigma
             self.sample = sample
         else:
             sigma, sigma_mid, sigma_next = self.sigmas[i - 1], self.sigmas_interpol[i], self.sigmas[i]
             x0 = self._x0(model_output, sample, sigma_mid)
-            derivative = (sample - x0) / sigma_mid
+            derivative = to_d(sample, x0, sigma_mid)
             dt = sigma_next - sigma
             sample, self.sample = self.sample, None
         prev_sample = sample + derivative * dt

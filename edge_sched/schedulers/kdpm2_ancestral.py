@@ -16,6 +16,7 @@ import numpy as np
 
 from ..random import randn_tensor
 from .kdpm2 import _KDPM2Base, interleave_pairs, log_midpoint
+from .prediction import to_d
 
 
 class KDPM2AncestralDiscreteScheduler(_KDPM2Base):
@@ -72,13 +73,12 @@ class KDPM2AncestralDiscreteScheduler(_KDPM2Base):
         if self.state_in_first_order:
             sigma, sigma_mid = self.sigmas[i], self.sigmas_interpol[i]
             x0 = self._x0(model_output, sample, sigma)
-            prev_sample = sample + (sample - x0) / sigma * (sigma_mid - sigma)
+            prev_sample = sample + to_d(sample, x0, sigma) * (sigma_mid - sigma)
             self.sample = sample
         else:
             sigma, sigma_mid = self.sigmas[i - 1], self.sigmas_interpol[i - 1]
             x0 = self._x0(model_output, sample, sigma_mid)
-            derivative = (sample - x0) / sigma_mid
-            prev_sample = self.sample + derivative * (self.sigmas_down[i - 1] - sigma)
+            prev_sample = self.sample + to_d(sample, x0, sigma_mid) * (self.sigmas_down[i - 1] - sigma)
             self.sample = None
             noise = randn_tensor(model_output.shape, generator=generator, dtype=model_output.dtype)
             prev_sample = prev_sample + noise * self.sigmas_up[i - 1]

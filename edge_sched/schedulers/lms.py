@@ -17,7 +17,7 @@ import numpy as np
 
 from .base import KARRAS_COMPATIBLES
 from .errors import check_choice
-from .prediction import PREDICTION_TYPES
+from .prediction import PREDICTION_TYPES, to_d, x0_at_sigma
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule
 
@@ -99,16 +99,8 @@ class LMSDiscreteScheduler(_SigmaDiscreteScheduler):
         i = self._step_index
         sigma = self.sigmas[i]
 
-        kind = self.config.prediction_type
-        if kind == "epsilon":
-            x0 = sample - sigma * model_output
-        elif kind == "v_prediction":
-            c = sigma * sigma + np.float32(1)
-            x0 = model_output * (-sigma / np.sqrt(c)) + sample / c
-        else:  # sample
-            x0 = model_output
-
-        self.derivatives.append((sample - x0) / sigma)
+        x0 = x0_at_sigma(self.config.prediction_type, model_output, sample, sigma)
+        self.derivatives.append(to_d(sample, x0, sigma))
         if len(self.derivatives) > order:
             self.derivatives.pop(0)
 

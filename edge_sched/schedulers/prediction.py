@@ -2,6 +2,8 @@
 
 For a sample x_t = alpha_t * x0 + sigma_t * eps, a network predicts one of
 eps ("epsilon"), x0 ("sample"), or v = alpha_t * eps - sigma_t * x0 ("v_prediction").
+The sigma-space samplers (Euler, Heun, LMS, KDPM2, k-diffusion's) work on x = x0 + sigma * eps
+instead, feeding the model x / sqrt(sigma^2 + 1): ``x0_at_sigma`` and ``to_d`` are their conversions.
 """
 
 from __future__ import annotations
@@ -51,6 +53,24 @@ def predicted_eps(prediction_type: str, model_output, sample, alpha_t, sigma_t):
     if prediction_type == "sample":
         return (sample - alpha_t * model_output) / sigma_t
     return alpha_t * model_output + sigma_t * sample
+
+
+def x0_at_sigma(prediction_type: str, model_output, sample, sigma):
+    """x0 = D(x, sigma) at noise level sigma of x = x0 + sigma * eps (float32, in the order of
+    operations of diffusers' sigma schedulers): eps -> x - sigma eps; v -> c_out v + c_skip x with
+    c_out = -sigma / sqrt(sigma^2 + 1), c_skip = 1 / (sigma^2 + 1); "sample" is x0 itself."""
+    if prediction_type == "epsilon":
+        return sample - sigma * model_output
+    if prediction_type == "v_prediction":
+        c = sigma * sigma + np.float32(1)
+        return model_output * (-sigma / np.sqrt(c)) + sample / c
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    return model_output
+
+
+def to_d(sample, x0, sigma):
+    """The probability-flow derivative dx/dsigma = (x - x0) / sigma (k-diffusion's ``to_d``)."""
+    return (sample - x0) / sigma
 
 
 def threshold_sample(sample: np.ndarray, ratio: float, max_value: float) -> np.ndarray:

@@ -21,7 +21,7 @@ from edge_sched.random import TorchGenerator
 from edge_sched.schedulers import SchedulerNotReadyError
 from edge_sched.schedulers.kdiffusion_only import DPMAdaptiveScheduler, DPMFastScheduler, DPMPP2SAncestralScheduler
 
-from .harness import RTOL, ieee_sqrt_in_torch, initial_sample
+from .harness import RTOL, ieee_sqrt_in_torch, initial_sample, record
 
 SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 
@@ -78,6 +78,11 @@ def kd_denoiser(x, sigma):
 
 def _bound(ref):
     return RTOL * max(1.0, float(np.abs(ref).max()))
+
+
+def _record(name, ours, ref):
+    """Report the relative error (the harness's measure) in the parity summary."""
+    record(f"{name} (vs k-diffusion)", float(np.abs(ours - ref).max()) / max(1.0, float(np.abs(ref).max())))
 
 
 def _run_ours(sched, x, seed=0, **step_kwargs):
@@ -138,6 +143,7 @@ def test_dpmpp_2s_ancestral_matches_kdiffusion(config, steps):
         ref = reference(kd_steps)
     stock = reference(stock_steps)
     ours, _ = _run_ours(sched, x0, seed=steps)
+    _record("DPMPP2SAncestralScheduler", ours, ref)
     assert np.abs(ours - ref).max() <= _bound(ref)
     assert np.abs(ours - stock).max() <= max(_bound(stock), 10 * np.abs(ref - stock).max())
     # every step's starting point too (a step is one or two calls)
@@ -173,6 +179,7 @@ def test_dpm_fast_matches_kdiffusion(nfe, eta):
                             eta=eta, noise_sampler=_kd_noise(nfe, x0.shape),
                             callback=lambda info: kd_steps.append(info["x"].numpy().copy())).numpy()
     ours, trace = _run_ours(sched, x0, seed=nfe)
+    _record("DPMFastScheduler", ours, ref)
     assert np.abs(ours - ref).max() <= _bound(ref)
     starts = [x0] + [x for x, c in zip(trace, sched._calls) if c["k"] == sched._steps[c["step"]]["order"] - 1][:-1]
     assert len(starts) == len(kd_steps)
@@ -201,6 +208,7 @@ def test_dpm_adaptive_matches_kdiffusion(options):
     assert sched.info == info  # same attempts, accepted and rejected
     if options.get("h_init") == 3.0:
         assert info["n_reject"] > 0  # a first step too large for the tolerances: retried smaller
+    _record("DPMAdaptiveScheduler", ours, ref)
     assert np.abs(ours - ref).max() <= _bound(ref)
     # one call per stage; after a rejection the first stage (same x, same sigma) is not repeated
     assert len(trace) == info["nfe"] - info["n_reject"]
