@@ -16,10 +16,14 @@ turn the Mersenne Twister (MT19937) stream into numbers:
   in the generator and is the next such element (the cache survives between calls, so it is
   state, and ``manual_seed`` clears it).
 
-float32 normals of 16+ elements are computed by torch with SIMD (Sleef) log/sin/cos and by us
-with numpy's SIMD float32 log/sin/cos; both are approximations within a few ulps, so a value can
-differ from torch's by a few float32 ulps (at most 1e-6; measured in tests/parity/test_random.py).
-Everything else (uniforms, float64 normals, fewer than 16 elements) is bit-exact.
+Every value is bit-exact (tests/parity/test_random.py compares the bits). float32 normals of 16+
+elements: torch's AVX2 kernel, which it runs on AVX2 and AVX512 machines, takes the log and
+sincos from avx_mathfun.h's Cephes polynomials in float32, with the multiply-adds its compiler
+fused; :mod:`edge_sched.avx_mathfun` repeats that arithmetic. float64 normals of 16+ elements:
+the C library's log and sincos, as torch. torch run with its DEFAULT CPU capability
+(``ATEN_CPU_CAPABILITY=default``, or a CPU without AVX2) uses glibc's float32 logf / cosf / sinf
+for float32 instead, which differ from the AVX2 kernel in about 40% of the values (403,811 of
+1,048,576 measured); we follow the AVX2 kernel. float64 is the same on both.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from .avx_mathfun import Workspace, cos_sin_ps, log_ps
 from .cuda_random import DEFAULT_SEED, PhiloxCudaGenerator, torch_seed
 
 __all__ = ["TorchGenerator", "GeneratorLike", "as_generator", "randn_tensor", "rand_tensor"]
@@ -36,6 +41,7 @@ __all__ = ["TorchGenerator", "GeneratorLike", "as_generator", "randn_tensor", "r
 _MASK24 = np.uint32((1 << 24) - 1)
 _MASK53 = np.uint64((1 << 53) - 1)
 _TWO_PI32 = np.float32(2 * np.pi)
+_BOX_MULLER_CHUNK = 16384  # pairs per pass: large enough that numpy's per-call cost fades
 
 
 class TorchGenerator:
@@ -154,15 +160,16 @@ class TorchGenerator:
             out = np.array([self._normal_scalar() for _ in range(n)], dtype=np.float64).astype(dtype)
         return out.reshape(shape)
 
-    def _scratch(self, size: int) -> np.ndarray:
-        """Three float32 work rows for the Box-Muller transform, kept between calls: fresh
-        buffers of this size would be page-faulted in on every draw."""
+    def _scratch(self, size: int) -> "_BoxMullerWork":
+        """Work rows for the Box-Muller transform of ``size`` pairs (taken in pieces of at most
+        _BOX_MULLER_CHUNK), kept between calls: fresh buffers would be page-faulted in on every draw."""
+        size = min(size, _BOX_MULLER_CHUNK)
         cached = self.__dict__.get("_work")
-        if cached is None or cached.shape[1] < size:
+        if cached is None or cached.size < size:
             if size <= 8:
-                return np.empty((3, size), np.float32)
-            cached = self._work = np.empty((3, size), np.float32)
-        return cached[:, :size]
+                return _BoxMullerWork(size)
+            cached = self._work = _BoxMullerWork(size)
+        return cached
 
     def _normal_scalar(self) -> float:
         if self._next_normal is not None:
@@ -181,51 +188,62 @@ class TorchGenerator:
 
 
 def _box_muller_blocks(uniforms: np.ndarray, dtype) -> np.ndarray:
-    """torch's 16-wide Box-Muller over consecutive blocks of 16 uniforms."""
+    """torch's 16-wide Box-Muller over consecutive blocks of 16 float64 uniforms.
+
+    torch calls the C library's log and sincos here (numpy's SIMD float64 log/sin/cos can differ
+    in the last bit); Python's math functions are the same C library calls.
+    """
+    if dtype != np.float64:
+        raise TypeError(f"_box_muller_blocks is the float64 path, got {dtype}; float32 goes through _box_muller_f32.")
     blocks = uniforms.reshape(-1, 2, 8)
     u1 = 1 - blocks[:, 0]
     u2 = blocks[:, 1]
-    if dtype == np.float64:
-        # torch calls the C library here; numpy's SIMD log/sin/cos can differ in the last bit
-        radius = np.sqrt(-2 * _libm(math.log, u1))
-        theta = 2.0 * np.pi * u2
-        return np.stack([radius * _libm(math.cos, theta), radius * _libm(math.sin, theta)], axis=1).reshape(-1)
-    # float32 throughout, as torch; numpy's float32 log/sin/cos are SIMD approximations too
-    radius = np.sqrt(np.float32(-2) * np.log(u1))
-    theta = _TWO_PI32 * u2
-    return np.stack([radius * np.cos(theta), radius * np.sin(theta)], axis=1).reshape(-1)
+    radius = np.sqrt(-2 * _libm(math.log, u1))
+    theta = 2.0 * np.pi * u2
+    out = np.stack([radius * _libm(math.cos, theta), radius * _libm(math.sin, theta)], axis=1).reshape(-1)
+    return np.add(out, 0.0, out=out)  # torch's fma(x, std, mean) turns -0 (from u1 = 1) into +0
 
 
-def _box_muller_f32(k: np.ndarray, out: np.ndarray, work: np.ndarray) -> None:
-    """float32 normals into ``out`` from 24-bit integers ``k`` (u = k / 2**24), blocks of 16.
+class _BoxMullerWork:
+    """Scratch of :func:`_box_muller_f32` for up to ``size`` pairs: three float32 rows (the two
+    halves of the blocks, then cos / sin, and the radius) and the polynomials' Workspace."""
 
-    The same float32 operations as :func:`_box_muller_blocks`, value for value, in fewer and
-    contiguous passes: the 8 + 8 halves of every block are split into two rows by one copy (of
-    32-byte items), 1 - u = 1 - k 2**-24 is exact, 2 pi u is k (2 pi 2**-24) (a power-of-two
-    scaling changes no rounding), every pass writes in place into ``work`` (three float32 rows
-    of len(k) / 2), and one copy interleaves cos and sin rows back into blocks.
-    ``k`` is read completely before ``out`` is written, so the two may be the same memory.
+    def __init__(self, size: int):
+        self.size = int(size)
+        self.rows = np.empty((3, self.size), np.float32)
+        self.mathfun = Workspace(self.size)
+
+
+def _box_muller_f32(k: np.ndarray, out: np.ndarray, work: _BoxMullerWork) -> None:
+    """float32 normals into ``out`` from 24-bit integers ``k`` (u = k / 2**24), blocks of 16:
+    torch's AVX2 ``NormalFill16`` bit for bit (log and sincos from :mod:`edge_sched.avx_mathfun`).
+
+    Pieces of ``work.size`` pairs at a time: the 8 + 8 halves of the blocks are split into two
+    rows by one copy (of 32-byte items), 1 - u = (2**24 - k) 2**-24 is exact, 2 pi u is
+    k (2 pi 2**-24) (a power-of-two scaling changes no rounding), every pass writes in place into
+    ``work``, and one copy interleaves the cos and sin rows back into blocks. Each piece of ``k``
+    is read completely before that piece of ``out`` is written, so the two may be the same memory.
     """
-    nb = k.size // 16
-    w0, w1, radius = work
-    w0i, w1i = w0.view(np.int32), w1.view(np.int32)
-    # rows: w0 = k[j], w1 = k[j + 8] of every block
-    np.copyto(work[:2].view("V32"), k.reshape(nb, 2, 8).view("V32").reshape(nb, 2).T)
-    np.copyto(radius, w0i, casting="unsafe")
-    np.multiply(radius, np.float32(-(2.0**-24)), out=radius)
-    np.add(radius, np.float32(1), out=radius)  # u1 = 1 - u, exact
-    np.log(radius, out=radius)
-    np.multiply(radius, np.float32(-2), out=radius)
-    np.sqrt(radius, out=radius)
-    theta = w0
-    np.copyto(theta, w1i, casting="unsafe")
-    np.multiply(theta, _TWO_PI32 * np.float32(2.0**-24), out=theta)
-    sin = w1
-    np.sin(theta, out=sin)
-    np.cos(theta, out=theta)
-    np.multiply(theta, radius, out=theta)
-    np.multiply(sin, radius, out=sin)
-    np.copyto(out.reshape(nb, 2, 8).view("V32").reshape(nb, 2), work[:2].view("V32").T)
+    nb, step = k.size // 16, work.size // 8
+    blocks, out_blocks = k.reshape(nb, 2, 8), out.reshape(nb, 2, 8)
+    for b0 in range(0, nb, step):
+        b1 = min(nb, b0 + step)
+        rows = work.rows if 8 * (b1 - b0) == work.size else work.rows[:, : 8 * (b1 - b0)]
+        pair, radius = rows[:2], rows[2]
+        u1, theta = pair
+        u1_int, theta_int = u1.view(np.int32), theta.view(np.int32)
+        # rows: k[j] and k[j + 8] of every block
+        np.copyto(pair.view("V32"), blocks[b0:b1].view("V32").reshape(b1 - b0, 2).T)
+        np.subtract(np.int32(1 << 24), u1_int, out=u1_int)
+        np.multiply(u1_int, np.float32(2.0**-24), out=u1, dtype=np.float32, casting="unsafe")
+        log_ps(u1, radius, work.mathfun)
+        np.multiply(radius, np.float32(-2), out=radius)
+        np.sqrt(radius, out=radius)
+        np.multiply(theta_int, _TWO_PI32 * np.float32(2.0**-24), out=theta, dtype=np.float32, casting="unsafe")
+        cos_sin_ps(theta, pair, work.mathfun)
+        np.multiply(pair, radius, out=pair)
+        np.add(pair, np.float32(0), out=pair)  # torch's fma(x, std, mean) turns -0 (radius -0) into +0
+        np.copyto(out_blocks[b0:b1].view("V32").reshape(b1 - b0, 2), pair.view("V32").T)
 
 
 def _libm(fn, values: np.ndarray) -> np.ndarray:
