@@ -20,10 +20,11 @@ Use it through ``edge_sched.random.TorchGenerator(seed, device="cuda")``. How to
   with ``z = w2 ^ (w3 << 21)``, values ``sqrt(-2 log u) sinpi(v)`` and ``... cospi(v)``.
   float16 / bfloat16 are the float32 values rounded to nearest even.
 
-Exactness: uniforms are bit-exact in every dtype. The GPU takes float32 sin/cos from its fast hardware
-approximation (``__sincosf``); we use correctly rounded ones, so float32 normals differ by up to about
-1e-6 (the parity suite holds them to 1e-5) and float16 / bfloat16 normals by at most one ulp where the
-float32 value sits next to a rounding boundary. float64 normals are within 1e-12.
+Exactness (tests/parity/test_cuda_random.py, against an H200): uniforms are bit-exact in every dtype.
+The GPU takes float32 sin/cos from its hardware approximation (``__sincosf``: the angle scaled to turns,
+rounded toward zero, which we copy, then a table-driven sine, which we cannot, ~2**-21.4 absolute), so
+float32 normals differ by up to 1.3e-6 (the suite's bound is 1e-5), float16 / bfloat16 normals by one ulp
+where that moves a rounding (a few ulps for values under 2e-4), float64 normals by 4.4e-16.
 
 The grid depends on the GPU. The default (``multi_processor_count=None``) launches one thread per
 element, which is what every GPU does for tensors up to its thread limit below; for larger tensors pass
@@ -58,7 +59,7 @@ __all__ = ["DEFAULT_SEED", "PhiloxCudaGenerator", "torch_seed"]
 DEFAULT_SEED = 67280421310721  # torch's default_rng_seed_val
 _BLOCK = 256  # threads per block of torch's distribution kernels
 _OFFSET_PER_DRAW = 4  # torch advances the offset by 4 per draw of every thread
-_MAX_NUMEL = 2**31 - 1  # beyond this torch splits the tensor into several launches (not reproduced)
+_MAX_BYTES = 2**31 - 1  # beyond this torch splits the tensor into several launches (not reproduced)
 
 # Philox-4x32-10 constants (Salmon et al. 2011; curand's and torch's values)
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
@@ -148,12 +149,14 @@ class PhiloxCudaGenerator:
 
     def randn(self, numel: int, dtype: str) -> np.ndarray:
         """``numel`` standard normals, flat, in ``dtype`` (see :func:`_finish` for bfloat16)."""
+        _check_size(numel, dtype)
         if dtype == "float64":
             return self._fill(numel, 2, _normal_double)
         return _finish(self._fill(numel, 4, _normal_float), dtype, uniform=False)
 
     def rand(self, numel: int, dtype: str) -> np.ndarray:
         """``numel`` uniforms on [0, 1), flat, in ``dtype``."""
+        _check_size(numel, dtype)
         if dtype == "float64":
             values = self._fill(numel, 2, _uniform_double)
             values[values == 1.0] = 0.0
@@ -168,8 +171,6 @@ class PhiloxCudaGenerator:
         return blocks * _BLOCK
 
     def _fill(self, numel: int, unroll: int, transform) -> np.ndarray:
-        if numel > _MAX_NUMEL:
-            raise ValueError(f"CUDA noise of more than 2**31 - 1 elements is not reproduced, got {numel}.")
         out = np.empty(numel, np.float64 if unroll == 2 else np.float32)
         if numel == 0:  # torch launches nothing and leaves the offset alone
             return out
@@ -179,7 +180,7 @@ class PhiloxCudaGenerator:
         for k in range(draws):
             base = k * stride
             active = min(threads, numel - base)  # threads with at least one element in this draw
-            words = _philox(self.seed, self.offset // 4 + k, active)
+            words = _philox(self.seed, self.offset // 4 + k, active)  # curand_init's offset counts words
             counts = [min(max(numel - base - j * threads, 0), active) for j in range(unroll)]
             for j, values in enumerate(transform(words, counts)):
                 start = base + j * threads
@@ -194,10 +195,18 @@ class PhiloxCudaGenerator:
 # -- Philox-4x32-10 ----------------------------------------------------------------------
 
 
-def _philox(seed: int, counter_hi: int, threads: int) -> np.ndarray:
-    """Words (4, threads) of the blocks with counter ``(counter_hi, thread)`` for threads 0..threads-1."""
-    c0 = np.full(threads, counter_hi & _U32, np.uint32)
-    c1 = np.full(threads, (counter_hi >> 32) & _U32, np.uint32)
+def _check_size(numel: int, dtype: str) -> None:
+    itemsize = {"float64": 8, "float32": 4}.get(dtype, 2)
+    if numel and (numel - 1) * itemsize + 1 > _MAX_BYTES:
+        raise ValueError(f"CUDA noise over 2**31 - 1 bytes (torch splits such tensors) is not reproduced; "
+                         f"got {numel} {dtype} values.")
+
+
+def _philox(seed: int, block: int, threads: int) -> np.ndarray:
+    """Words (4, threads) of Philox-4x32-10 for counters ``(block, thread)``, threads 0..threads-1: the
+    ``block``-th draw of each thread's subsequence."""
+    c0 = np.full(threads, block & _U32, np.uint32)
+    c1 = np.full(threads, (block >> 32) & _U32, np.uint32)
     c2 = np.arange(threads, dtype=np.uint32)
     c3 = np.zeros(threads, np.uint32)
     k0, k1 = seed & _U32, seed >> 32

@@ -353,3 +353,13 @@ def test_bad_states_are_refused():
         g.set_state(np.zeros(8, np.uint8))
     with pytest.raises(ValueError, match="seed must be in"):
         g.set_state({"seed": 2**64, "offset": 0})
+
+
+def test_tensors_torch_splits_are_refused():
+    """Over 2**31 - 1 bytes torch launches per 32-bit-indexable piece, each advancing the offset again."""
+    g = TorchGenerator(0, device="cuda")
+    with pytest.raises(ValueError, match="over 2\\*\\*31 - 1 bytes.*536870913 float32"):
+        g.randn((2**29 + 1,))
+    with pytest.raises(ValueError, match="1073741825 float16"):
+        g.rand((2**15, 2**15 + 1), dtype=np.float16)
+    assert g.get_state()["offset"] == 0
