@@ -13,7 +13,7 @@ This package uses torch, diffusers and optimum; the device runtime (``edge_sched
   Options: ``static_shapes={"batch", "height", "width"}`` (``export/static.py``),
   ``weight_compression="int8"|"int4"`` (OpenVINO, nncf), ``scheduler=`` + ``scheduler_overrides=``.
 - ``convert_scheduler(config, target, **overrides)``: any diffusers scheduler config -> one of
-  edge_sched's numpy schedulers (diffusers class names; A1111 names when edge_sched has the table).
+  edge_sched's numpy schedulers (diffusers class names or A1111 sampler names).
 - ``set_scheduler(folder, target, **overrides)``: swap the scheduler of an exported folder.
 
 The manifest ``edge_sched.json`` (version 1):

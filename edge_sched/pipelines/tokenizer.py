@@ -15,7 +15,8 @@ package (Rust); the text clean-up in front of them follows transformers' *slow*
 
 The ids are ``[bos] + tokens + [eos]``, truncated to ``max_length`` (the tokens, not the
 specials, are cut) and padded with the pad token of the files (``<|endoftext|>`` in SD,
-``!`` in SDXL's ``tokenizer_2``).
+``!`` in SDXL's ``tokenizer_2``): by the ``tokenizers`` library for ``flavor="fast"``, here for
+the slow flavor (see ``__call__``).
 
 ``flavor="fast"`` gives transformers' ``CLIPTokenizerFast`` instead (NFC, whitespace runs ->
 space, Rust lowercasing, no control-character removal or CJK splitting); use it when
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from tokenizers import AddedToken as _RustAddedToken
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from ..jsonfile import read_json
 
@@ -184,6 +185,7 @@ class CLIPTokenizer:
         if backend is not None:  # a fast tokenizer file, used as saved (flavor "fast")
             self._backend = backend
             self._backend.add_tokens([self._rust_token(t) for t in self._added_in_id_order()])
+            self._set_fast_specials()
             return
         bpe = models.BPE(vocab=dict(vocab), merges=list(merges), continuing_subword_prefix="",
                          end_of_word_suffix="</w>", fuse_unk=False, unk_token=unk_token, dropout=None)
@@ -203,6 +205,16 @@ class CLIPTokenizer:
             ])
             self._backend.decoder = decoders.ByteLevel()
             self._backend.add_tokens([self._rust_token(t) for t in self._added_in_id_order()])
+            self._set_fast_specials()
+
+    def _set_fast_specials(self) -> None:
+        """bos + ids + eos by the library (these ids, whatever the file's post-processor says);
+        truncation and padding are per call (``__call__``), never the file's saved settings."""
+        self._backend.post_processor = processors.TemplateProcessing(
+            single=f"{self.bos_token} $A {self.eos_token}",
+            special_tokens=[(self.bos_token, self.bos_token_id), (self.eos_token, self.eos_token_id)])
+        self._backend.no_truncation()
+        self._backend.no_padding()
 
     def _added_in_id_order(self) -> list[SpecialToken]:
         return sorted(self.added.values(), key=lambda t: self.encoder[t.content])
@@ -307,6 +319,9 @@ class CLIPTokenizer:
         batch = [prompts] if isinstance(prompts, str) else list(prompts)
         if not batch:
             raise ValueError("prompts is empty: give a string or a non-empty list of strings")
+        for text in batch:
+            if not isinstance(text, str):
+                raise TypeError(f"prompt must be a str, got {type(text).__name__}")
         if padding is True:
             padding = "longest"
         elif padding is False or padding is None:
@@ -320,16 +335,24 @@ class CLIPTokenizer:
             max_length = self.model_max_length
         if max_length is not None and max_length < 2:
             raise ValueError(f"max_length={max_length} must be at least 2 (room for bos and eos)")
-        rows = []
-        for text in batch:
-            ids = self.encode(text)
-            if truncation:
-                ids = ids[:max_length - 2]
-            rows.append([self.bos_token_id, *ids, self.eos_token_id])
-        width = max_length if padding == "max_length" else max(len(r) for r in rows)
-        if padding == "do_not_pad" and len({len(r) for r in rows}) > 1:
-            raise ValueError("prompts tokenize to different lengths; use padding='longest' or 'max_length'")
-        input_ids = np.full((len(rows), max(width, max(len(r) for r in rows))), self.pad_token_id, dtype=np.int64)
+        limit = max_length - 2 if truncation else None  # the prompt's tokens, leaving room for bos and eos
+        if self.flavor == "fast":  # the library truncates, adds bos and eos, and pads
+            encodings = self._backend.encode_batch(batch, add_special_tokens=False)
+            if limit is not None:
+                for e in encodings:
+                    e.truncate(limit)
+            encodings = [self._backend.post_process(e) for e in encodings]
+            width = _padded_width([len(e.ids) for e in encodings], padding, max_length)
+            for e in encodings:
+                e.pad(width, pad_id=self.pad_token_id, pad_token=self.pad_token)
+            return TokenizerOutput(input_ids=np.array([e.ids for e in encodings], dtype=np.int64),
+                                   attention_mask=np.array([e.attention_mask for e in encodings], dtype=np.int64))
+        # The slow flavor's ids come from transformers' clean-up and added-token splitting done here in
+        # front of the library's BPE; the library truncates and pads only Encodings of its own encode,
+        # and none can be made from ids, so these rows are assembled here.
+        rows = [[self.bos_token_id, *self.encode(text)[:limit], self.eos_token_id] for text in batch]
+        width = _padded_width([len(r) for r in rows], padding, max_length)
+        input_ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
         mask = np.zeros_like(input_ids)
         for k, row in enumerate(rows):
             input_ids[k, :len(row)] = row
@@ -369,6 +392,13 @@ class CLIPTokenizer:
     def _tokens_to_string(tokens: list[str]) -> str:
         raw = bytearray(_UNICODE_TO_BYTE[c] for c in "".join(tokens) if c in _UNICODE_TO_BYTE)
         return raw.decode("utf-8", errors="replace").replace("</w>", " ").strip()
+
+
+def _padded_width(lengths: list[int], padding: str, max_length: int | None) -> int:
+    """The batch's width: ``max_length`` ("max_length"; rows longer when not truncated) or the longest row."""
+    if padding == "do_not_pad" and len(set(lengths)) > 1:
+        raise ValueError("prompts tokenize to different lengths; use padding='longest' or 'max_length'")
+    return max(max_length if padding == "max_length" else 0, *lengths)
 
 
 def _special_token(value, where: str, normalized: bool = False) -> SpecialToken:
