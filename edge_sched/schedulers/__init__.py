@@ -4,7 +4,9 @@ from .ays import AysSchedules
 from .a1111 import A1111_SAMPLERS, from_a1111_name
 from .dpmsolver_sde import DPMSolverSDEScheduler
 from .dpmsolver_singlestep import DPMSolverSinglestepScheduler
-from .kdiffusion_only import DPMAdaptiveScheduler, DPMFastScheduler, DPMPP2SAncestralScheduler
+from .dpm_adaptive import DPMAdaptiveScheduler
+from .dpm_fast import DPMFastScheduler
+from .dpmpp_2s_ancestral import DPMPP2SAncestralScheduler
 from .kdpm2 import KDPM2DiscreteScheduler
 from .kdpm2_ancestral import KDPM2AncestralDiscreteScheduler
 from .base import SchedulerMixin, SchedulerNotReadyError, SchedulerOutput

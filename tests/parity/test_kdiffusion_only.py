@@ -147,7 +147,7 @@ def test_dpmpp_2s_ancestral_matches_kdiffusion(config, steps):
     assert np.abs(ours - ref).max() <= _bound(ref)
     assert np.abs(ours - stock).max() <= max(_bound(stock), 10 * np.abs(ref - stock).max())
     # every step's starting point too (a step is one or two calls)
-    starts = [x0] + [sched_x for sched_x, c in zip(_, sched._calls) if c["kind"] != "first"][:-1]
+    starts = [x0] + [sched_x for sched_x, c in zip(_, sched._calls) if c.completes_step][:-1]
     assert len(starts) == len(kd_steps)
     for a, b in zip(starts, kd_steps):
         assert np.abs(a - b).max() <= _bound(b)
@@ -181,7 +181,7 @@ def test_dpm_fast_matches_kdiffusion(nfe, eta):
     ours, trace = _run_ours(sched, x0, seed=nfe)
     _record("DPMFastScheduler", ours, ref)
     assert np.abs(ours - ref).max() <= _bound(ref)
-    starts = [x0] + [x for x, c in zip(trace, sched._calls) if c["k"] == sched._steps[c["step"]]["order"] - 1][:-1]
+    starts = [x0] + [x for x, c in zip(trace, sched._calls) if c.completes_step][:-1]
     assert len(starts) == len(kd_steps)
     for a, b in zip(starts, kd_steps):
         assert np.abs(a - b).max() <= _bound(b)
