@@ -5,14 +5,18 @@ torch's CPU ``randn`` turns uniforms into normals with these Cephes-style float3
 ``a * b + c`` into fused multiply-adds; its machine code fuses every Horner step of the three
 polynomials, the log's ``y * z + e * q1``, the cosine's ``y * z - z / 2``, the sine's
 ``y * x + x`` and the angle reduction's steps. A fused multiply-add of float32 values is
-computed here in float64 and rounded once to float32: float64 holds the product of two float32
-values exactly, and the sum too at these sites (the addends lie on a fine enough grid for their
-magnitudes), so the one rounding is the fused operation's. Products that are exact in float32
-(the first two reduction steps, ``e * q2``, ``z / 2``) are plain float32 operations.
+computed here in float64 and rounded to float32: float64 holds the product of two float32
+values exactly; where the float64 sum is exact too (the log's Horner steps, the angle
+reduction) the one rounding is the fused operation's, elsewhere the sum is rounded twice, which
+changes the float32 result only if the float64 sum lands exactly halfway between two float32
+values. The last cosine and sine steps are taken as ``z (y - 1/2)`` and ``x (y + 1)``, equal
+but for the same kind of case. Products exact in float32 (``e * q2``, ``z / 2``) are plain
+float32 operations.
 
-Checked once for every input the Box-Muller transform can pass (the 2**24 values of each)
-against torch's header compiled with the same contractions: no difference; test_random.py
-compares whole draws with torch.
+So bit-exactness rests on a check: for every input the Box-Muller transform can pass (the 2**24
+values of each function), against torch's header compiled with the same contractions, there is
+no difference (tests/parity/test_random.py runs it and compares whole draws with torch). Other
+inputs are computed the same way; they were not all compared.
 
 Every pass writes into preallocated rows of a :class:`Workspace`; callers cut longer arrays
 into pieces of its size.
@@ -121,14 +125,14 @@ def cos_sin_ps(x: np.ndarray, out: np.ndarray, work: Workspace) -> None:
     np.multiply(xr, xr, out=z)
     np.copyto(x64, xr)
     np.copyto(z64, z)
-    # both polynomials at once, rows (cos, sin); fused steps in float64 as in log_ps
+    # both polynomials at once, rows (cos, sin); fused steps in float64, rounded to float32
     np.multiply(z64, _COS_SIN_P[0], out=t)
     np.add(t, _COS_SIN_P[1], out=out)
     np.copyto(t, out)
     np.multiply(t, z64, out=t)
     np.add(t, _COS_SIN_P[2], out=out)
     np.multiply(out, z, out=out)
-    # fma(y, z, -z/2) = z (y - 1/2) and fma(y, x, x) = x (y + 1), both exact in float64
+    # fma(y, z, -z/2) as z (y - 1/2), fma(y, x, x) as x (y + 1) (see the module doc)
     np.copyto(t, out)
     np.add(t, _MINUS_HALF_PLUS_ONE, out=t)
     np.multiply(t, zx64, out=out)
