@@ -56,14 +56,27 @@ class Workspace:
         self.size = int(size)
         self._f32 = np.empty((4, self.size), _F32)
         self._f64 = np.empty((4, self.size), _F64)
-        self._full = (self._f32, self._f64)
+        self._full = _Rows(self._f32, self._f64)  # the views, made once: each costs a microsecond
 
-    def rows(self, n: int):
+    def rows(self, n: int) -> "_Rows":
         if n == self.size:
             return self._full
         if n > self.size:
             raise ValueError(f"a Workspace of size {self.size} cannot hold {n} elements.")
-        return self._f32[:, :n], self._f64[:, :n]
+        return _Rows(self._f32[:, :n], self._f64[:, :n])
+
+
+class _Rows:
+    """Named views of a Workspace's rows (float32 rows 0-3, float64 rows 0-3)."""
+
+    def __init__(self, f32: np.ndarray, f64: np.ndarray):
+        i32 = f32.view(_I32)
+        self.f32_0, self.f32_1, self.f32_2, self.f32_3 = f32
+        self.i32_0, self.i32_1, self.i32_2, self.i32_3 = i32
+        self.i32_01, self.f32_23 = i32[:2], f32[2:4]
+        self.f64_0, self.f64_1 = f64[0], f64[1]
+        self.f64_01, self.f64_23 = f64[:2], f64[2:4]
+        self.f64_2, self.f64_3 = f64[2], f64[3]
 
 
 def log_ps(x: np.ndarray, out: np.ndarray, work: Workspace) -> None:
@@ -72,10 +85,8 @@ def log_ps(x: np.ndarray, out: np.ndarray, work: Workspace) -> None:
     torch's other cases (zero, negative, subnormal, inf, NaN) are left out: Box-Muller's
     ``1 - u`` lies in [2**-24, 1].
     """
-    f32, f64 = work.rows(x.shape[0])
-    m, xr, y, ints = f32
-    x64, t = f64[0], f64[1]
-    e, doubled = ints.view(_I32), y.view(_I32)
+    r = work.rows(x.shape[0])
+    m, xr, y, e, doubled, x64, t = r.f32_0, r.f32_1, r.f32_2, r.i32_3, r.i32_2, r.f64_0, r.f64_1
     # x = m 2**e, m in [0.5, 1): avx_mathfun's mantissa and exponent fields
     np.frexp(x, out=(m, e))
     np.less(m, _SQRTHF, out=doubled)  # there m is doubled and e lowered by one
@@ -83,7 +94,7 @@ def log_ps(x: np.ndarray, out: np.ndarray, work: Workspace) -> None:
     np.ldexp(m, doubled, out=xr)
     np.subtract(xr, _F32(1), out=xr)  # exact
     z = m
-    # Horner with fused steps: y = fma(y, x, p), float64 y * x + p rounded once
+    # Horner with fused steps: y = fma(y, x, p), float64 y * x + p rounded to float32
     np.copyto(x64, xr)
     np.multiply(x64, _LOG_P[0], out=t)
     np.add(t, _LOG_P[1], out=y)
@@ -108,11 +119,8 @@ def cos_sin_ps(x: np.ndarray, out: np.ndarray, work: Workspace) -> None:
     ``out`` is a (2, len(x)) float32 array (a row may be ``x`` itself). Negative ``x`` is left
     out: Box-Muller's angles lie in [0, 2 pi).
     """
-    f32, f64 = work.rows(x.shape[0])
-    a, xr, z = f32[1:]  # row 0 takes the cos signs at the end
-    t, zx64 = f64[:2], f64[2:4]
-    z64, x64 = zx64
-    j = a.view(_I32)
+    r = work.rows(x.shape[0])
+    j, z, xr, t, z64 = r.i32_1, r.f32_2, r.f32_3, r.f64_01, r.f64_2
     # octant j = (trunc(x 4/pi) + 1) & ~1
     np.multiply(x, _FOPI, out=xr)
     np.copyto(j, xr, casting="unsafe")  # truncates
@@ -120,11 +128,10 @@ def cos_sin_ps(x: np.ndarray, out: np.ndarray, work: Workspace) -> None:
     np.bitwise_and(j, -2, out=j)
     # x - j pi/4 as torch's x + j dp1 + j dp2 (both exact: j <= 8, x >= pi/4 where j > 0), then
     # fma(j, dp3, x): in float64 the whole sum is exact, so one rounding gives the same float32
-    np.multiply(j, _DP_SUM, out=t[0])
-    np.add(t[0], x, out=xr)
+    np.multiply(j, _DP_SUM, out=r.f64_0)
+    np.add(r.f64_0, x, out=xr)
     np.multiply(xr, xr, out=z)
-    np.copyto(x64, xr)
-    np.copyto(z64, z)
+    np.copyto(r.f64_23, r.f32_23)  # (z, x) in float64
     # both polynomials at once, rows (cos, sin); fused steps in float64, rounded to float32
     np.multiply(z64, _COS_SIN_P[0], out=t)
     np.add(t, _COS_SIN_P[1], out=out)
@@ -135,12 +142,12 @@ def cos_sin_ps(x: np.ndarray, out: np.ndarray, work: Workspace) -> None:
     # fma(y, z, -z/2) as z (y - 1/2), fma(y, x, x) as x (y + 1) (see the module doc)
     np.copyto(t, out)
     np.add(t, _MINUS_HALF_PLUS_ONE, out=t)
-    np.multiply(t, zx64, out=out)
+    np.multiply(t, r.f64_23, out=out)
     np.add(out, _PLUS_ONE_ZERO, out=out)  # cos + 1; the sine's + 0 is torch's select
     # quadrant, on the int32 bits: where j & 2 the rows swap; then the signs (cos: (j & 2) ^ (j & 4),
     # sin: j & 4). After j << 29, bit 31 holds j & 4 and bit 30 holds j & 2.
-    bits, signs = out.view(_I32), f32[:2].view(_I32)  # signs: rows (cos, sin)
-    cos_sign, swap, diff = signs[0], xr.view(_I32), z.view(_I32)
+    bits, signs = out.view(_I32), r.i32_01  # signs: rows (cos, sin)
+    cos_sign, swap, diff = r.i32_0, r.i32_3, r.i32_2
     np.left_shift(j, 29, out=j)
     np.left_shift(j, 1, out=swap)
     np.bitwise_xor(j, swap, out=cos_sign)

@@ -205,13 +205,26 @@ def _box_muller_blocks(uniforms: np.ndarray, dtype) -> np.ndarray:
 
 
 class _BoxMullerWork:
-    """Scratch of :func:`_box_muller_f32` for up to ``size`` pairs: three float32 rows (the two
-    halves of the blocks, then cos / sin, and the radius) and the polynomials' Workspace."""
+    """Scratch of :func:`_box_muller_f32` for up to ``size`` pairs: two float32 rows (the halves of
+    the blocks, then cos and sin), the radius row and the polynomials' Workspace."""
 
     def __init__(self, size: int):
         self.size = int(size)
         self.rows = np.empty((3, self.size), np.float32)
         self.mathfun = Workspace(self.size)
+        self._full = self.views(self.size)  # made once: each view costs a microsecond
+
+    def views(self, n: int):
+        if n == self.size and "_full" in self.__dict__:
+            return self._full
+        pair, radius = self.rows[:2, :n], self.rows[2, :n]
+        return pair, pair.view(np.int32), pair.view("V32"), radius
+
+
+# (1 - u, theta) from the pair rows' integers (k1, k2): (-(k1 - 2**24) 2**-24, k2 (2 pi 2**-24)),
+# with u = k 2**-24; exact but for theta's one rounding (a power-of-two scaling changes none)
+_PAIR_SHIFT = np.array([[1 << 24], [0]], np.int32)
+_PAIR_SCALE = np.array([[-(2.0**-24)], [_TWO_PI32 * np.float32(2.0**-24)]], np.float32)
 
 
 def _box_muller_f32(k: np.ndarray, out: np.ndarray, work: _BoxMullerWork) -> None:
@@ -219,31 +232,26 @@ def _box_muller_f32(k: np.ndarray, out: np.ndarray, work: _BoxMullerWork) -> Non
     torch's AVX2 ``NormalFill16`` bit for bit (log and sincos from :mod:`edge_sched.avx_mathfun`).
 
     Pieces of ``work.size`` pairs at a time: the 8 + 8 halves of the blocks are split into two
-    rows by one copy (of 32-byte items), 1 - u = (2**24 - k) 2**-24 is exact, 2 pi u is
-    k (2 pi 2**-24) (a power-of-two scaling changes no rounding), every pass writes in place into
-    ``work``, and one copy interleaves the cos and sin rows back into blocks. Each piece of ``k``
-    is read completely before that piece of ``out`` is written, so the two may be the same memory.
+    rows by one copy (of 32-byte items), every pass writes in place into ``work``, and one copy
+    interleaves the cos and sin rows back into blocks. Each piece of ``k`` is read completely
+    before that piece of ``out`` is written, so the two may be the same memory.
     """
     nb, step = k.size // 16, work.size // 8
-    blocks, out_blocks = k.reshape(nb, 2, 8), out.reshape(nb, 2, 8)
+    blocks, out_blocks = k.reshape(nb, 2, 8).view("V32"), out.reshape(nb, 2, 8).view("V32")
     for b0 in range(0, nb, step):
         b1 = min(nb, b0 + step)
-        rows = work.rows if 8 * (b1 - b0) == work.size else work.rows[:, : 8 * (b1 - b0)]
-        pair, radius = rows[:2], rows[2]
-        u1, theta = pair
-        u1_int, theta_int = u1.view(np.int32), theta.view(np.int32)
+        pair, pair_int, pair_v32, radius = work.views(8 * (b1 - b0))
         # rows: k[j] and k[j + 8] of every block
-        np.copyto(pair.view("V32"), blocks[b0:b1].view("V32").reshape(b1 - b0, 2).T)
-        np.subtract(np.int32(1 << 24), u1_int, out=u1_int)
-        np.multiply(u1_int, np.float32(2.0**-24), out=u1, dtype=np.float32, casting="unsafe")
-        log_ps(u1, radius, work.mathfun)
+        np.copyto(pair_v32, blocks[b0:b1, :, 0].T)
+        np.subtract(pair_int, _PAIR_SHIFT, out=pair_int)
+        np.multiply(pair_int, _PAIR_SCALE, out=pair, dtype=np.float32, casting="unsafe")
+        log_ps(pair[0], radius, work.mathfun)
         np.multiply(radius, np.float32(-2), out=radius)
         np.sqrt(radius, out=radius)
-        np.multiply(theta_int, _TWO_PI32 * np.float32(2.0**-24), out=theta, dtype=np.float32, casting="unsafe")
-        cos_sin_ps(theta, pair, work.mathfun)
+        cos_sin_ps(pair[1], pair, work.mathfun)
         np.multiply(pair, radius, out=pair)
         np.add(pair, np.float32(0), out=pair)  # torch's fma(x, std, mean) turns -0 (radius -0) into +0
-        np.copyto(out_blocks[b0:b1].view("V32").reshape(b1 - b0, 2), pair.view("V32").T)
+        np.copyto(out_blocks[b0:b1, :, 0], pair_v32.T)
 
 
 def _libm(fn, values: np.ndarray) -> np.ndarray:
