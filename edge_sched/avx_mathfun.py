@@ -58,6 +58,10 @@ class Workspace:
         self._f64 = np.empty((4, self.size), _F64)
         self._full = _Rows(self._f32, self._f64)  # the views, made once: each costs a microsecond
 
+    def __reduce__(self):
+        # copies and pickles get fresh rows: copied views would no longer share their memory
+        return Workspace, (self.size,)
+
     def rows(self, n: int) -> "_Rows":
         if n == self.size:
             return self._full

@@ -165,7 +165,7 @@ class TorchGenerator:
         _BOX_MULLER_CHUNK), kept between calls: fresh buffers would be page-faulted in on every draw."""
         size = min(size, _BOX_MULLER_CHUNK)
         cached = self.__dict__.get("_work")
-        if cached is None or cached.size < size:
+        if not isinstance(cached, _BoxMullerWork) or cached.size < size:  # (older pickles hold an array)
             if size <= 8:
                 return _BoxMullerWork(size)
             cached = self._work = _BoxMullerWork(size)
@@ -213,6 +213,10 @@ class _BoxMullerWork:
         self.rows = np.empty((3, self.size), np.float32)
         self.mathfun = Workspace(self.size)
         self._full = self.views(self.size)  # made once: each view costs a microsecond
+
+    def __reduce__(self):
+        # copies and pickles get fresh scratch: copied views would no longer share their memory
+        return _BoxMullerWork, (self.size,)
 
     def views(self, n: int):
         if n == self.size and "_full" in self.__dict__:

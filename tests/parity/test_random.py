@@ -199,6 +199,19 @@ def test_copies_continue_the_stream_on_their_own():
         np.testing.assert_array_equal(twin.rand((7,)), expected[1])
 
 
+@pytest.mark.parametrize("size", [40, 4 * 64 * 64, 3 * 32768 + 47])
+def test_copies_after_large_draws_continue_as_torch(size):
+    import copy
+    import pickle
+
+    ref_gen, g = torch.Generator("cpu").manual_seed(21), TorchGenerator(21)
+    assert _mismatches(g.randn(size), torch.randn(size, generator=ref_gen).numpy()) == 0
+    twins = [copy.deepcopy(g), pickle.loads(pickle.dumps(g))]  # the generator's scratch rows come along
+    ref = torch.randn(size, generator=ref_gen).numpy()
+    for twin in [*twins, g]:
+        assert _mismatches(twin.randn(size), ref) == 0
+
+
 def test_state_round_trip():
     g = TorchGenerator(11)
     g.randn((3,))
