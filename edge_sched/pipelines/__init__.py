@@ -4,7 +4,8 @@ image-to-image, inpainting, unconditional / class-conditional; plus the CLIP tok
 ``DiffusionPipeline.from_pretrained(folder)`` returns the pipeline class ``model_index.json`` names.
 """
 
-from .base import DiffusionPipeline, ImagePipelineOutput, NonFiniteLatentsError, StableDiffusionPipelineOutput
+from .base import DiffusionPipeline, ImagePipelineOutput, StableDiffusionPipelineOutput
+from .loop import NonFiniteLatentsError
 from .loading import PipelineLoadError, builtin_models
 from .img2img import StableDiffusionImg2ImgPipeline
 from .inpaint import StableDiffusionInpaintPipeline

@@ -6,8 +6,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,8 @@ import numpy as np
 from ..random import as_generator
 from ..runtime.base import Component
 from ..schedulers import SchedulerMixin
+from .common import check_common
+from .loop import callback_names
 from .loading import (
     Components,
     PipelineLoadError,
@@ -27,10 +27,6 @@ from .loading import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-class NonFiniteLatentsError(FloatingPointError):
-    """NaN or inf appeared in the latents; says at which step."""
 
 
 @dataclasses.dataclass
@@ -48,43 +44,6 @@ class ImagePipelineOutput:
 StableDiffusionPipelineOutput = ImagePipelineOutput
 
 
-class ProgressBar:
-    """A dependency-free progress line on stderr (diffusers users know ``set_progress_bar_config``)."""
-
-    def __init__(self, total: int | None, desc: str = "", disable: bool = False, stream=None):
-        self.total, self.desc, self.disable, self.n = total, desc, disable, 0
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
-
-    def __enter__(self):
-        self._draw()
-        return self
-
-    def update(self, n: int = 1) -> None:
-        self.n += n
-        self._draw()
-
-    def _draw(self) -> None:
-        if self.disable:
-            return
-        if self.total is None:  # unknown length: count the steps
-            self.stream.write(f"\r{self.desc}{self.n} steps")
-            self.stream.flush()
-            return
-        width = 24
-        filled = int(width * self.n / max(self.total, 1))
-        elapsed = time.perf_counter() - self.start
-        rate = f"{elapsed / self.n:.2f}s/it" if self.n else ""
-        end = "\n" if self.n >= self.total else ""
-        self.stream.write(f"\r{self.desc}{self.n}/{self.total} [{'#' * filled}{'.' * (width - filled)}] {rate}{end}")
-        self.stream.flush()
-
-    def __exit__(self, *exc):
-        if not self.disable and (self.total is None or self.n < self.total):
-            self.stream.write("\n")
-        return False
-
-
 class DiffusionPipeline:
     """Base class; ``DiffusionPipeline.from_pretrained(folder)`` returns the class ``model_index.json`` names."""
 
@@ -93,13 +52,17 @@ class DiffusionPipeline:
     #: graph components used when present
     optional_graphs: tuple[str, ...] = ()
     needs_tokenizer = False
+    #: the tensors ``callback_on_step_end`` may read and replace (diffusers' per-class list)
+    _callback_tensor_inputs: tuple[str, ...] = ("latents",)
 
     def __init__(self, folder: Path, components: Components, scheduler: SchedulerMixin, model_index: dict,
                  tokenizers: dict | None = None, compile: bool = True):
         self.folder, self.components, self.model_index = folder, components, model_index
         self.scheduler = scheduler
         self.tokenizers = tokenizers or {}
-        self._progress = {"disable": False}
+        self._progress_bar_config: dict = {}
+        self._guidance_scale, self._guidance_rescale = 1.0, 0.0
+        self._interrupt, self._num_timesteps = False, None
         if compile and not components.low_memory:
             self.compile()
 
@@ -197,12 +160,46 @@ class DiffusionPipeline:
         return self.components.backend
 
     def set_progress_bar_config(self, **kwargs) -> None:
-        self._progress.update(kwargs)
+        """tqdm options for the denoising progress bar (``disable=True`` silences it), as in diffusers."""
+        self._progress_bar_config = {**self._progress_bar_config, **kwargs}
 
-    def progress_bar(self, timesteps) -> ProgressBar:
-        """A bar over ``timesteps``; adaptive schedules (DPM adaptive) have no length: then a step count."""
-        total = len(timesteps) if hasattr(timesteps, "__len__") else None
-        return ProgressBar(total, desc=self._progress.get("desc", ""), disable=self._progress.get("disable", False))
+    def progress_bar(self, iterable=None, total=None):
+        """A tqdm bar over ``iterable`` or ``total`` steps (None: a step count, for adaptive schedules)."""
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, total=total, **self._progress_bar_config)
+
+    # ---- call state diffusers exposes (callbacks read and set it) --------------------------------
+
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def guidance_rescale(self) -> float:
+        return self._guidance_rescale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return False
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    @property
+    def num_timesteps(self):
+        return self._num_timesteps
+
+    def _begin_call(self, callback, callback_inputs, guidance_scale: float = 1.0, guidance_rescale: float = 0.0,
+                    num_images_per_prompt=1, output_type="pil") -> tuple[str, ...]:
+        """Per-call state, and the common arguments and the callback's tensor names checked before any work
+        (diffusers' check_inputs); returns the tensor names the callback gets."""
+        check_common(num_images_per_prompt, output_type)
+        names = callback_names(self, callback, callback_inputs)
+        self._guidance_scale, self._guidance_rescale = guidance_scale, guidance_rescale
+        self._interrupt = False
+        return names
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(folder={str(self.folder)!r}, backend={self.backend!r}, "
@@ -242,7 +239,11 @@ class DiffusionPipeline:
             self.scheduler.set_timesteps(sigmas=sigmas)
         else:
             self.scheduler.set_timesteps(num_inference_steps)
-        return self.scheduler.timesteps
+        return self._record_timesteps(self.scheduler.timesteps)
+
+    def _record_timesteps(self, timesteps):
+        self._num_timesteps = len(timesteps) if hasattr(timesteps, "__len__") else None
+        return timesteps
 
     def timestep_feed(self, component: Component, t, batch: int, name: str = "timestep") -> np.ndarray:
         """The timestep as the graph declares it: a scalar, or one per batch item, in its dtype."""
@@ -271,25 +272,6 @@ class DiffusionPipeline:
                              f"export with a batch that divides {n}")
         outs = [component(**feeds_for(slice(i, i + size), size)) for i in range(0, n, size)]
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-
-    @staticmethod
-    def _check_finite(latents: np.ndarray, i: int, t) -> None:
-        if not np.isfinite(latents).all():
-            raise NonFiniteLatentsError(
-                f"the latents became NaN/inf at step {i} (timestep {np.asarray(t).item()}); "
-                "the graphs or their precision (fp16?) overflowed"
-            )
-
-    @staticmethod
-    def _callback(callback, pipe, i, t, state: dict, names) -> dict:
-        if callback is None:
-            return state
-        out = callback(pipe, i, t, {k: state[k] for k in names}) or {}
-        unknown = [k for k in out if k not in state]
-        if unknown:
-            raise ValueError(f"callback_on_step_end returned unknown tensors {unknown}; allowed: {sorted(state)}")
-        state.update(out)
-        return state
 
     def release(self) -> None:
         self.components.release_all()

@@ -17,19 +17,17 @@ import numpy as np
 
 from ..random import randn_tensor
 from .base import register_pipeline
-from .guidance import classifier_free_guidance
-from .img2img import StableDiffusionImg2ImgPipeline, sample_latent_distribution
-from .lcm import guidance_scale_embedding
-from .stable_diffusion import StableDiffusionBase, check_common
-
-CALLBACK_TENSORS = ("latents", "prompt_embeds", "negative_prompt_embeds", "mask", "masked_image_latents")
+from .common import check_generator_count, check_strength, spread_batch, vae_latents
+from .loop import denoise
+from .sd_base import StableDiffusionBase
 
 
 @register_pipeline
-class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
+class StableDiffusionInpaintPipeline(StableDiffusionBase):
     """``pipe(prompt, image=init_image, mask_image=mask, strength=1.0, ...)``; 9- or 4-channel UNets."""
 
     required_graphs = {**StableDiffusionBase.required_graphs, "vae_encoder": ("sample",)}
+    _callback_tensor_inputs = ("latents", "prompt_embeds", "negative_prompt_embeds", "mask", "masked_image_latents")
 
     def image_to_image_arguments(self, image, mask, strength) -> dict:
         if image is None or mask is None:
@@ -41,28 +39,8 @@ class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
     def unet_channels(self) -> int:
         return int(self.unet_config.get("in_channels", self.graph("unet").inputs["sample"].shape[1]))
 
-    def _vae_latents(self, image: np.ndarray, generator) -> np.ndarray:
-        """diffusers' ``_encode_vae_image``: with a list of generators, image i uses generator i (only as many
-        as there are images); scaled by the VAE's scaling factor."""
-        encoder = self.graph("vae_encoder")
-        if isinstance(generator, list):
-            if len(generator) < image.shape[0]:
-                raise ValueError(f"got {len(generator)} generators for {image.shape[0]} images: pass one per image")
-            latents = np.concatenate([
-                sample_latent_distribution(encoder(sample=image[i:i + 1])["latent_parameters"], generator[i])
-                for i in range(image.shape[0])
-            ])
-        else:
-            latents = sample_latent_distribution(encoder(sample=image)["latent_parameters"], generator)
-        return np.float32(self.scaling_factor) * latents
-
-    @staticmethod
-    def _spread(x: np.ndarray, batch: int, what: str, strict: bool = True) -> np.ndarray:
-        if x.shape[0] >= batch:
-            return x
-        if strict and batch % x.shape[0]:
-            raise ValueError(f"cannot spread {x.shape[0]} {what} over {batch} images: pass 1 or a divisor of {batch}")
-        return np.concatenate([x] * (batch // x.shape[0]))
+    def _encode(self, image: np.ndarray, generator) -> np.ndarray:
+        return vae_latents(self.graph("vae_encoder"), image, generator, self.scaling_factor)
 
     def __call__(
         self,
@@ -95,15 +73,11 @@ class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
         from .image_io import image_processor, mask_processor, resize_nearest
 
         height, width = self._default_size(height, width)
-        check_common(num_images_per_prompt, output_type)
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
-            raise ValueError(f"strength must be in [0, 1], got {strength!r}")
+        check_strength(strength)
         if image is None or mask_image is None:
             raise ValueError("inpainting needs an init image and a mask (image=..., mask_image=...)")
-        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in CALLBACK_TENSORS]
-        if unknown:
-            raise ValueError(f"callback_on_step_end_tensor_inputs {unknown} are not available; "
-                             f"allowed: {', '.join(CALLBACK_TENSORS)}")
+        names = self._begin_call(callback_on_step_end, callback_on_step_end_tensor_inputs, guidance_scale,
+                                 num_images_per_prompt=num_images_per_prompt, output_type=output_type)
         if padding_mask_crop is not None:
             if not isinstance(image, Image.Image) or not isinstance(mask_image, Image.Image):
                 raise ValueError("padding_mask_crop needs the image and the mask as PIL images")
@@ -114,15 +88,14 @@ class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
             raise ValueError(f"{self.folder / 'unet'}: an inpainting pipeline needs a UNet with 9 input channels "
                              f"(inpainting UNet) or 4 (plain UNet, latent masking), this one has {channels}")
 
-        do_cfg = guidance_scale > 1 and self.unet_config.get("time_cond_proj_dim") is None
+        do_cfg = self.do_classifier_free_guidance
         embeds, negative = self.encode_prompt(prompt, num_images_per_prompt, do_cfg, negative_prompt,
                                               prompt_embeds, negative_prompt_embeds)
         batch = embeds.shape[0]
         generator = self._generator(generator)
-        if isinstance(generator, list) and len(generator) != batch:
-            raise ValueError(f"got {len(generator)} generators for {batch} images: pass one per image")
+        check_generator_count(generator, batch)
         self._set_timesteps(num_inference_steps, timesteps, sigmas)
-        schedule = self._strength_timesteps(num_inference_steps, strength, timesteps is not None or sigmas is not None)
+        schedule = self.strength_timesteps(num_inference_steps, strength, timesteps is not None or sigmas is not None)
 
         if padding_mask_crop is not None:
             crops_coords = image_processor(self.vae_scale_factor).get_crop_region(mask_image, width, height,
@@ -144,8 +117,8 @@ class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
         is_strength_max = strength == 1.0
         image_latents = None
         if channels == 4 or (latents is None and not is_strength_max):
-            image_latents = init if init.shape[1] == 4 else self._vae_latents(init, generator)
-            image_latents = self._spread(image_latents, batch, "init images", strict=False)
+            image_latents = init if init.shape[1] == 4 else self._encode(init, generator)
+            image_latents = spread_batch(image_latents, batch, "init images", strict=False)
         shape = (batch, self.latent_channels if channels == 4 else 4,
                  height // self.vae_scale_factor, width // self.vae_scale_factor)
         if latents is None:
@@ -166,47 +139,31 @@ class StableDiffusionInpaintPipeline(StableDiffusionImg2ImgPipeline):
         else:
             masked_image = np.asarray(masked_image_latents, dtype=np.float32)
         mask = resize_nearest(mask_condition, height // self.vae_scale_factor, width // self.vae_scale_factor)
-        masked_latents = masked_image if masked_image.shape[1] == 4 else self._vae_latents(masked_image, generator)
+        masked_latents = masked_image if masked_image.shape[1] == 4 else self._encode(masked_image, generator)
         self.components.done_with("vae_encoder")
-        mask = self._spread(mask, batch, "masks")
-        masked_latents = self._spread(masked_latents, batch, "masked images")
+        mask = spread_batch(mask, batch, "masks")
+        masked_latents = spread_batch(masked_latents, batch, "masked images")
         if do_cfg:
             mask, masked_latents = np.concatenate([mask, mask]), np.concatenate([masked_latents, masked_latents])
         if channels == 9 and 4 + mask.shape[1] + masked_latents.shape[1] != 9:
             raise ValueError(f"the UNet takes 9 channels; latents (4) + mask ({mask.shape[1]}) + masked image latents "
                              f"({masked_latents.shape[1]}) make {4 + mask.shape[1] + masked_latents.shape[1]}")
 
-        extra = {}
-        if self.unet_config.get("time_cond_proj_dim") is not None:
-            extra["timestep_cond"] = guidance_scale_embedding(np.full(batch, np.float32(guidance_scale - 1)),
-                                                              int(self.unet_config["time_cond_proj_dim"]))
-        step_kwargs = self._step_kwargs(generator, eta)
-        unet = self.graph("unet")
-        state = {"latents": latents, "prompt_embeds": embeds if negative is None else np.concatenate([negative, embeds]),
-                 "negative_prompt_embeds": negative, "mask": mask, "masked_image_latents": masked_latents}
-        with self.progress_bar(schedule) as bar:
-            for i, t in enumerate(schedule):
-                current = state["latents"]
-                model_input = self.scheduler.scale_model_input(np.concatenate([current, current]) if do_cfg else current, t)
-                if channels == 9:
-                    model_input = np.concatenate([model_input, state["mask"], state["masked_image_latents"]], axis=1)
-                noise_pred = self._unet(unet, model_input, t, state["prompt_embeds"],
-                                        {k: np.concatenate([v, v]) if do_cfg else v for k, v in extra.items()})
-                if do_cfg:
-                    noise_pred = classifier_free_guidance(*np.split(noise_pred, 2), guidance_scale)
-                current = self.scheduler.step(noise_pred, t, current, **step_kwargs, return_dict=False)[0]
-                if channels == 4:
-                    # keep the init image outside the mask, noised to where the next step starts
-                    init_mask = np.split(state["mask"], 2)[0] if do_cfg else state["mask"]
-                    proper = image_latents
-                    if i < len(schedule) - 1:
-                        proper = self.scheduler.add_noise(image_latents, noise, np.asarray([schedule[i + 1]]))
-                    current = (1 - init_mask) * proper + init_mask * current
-                state["latents"] = current
-                self._check_finite(current, i, t)
-                state = self._callback(callback_on_step_end, self, i, t, state, callback_on_step_end_tensor_inputs)
-                bar.update()
-        self.components.done_with("unet")
+        def nine_channels(state: dict, model_input: np.ndarray) -> np.ndarray:
+            return np.concatenate([model_input, state["mask"], state["masked_image_latents"]], axis=1)
+
+        def keep_outside_mask(state: dict, stepped: np.ndarray, i: int) -> np.ndarray:
+            # the init image outside the mask, noised to where the next step starts
+            init_mask = np.split(state["mask"], 2)[0] if self.do_classifier_free_guidance else state["mask"]
+            proper = image_latents
+            if i < len(schedule) - 1:
+                proper = self.scheduler.add_noise(image_latents, noise, np.asarray([schedule[i + 1]]))
+            return (1 - init_mask) * proper + init_mask * stepped
+
+        hooks = self.text_hooks(self.timestep_cond(batch), model_input=nine_channels if channels == 9 else None,
+                                blend=keep_outside_mask if channels == 4 else None)
+        state = {**self.text_state(latents, embeds, negative), "mask": mask, "masked_image_latents": masked_latents}
+        state = denoise(self, schedule, state, hooks, self._step_kwargs(generator, eta), callback_on_step_end, names)
         output = self._finish(state["latents"], output_type, return_dict)
         if padding_mask_crop is not None:
             images = [image_processor(self.vae_scale_factor).apply_overlay(mask_image, image, im, crops_coords)

@@ -15,24 +15,8 @@ import inspect
 import numpy as np
 
 from .base import register_pipeline
-from .stable_diffusion import StableDiffusionBase, check_common
-
-
-def guidance_scale_embedding(w, embedding_dim: int) -> np.ndarray:
-    """[len(w), embedding_dim] float32: sin / cos of ``1000 w`` at geometric frequencies (zero-padded when odd)."""
-    w = np.asarray(w, dtype=np.float32).reshape(-1) * np.float32(1000.0)
-    half = embedding_dim // 2
-    if half < 2:
-        raise ValueError(f"time_cond_proj_dim must be at least 4 for a guidance embedding, got {embedding_dim}")
-    step = np.log(np.float32(10000.0)) / np.float32(half - 1)
-    # float32 arguments, functions evaluated in float64 and rounded: torch's float32 exp / sin / cos are
-    # (nearly) correctly rounded, numpy's float32 ones are not (1-ulp misses, amplified by w * 1000)
-    freqs = np.exp((np.arange(half, dtype=np.float32) * -step).astype(np.float64)).astype(np.float32)
-    angles = (w[:, None] * freqs[None, :]).astype(np.float64)
-    emb = np.concatenate([np.sin(angles), np.cos(angles)], axis=1).astype(np.float32)
-    if embedding_dim % 2:
-        emb = np.pad(emb, ((0, 0), (0, 1)))
-    return emb.astype(np.float32, copy=False)
+from .loop import denoise
+from .sd_base import StableDiffusionBase
 
 
 @register_pipeline
@@ -43,7 +27,23 @@ class LatentConsistencyModelPipeline(StableDiffusionBase):
         **StableDiffusionBase.required_graphs,
         "unet": ("sample", "timestep", "encoder_hidden_states", "timestep_cond"),
     }
-    callback_tensor_names = ("latents", "denoised", "prompt_embeds", "w_embedding")
+    _callback_tensor_inputs = ("latents", "denoised", "prompt_embeds", "w_embedding")
+
+    @property
+    def time_cond_proj_dim(self) -> int:
+        """From the UNet's config, or (no config entry) its graph's ``timestep_cond`` input."""
+        dim = self.unet_config.get("time_cond_proj_dim")
+        if dim is None:
+            spec = self.graph("unet").inputs["timestep_cond"].shape
+            dim = spec[-1] if spec else None
+        if not isinstance(dim, (int, np.integer)):
+            raise ValueError(f"{self.folder / 'unet'}: cannot tell the UNet's time_cond_proj_dim (no config.json entry "
+                             "and a dynamic timestep_cond input)")
+        return int(dim)
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return False  # the guidance scale is embedded (timestep_cond); one UNet call per step
 
     def _lcm_timesteps(self, num_inference_steps, original_inference_steps, timesteps) -> np.ndarray:
         """diffusers' ``retrieve_timesteps`` with ``original_inference_steps`` passed to the scheduler."""
@@ -61,7 +61,7 @@ class LatentConsistencyModelPipeline(StableDiffusionBase):
             self.scheduler.set_timesteps(timesteps=timesteps, **kwargs)
         else:
             self.scheduler.set_timesteps(num_inference_steps, **kwargs)
-        return self.scheduler.timesteps
+        return self._record_timesteps(self.scheduler.timesteps)
 
     def __call__(
         self,
@@ -82,42 +82,18 @@ class LatentConsistencyModelPipeline(StableDiffusionBase):
         callback_on_step_end_tensor_inputs=("latents",),
     ):
         height, width = self._default_size(height, width)
-        check_common(num_images_per_prompt, output_type)
-        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self.callback_tensor_names]
-        if unknown:
-            raise ValueError(f"callback_on_step_end_tensor_inputs {unknown} are not available; "
-                             f"allowed: {', '.join(self.callback_tensor_names)}")
-        proj_dim = self.unet_config.get("time_cond_proj_dim")
-        if proj_dim is None:
-            # without the config, the graph's timestep_cond input says it
-            proj_dim = self.graph("unet").inputs["timestep_cond"].shape[-1]
-        if not isinstance(proj_dim, (int, np.integer)):
-            raise ValueError(f"{self.folder / 'unet'}: cannot tell the UNet's time_cond_proj_dim (no config.json entry "
-                             "and a dynamic timestep_cond input)")
+        names = self._begin_call(callback_on_step_end, callback_on_step_end_tensor_inputs, guidance_scale,
+                                 num_images_per_prompt=num_images_per_prompt, output_type=output_type)
+        self.time_cond_proj_dim  # a UNet without a known embedding width is an error before any work
         # LCMs are distilled with CFG on the empty prompt: no negative prompt, no unconditional batch
         embeds, _ = self.encode_prompt(prompt, num_images_per_prompt, False, None, prompt_embeds, None)
         generator = self._generator(generator)
         timesteps = self._lcm_timesteps(num_inference_steps, original_inference_steps, timesteps)
         batch = embeds.shape[0]
         latents = self.prepare_latents(batch, height, width, generator, latents)
-        # diffusers' Imagen-style scale: w = guidance_scale - 1 (torch.tensor of a Python float: float32)
-        w_embedding = guidance_scale_embedding(np.full(batch, np.float32(guidance_scale - 1)), int(proj_dim))
-        step_kwargs = self._step_kwargs(generator, None)
-
-        unet = self.graph("unet")
-        state = {"latents": latents, "denoised": None, "prompt_embeds": embeds, "w_embedding": w_embedding}
-        with self.progress_bar(timesteps) as bar:
-            for i, t in enumerate(timesteps):
-                feeds = {"sample": state["latents"], "timestep": self.timestep_feed(unet, t, batch),
-                         "encoder_hidden_states": state["prompt_embeds"], "timestep_cond": state["w_embedding"]}
-                model_pred = unet(**feeds)["out_sample"].astype(np.float32, copy=False)
-                out = self.scheduler.step(model_pred, t, state["latents"], **step_kwargs, return_dict=False)
-                if len(out) < 2:
-                    raise ValueError(f"{type(self.scheduler).__name__}.step returns no denoised sample; the LCM "
-                                     "pipeline decodes it: use LCMScheduler or TCDScheduler")
-                state["latents"], state["denoised"] = out[0], out[1]
-                self._check_finite(state["latents"], i, t)
-                state = self._callback(callback_on_step_end, self, i, t, state, callback_on_step_end_tensor_inputs)
-                bar.update()
-        self.components.done_with("unet")
+        state = {"latents": latents, "denoised": None, "prompt_embeds": embeds,
+                 "w_embedding": self.timestep_cond(batch)}
+        hooks = self.text_hooks(feeds_from_state={"encoder_hidden_states": "prompt_embeds",
+                                                  "timestep_cond": "w_embedding"}, keep_denoised=True)
+        state = denoise(self, timesteps, state, hooks, self._step_kwargs(generator, None), callback_on_step_end, names)
         return self._finish(state["denoised"], output_type, return_dict)

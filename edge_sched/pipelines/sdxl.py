@@ -20,13 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from .base import ImagePipelineOutput, PipelineLoadError, register_pipeline
-from .guidance import classifier_free_guidance
-from .lcm import guidance_scale_embedding
-from .stable_diffusion import StableDiffusionBase, check_common, load_tokenizer
+from .common import check_generator_count, load_tokenizer, prompt_list
+from .loop import denoise
+from .sd_base import StableDiffusionBase
 
 logger = logging.getLogger(__name__)
-
-CALLBACK_TENSORS = ("latents", "prompt_embeds", "add_text_embeds", "add_time_ids")
 
 
 def _as_list(name: str, value, batch: int | None = None) -> list[str] | None:
@@ -56,6 +54,7 @@ class StableDiffusionXLPipeline(StableDiffusionBase):
         "vae_decoder": ("latent_sample",),
     }
     optional_graphs = ("text_encoder", "vae_encoder")
+    _callback_tensor_inputs = ("latents", "prompt_embeds", "add_text_embeds", "add_time_ids")
 
     @classmethod
     def _load_tokenizers(cls, folder: Path) -> dict:
@@ -114,7 +113,7 @@ class StableDiffusionXLPipeline(StableDiffusionBase):
                          negative_prompt_2=None, prompt_embeds=None, negative_prompt_embeds=None,
                          pooled_prompt_embeds=None, negative_pooled_prompt_embeds=None, clip_skip=None):
         """(prompt_embeds, negative_prompt_embeds, pooled, negative_pooled), each repeated per image."""
-        texts = self._prompt_list(prompt, prompt_embeds)
+        texts = prompt_list(prompt, prompt_embeds)
         if prompt_embeds is None:
             texts_2 = _as_list("prompt_2", prompt_2) or texts
             if len(texts_2) != len(texts):
@@ -169,19 +168,6 @@ class StableDiffusionXLPipeline(StableDiffusionBase):
             )
         return np.asarray([ids], dtype=np.float32)
 
-    def _predict_xl(self, latents, t, state, do_cfg, guidance_scale, guidance_rescale, timestep_cond):
-        """One UNet evaluation with the added conditioning; guided as one [uncond, cond] batch (``_unet``
-        splits it when the graph has a static batch)."""
-        unet = self.graph("unet")
-        extra = {"text_embeds": state["add_text_embeds"], "time_ids": state["add_time_ids"]}
-        if timestep_cond is not None:
-            extra["timestep_cond"] = timestep_cond
-        if not do_cfg:
-            return self._unet(unet, self.scheduler.scale_model_input(latents, t), t, state["prompt_embeds"], extra)
-        inp = self.scheduler.scale_model_input(np.concatenate([latents, latents]), t)
-        uncond, cond = np.split(self._unet(unet, inp, t, state["prompt_embeds"], extra), 2)
-        return classifier_free_guidance(uncond, cond, guidance_scale, guidance_rescale)
-
     def decode_latents_xl(self, latents: np.ndarray) -> np.ndarray:
         """As ``decode_latents``, un-normalising with the VAE's ``latents_mean`` / ``latents_std`` when it has them."""
         mean, std = self.vae_config.get("latents_mean"), self.vae_config.get("latents_std")
@@ -230,25 +216,20 @@ class StableDiffusionXLPipeline(StableDiffusionBase):
         callback_on_step_end_tensor_inputs=("latents",),
     ):
         height, width = self._default_size(height, width)
-        check_common(num_images_per_prompt, output_type)
-        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in CALLBACK_TENSORS]
-        if unknown:
-            raise ValueError(f"callback_on_step_end_tensor_inputs {unknown} are not available; "
-                             f"allowed: {', '.join(CALLBACK_TENSORS)}")
+        names = self._begin_call(callback_on_step_end, callback_on_step_end_tensor_inputs, guidance_scale,
+                                 guidance_rescale, num_images_per_prompt, output_type)
         if denoising_end is not None and not isinstance(denoising_end, (int, float)):
             raise ValueError(f"denoising_end must be a float in (0, 1), got {denoising_end!r}")
         original_size = original_size or (height, width)
         target_size = target_size or (height, width)
-        proj_dim = self.unet_config.get("time_cond_proj_dim")
-        do_cfg = guidance_scale > 1 and proj_dim is None
+        do_cfg = self.do_classifier_free_guidance
 
         embeds, negative, pooled, negative_pooled = self.encode_prompt_xl(
             prompt, prompt_2, num_images_per_prompt, do_cfg, negative_prompt, negative_prompt_2, prompt_embeds,
             negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds, clip_skip)
         batch = embeds.shape[0]
         generator = self._generator(generator)
-        if isinstance(generator, list) and len(generator) != batch:
-            raise ValueError(f"got {len(generator)} generators for {batch} images: pass one per image")
+        check_generator_count(generator, batch)
         timesteps = self._set_timesteps(num_inference_steps, timesteps, sigmas)
         latents = self.prepare_latents(batch, height, width, generator, latents)
         step_kwargs = self._step_kwargs(generator, eta)
@@ -271,21 +252,12 @@ class StableDiffusionXLPipeline(StableDiffusionBase):
         if isinstance(denoising_end, float) and 0 < denoising_end < 1:
             train = self.scheduler.config.num_train_timesteps
             cutoff = int(round(train - denoising_end * train))
-            timesteps = timesteps[:int(np.sum(np.asarray(timesteps) >= cutoff))]
-        timestep_cond = None
-        if proj_dim is not None:
-            timestep_cond = guidance_scale_embedding(np.full(batch, np.float32(guidance_scale - 1)), int(proj_dim))
+            timesteps = self._record_timesteps(timesteps[:int(np.sum(np.asarray(timesteps) >= cutoff))])
         self.scheduler.set_begin_index(0)
 
-        with self.progress_bar(timesteps) as bar:
-            for i, t in enumerate(timesteps):
-                noise = self._predict_xl(state["latents"], t, state, do_cfg, guidance_scale, guidance_rescale,
-                                         timestep_cond)
-                state["latents"] = self.scheduler.step(noise, t, state["latents"], **step_kwargs, return_dict=False)[0]
-                self._check_finite(state["latents"], i, t)
-                state = self._callback(callback_on_step_end, self, i, t, state, callback_on_step_end_tensor_inputs)
-                bar.update()
-        self.components.done_with("unet")
+        hooks = self.text_hooks(self.timestep_cond(batch), {
+            "encoder_hidden_states": "prompt_embeds", "text_embeds": "add_text_embeds", "time_ids": "add_time_ids"})
+        state = denoise(self, timesteps, state, hooks, step_kwargs, callback_on_step_end, names)
         latents = state["latents"]
         if output_type == "latent":
             images = latents

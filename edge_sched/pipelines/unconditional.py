@@ -10,22 +10,23 @@ default classifier-free guidance scale, used when the call passes none (without 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from ..jsonfile import read_json
 from ..random import randn_tensor
 from ..schedulers import DDIMScheduler
 from .base import DiffusionPipeline, ImagePipelineOutput, register_pipeline
-from .guidance import classifier_free_guidance
 from .loading import PipelineLoadError
+from .loop import LoopHooks, denoise
 
 CLASS_LABELS_FILE = "class_labels.json"
 
 
 class UnconditionalPipelineBase(DiffusionPipeline):
     required_graphs = {"unet": ("sample", "timestep")}
+    _null_labels: np.ndarray | None = None  # per call: the null class, one per image, when it can guide
 
     @property
     def unet_config(self) -> dict:
@@ -46,14 +47,14 @@ class UnconditionalPipelineBase(DiffusionPipeline):
         path = Path(self.folder) / CLASS_LABELS_FILE
         if not path.is_file():
             return None
+        info = read_json(path, error=PipelineLoadError)
         try:
-            info = json.loads(path.read_text(encoding="utf-8"))
             names, null = info["names"], info.get("null_class")
             scale = info.get("guidance_scale", 1.0)
             if (not all(isinstance(n, str) for n in names) or (null is not None and not isinstance(null, int))
                     or isinstance(scale, bool) or not isinstance(scale, (int, float))):
                 raise TypeError
-        except (ValueError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             raise PipelineLoadError(f"{path}: expected {{\"names\": [str, ...], \"null_class\": int or null, "
                                     f"\"guidance_scale\": number (optional)}}") from e
         return info
@@ -89,27 +90,27 @@ class UnconditionalPipelineBase(DiffusionPipeline):
         size = size if isinstance(size, (list, tuple)) else (size, size)
         return (batch, int(channels), int(size[0]), int(size[1]))
 
-    def _predict(self, unet, sample, t, labels, guidance_scale) -> np.ndarray:
-        def run(x, lab):
-            feeds = {"sample": x, "timestep": self.timestep_feed(unet, t, x.shape[0])}
-            if "class_labels" in unet.inputs:
-                feeds["class_labels"] = lab
-            return unet(**feeds)["out_sample"].astype(np.float32, copy=False)
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        """Guidance against the null class: class labels, a model with a null class, and a scale above 1."""
+        return self._guidance_scale > 1 and self._null_labels is not None
 
+    def _class_hooks(self, labels: np.ndarray | None) -> LoopHooks:
+        """Loop hooks feeding class labels (null-class labels first when guided), checked against the UNet."""
+        unet = self.graph("unet")
         if labels is None and "class_labels" in unet.inputs:
             raise ValueError(f"{unet.path}: this UNet is class-conditional: pass class_labels= or a prompt of class names")
         if labels is not None and "class_labels" not in unet.inputs:
             raise ValueError(f"{unet.path}: this UNet takes no class labels")
         null = (self._class_info() or {}).get("null_class")
-        if labels is None or guidance_scale <= 1 or null is None:
-            return run(sample, labels)
-        static = unet.inputs["sample"].shape is not None and unet.inputs["sample"].shape[0] == sample.shape[0]
-        uncond_labels = np.full_like(labels, null)
-        if static:
-            uncond, cond = run(sample, uncond_labels), run(sample, labels)
-        else:
-            uncond, cond = np.split(run(np.concatenate([sample, sample]), np.concatenate([uncond_labels, labels])), 2)
-        return classifier_free_guidance(uncond, cond, guidance_scale)
+        self._null_labels = None if labels is None or null is None else np.full_like(labels, null)
+
+        def feeds(state: dict, guided: bool) -> dict:
+            if labels is None:
+                return {}
+            return {"class_labels": np.concatenate([self._null_labels, labels]) if guided else labels}
+
+        return LoopHooks(unet_feeds=feeds)
 
     def _generate(self, batch_size, generator, num_inference_steps, timesteps, sigmas, step_kwargs_extra,
                   class_labels, guidance_scale, output_type, return_dict, callback_on_step_end,
@@ -127,26 +128,17 @@ class UnconditionalPipelineBase(DiffusionPipeline):
             batch_size = len(class_labels)
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if output_type not in ("pil", "np", "latent"):
-            raise ValueError(f"output_type must be one of pil, np, latent; got {output_type!r}")
         if guidance_scale is None:
             guidance_scale = self.default_guidance_scale
+        names = self._begin_call(callback_on_step_end, callback_on_step_end_tensor_inputs, guidance_scale,
+                                 num_images_per_prompt=num_images_per_prompt, output_type=output_type)
+        hooks = self._class_hooks(class_labels)
         generator = self._generator(generator)
         sample = randn_tensor(self._sample_shape(int(batch_size)), generator=generator, dtype=np.float32)
         timesteps = self._set_timesteps(num_inference_steps, timesteps, sigmas)
         sample = sample * np.float32(self.scheduler.init_noise_sigma)
         step_kwargs = {**self._step_kwargs(generator, None), **step_kwargs_extra}
-        unet = self.graph("unet")
-        state = {"latents": sample}
-        with self.progress_bar(timesteps) as bar:
-            for i, t in enumerate(timesteps):
-                model_input = self.scheduler.scale_model_input(state["latents"], t)
-                noise = self._predict(unet, model_input, t, class_labels, guidance_scale)
-                state["latents"] = self.scheduler.step(noise, t, state["latents"], **step_kwargs, return_dict=False)[0]
-                self._check_finite(state["latents"], i, t)
-                state = self._callback(callback_on_step_end, self, i, t, state, callback_on_step_end_tensor_inputs)
-                bar.update()
-        self.components.done_with("unet")
+        state = denoise(self, timesteps, {"latents": sample}, hooks, step_kwargs, callback_on_step_end, names)
         images = state["latents"]
         if output_type != "latent":
             from .image_io import image_processor  # needs Pillow

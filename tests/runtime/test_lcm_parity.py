@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from edge_sched.pipelines.lcm import LatentConsistencyModelPipeline, guidance_scale_embedding
+from edge_sched.pipelines.guidance import guidance_scale_embedding
+from edge_sched.pipelines.lcm import LatentConsistencyModelPipeline
 from edge_sched.runtime import EngineError
 
 from .conftest import IMAGE_PARITY

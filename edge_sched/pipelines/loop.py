@@ -1,0 +1,128 @@
+"""The denoising loop: one for every pipeline (text-to-image, image-to-image, inpainting, SDXL, LCM,
+DDPM/DDIM), as openvino.genai serves its pipelines with one loop and a blend hook.
+
+Each step: the latents (doubled for classifier-free guidance), ``scheduler.scale_model_input``, the
+pipeline's input hook (the 9-channel inpainting concat), the UNet with the pipeline's extra feeds (text
+embeddings, SDXL's added conditioning, LCM's ``timestep_cond``, class labels), run in chunks of the
+graph's static batch when it has one, guidance (and guidance rescale), ``scheduler.step``, the
+pipeline's blend hook (latent-masking inpainting), the NaN check, ``callback_on_step_end``, progress.
+
+diffusers' contracts kept here: guidance is re-read every step (``pipe._guidance_scale``), so a
+callback may switch it off (diffusers' ``SDCFGCutoffCallback`` sets it to 0 and keeps the conditional
+half of ``prompt_embeds``); ``pipe._interrupt = True`` (from a callback) skips the remaining steps; the
+callback sees the tensors it names, and what it returns replaces them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from .guidance import classifier_free_guidance
+
+
+class NonFiniteLatentsError(FloatingPointError):
+    """NaN or inf appeared in the latents; says at which step."""
+
+
+#: state, guided -> the UNet feeds beyond ``sample`` and ``timestep`` (each batch-first)
+UnetFeeds = Callable[[dict, bool], dict]
+
+
+@dataclasses.dataclass
+class LoopHooks:
+    """What a pipeline adds to the one loop.
+
+    ``unet_feeds(state, guided)``: the extra UNet inputs, read from the callback state each step (so a
+    callback that replaces ``prompt_embeds`` is heard). ``model_input(state, x)``: applied to the scaled
+    model input (the inpainting UNet's mask and masked-image channels). ``blend(state, latents, i)``:
+    applied to the stepped latents (latent-masking inpainting). ``keep_denoised``: the step's second
+    output is kept as ``state["denoised"]`` (LCM decodes it).
+    """
+
+    unet_feeds: UnetFeeds
+    model_input: Callable[[dict, np.ndarray], np.ndarray] | None = None
+    blend: Callable[[dict, np.ndarray, int], np.ndarray] | None = None
+    keep_denoised: bool = False
+
+
+def denoise(pipe, timesteps, state: dict, hooks: LoopHooks, step_kwargs: dict, callback=None,
+            callback_inputs=("latents",)) -> dict:
+    """Run the loop over ``timesteps`` from ``state["latents"]``; returns the final state."""
+    scheduler = pipe.scheduler
+    unet = pipe.graph("unet")
+    with pipe.progress_bar(total=len(timesteps) if hasattr(timesteps, "__len__") else None) as bar:
+        for i, t in enumerate(timesteps):
+            if pipe.interrupt:
+                break  # diffusers skips the remaining steps; adaptive schedules must not spin
+            guided = pipe.do_classifier_free_guidance
+            latents = state["latents"]
+            model_input = scheduler.scale_model_input(np.concatenate([latents, latents]) if guided else latents, t)
+            if hooks.model_input is not None:
+                model_input = hooks.model_input(state, model_input)
+            prediction = _run_unet(pipe, unet, model_input, t, hooks.unet_feeds(state, guided))
+            if guided:
+                uncond, cond = np.split(prediction, 2)
+                prediction = classifier_free_guidance(uncond, cond, pipe.guidance_scale, pipe.guidance_rescale)
+            out = scheduler.step(prediction, t, latents, **step_kwargs, return_dict=False)
+            if hooks.keep_denoised:
+                if len(out) < 2:
+                    raise ValueError(f"{type(scheduler).__name__}.step returns no denoised sample; the "
+                                     f"{type(pipe).__name__} decodes it: use LCMScheduler or TCDScheduler")
+                state["denoised"] = out[1]
+            latents = out[0]
+            if hooks.blend is not None:
+                latents = hooks.blend(state, latents, i)
+            state["latents"] = latents
+            check_finite(latents, i, t)
+            if callback is not None:
+                run_callback(callback, pipe, i, t, state, callback_inputs)
+            bar.update()
+    pipe.components.done_with("unet")
+    return state
+
+
+def _run_unet(pipe, unet, sample: np.ndarray, t, extra: dict) -> np.ndarray:
+    def feeds(rows: slice, n: int) -> dict:
+        return {"sample": sample[rows], "timestep": pipe.timestep_feed(unet, t, n),
+                **{k: v[rows] for k, v in extra.items()}}
+
+    return pipe.run_batched(unet, feeds, sample.shape[0], "sample")["out_sample"].astype(np.float32, copy=False)
+
+
+def check_finite(latents: np.ndarray, i: int, t) -> None:
+    if not np.isfinite(latents).all():
+        raise NonFiniteLatentsError(
+            f"the latents became NaN/inf at step {i} (timestep {np.asarray(t).item()}); "
+            "the graphs or their precision (fp16?) overflowed"
+        )
+
+
+def callback_names(pipe, callback, names) -> tuple[str, ...]:
+    """The tensor names a callback gets, checked against the pipeline's ``_callback_tensor_inputs`` before the
+    first step (diffusers' ``check_inputs``). Callback objects with ``tensor_inputs`` (diffusers'
+    ``PipelineCallback`` idea) name their own."""
+    names = tuple(getattr(callback, "tensor_inputs", None) or names or ())
+    allowed = type(pipe)._callback_tensor_inputs
+    unknown = [k for k in names if k not in allowed]
+    if unknown:
+        raise ValueError(f"callback_on_step_end_tensor_inputs {unknown} are not available in {type(pipe).__name__}; "
+                         f"allowed: {', '.join(allowed)}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback_on_step_end must be callable, got {type(callback).__name__}")
+    return names
+
+
+def run_callback(callback, pipe, i: int, t, state: dict, names) -> None:
+    out = callback(pipe, i, t, {k: state[k] for k in names})
+    if out is None:
+        return
+    if not isinstance(out, dict):
+        raise TypeError(f"callback_on_step_end must return a dict of tensors (or None), got {type(out).__name__}")
+    allowed = type(pipe)._callback_tensor_inputs
+    unknown = [k for k in out if k not in allowed]
+    if unknown:
+        raise ValueError(f"callback_on_step_end returned unknown tensors {unknown}; allowed: {', '.join(allowed)}")
+    state.update(out)
