@@ -27,15 +27,12 @@ from .errors import check_choice
 from .noising import add_noise_at_timesteps, velocity_at_timesteps
 from .prediction import PREDICTION_TYPES, clip_predicted_x0, predicted_x0
 from .spacing import spaced_timesteps
+from .torch_numerics import f32_log
 
 DDPM_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
 
 _F32 = np.float32
-
-
-def _log32(x: np.ndarray) -> np.ndarray:
-    return np.log(x.astype(np.float64)).astype(_F32)
 
 
 def posterior_coefficients(alphas_cumprod: np.ndarray, timesteps, prev_timesteps, betas: np.ndarray | None = None):
@@ -142,7 +139,7 @@ class DDPMScheduler(SchedulerMixin):
         coeffs = posterior_coefficients(self.alphas_cumprod, timesteps, prev)
         self._sqrt_abar, self._sqrt_one_minus_abar, self._x0_coeff, self._sample_coeff, var, beta_t = coeffs
         var = np.maximum(var, _F32(1e-20))
-        self._log_var, self._log_beta = _log32(var), _log32(beta_t)
+        self._log_var, self._log_beta = f32_log(var), f32_log(beta_t)
         with np.errstate(invalid="ignore"):  # fixed_large_log takes sqrt(log beta) < 0: NaN, as diffusers
             self._noise_std = {
                 "fixed_small": np.sqrt(var),

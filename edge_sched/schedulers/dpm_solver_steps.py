@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kdiffusion_base import ancestral_step, sigma_of, t_of
-from .multistep_plan import f32_expm1
+from .torch_numerics import f32_expm1
 
 _F32 = np.float32
 R1_ORDER_2, R1_ORDER_3, R2_ORDER_3 = 1 / 2, 1 / 3, 2 / 3

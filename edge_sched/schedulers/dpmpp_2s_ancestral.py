@@ -18,8 +18,8 @@ import numpy as np
 
 from ..random import randn_tensor
 from .kdiffusion_base import ModelCall, _KDiffusionSampler, ancestral_step, sigma_of, t_of
-from .multistep_plan import f32_expm1
 from .prediction import to_d, x0_at_sigma
+from .torch_numerics import f32_expm1
 
 _F32 = np.float32
 

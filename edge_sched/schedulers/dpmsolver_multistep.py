@@ -31,7 +31,8 @@ from typing import Literal
 import numpy as np
 
 from ..random import randn_tensor
-from .multistep_plan import DPM_RULES, _MultistepSolver, f32_exp
+from .multistep_plan import DPM_RULES, _MultistepSolver
+from .torch_numerics import f32_exp
 
 _F32 = np.float32
 

@@ -30,7 +30,8 @@ import numpy as np
 
 from ..random import randn_tensor
 from .dpmsolver_multistep import check_final_sigmas_type
-from .multistep_plan import PlanRules, _MultistepSolver, config_defaults, f32_exp
+from .multistep_plan import PlanRules, _MultistepSolver, config_defaults
+from .torch_numerics import f32_exp
 
 _F32 = np.float32
 # unlike the multistep solver, Karras timesteps are rounded for every beta schedule

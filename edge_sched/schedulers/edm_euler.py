@@ -25,10 +25,10 @@ import numpy as np
 from ..random import randn_tensor
 from .base import SchedulerMixin, expand_to
 from .errors import check_choice
-from .multistep_plan import FINAL_SIGMAS_TYPES, f32_exp, f32_log
+from .multistep_plan import FINAL_SIGMAS_TYPES
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import karras_sigmas_at
-from .torch_numerics import linspace_f32
+from .torch_numerics import f32_exp, f32_log, linspace_f32
 
 _F32 = np.float32
 EDM_SIGMA_SCHEDULES = ("karras", "exponential")

@@ -17,10 +17,10 @@ import numpy as np
 from .base import KARRAS_COMPATIBLES, SchedulerNotReadyError
 from .betas import sigmas_of
 from .errors import check_choice
-from .multistep_plan import f32_exp, f32_log
 from .prediction import PREDICTION_TYPES
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule, sigma_to_t
+from .torch_numerics import f32_exp, f32_log
 
 _F32 = np.float32
 

@@ -16,8 +16,8 @@ lambda) of every sigma as torch computes them, and the conversion of model outpu
 x0 or eps the rules integrate. dpmsolver_multistep.py and unipc_multistep.py hold the rules.
 
 Numerics: diffusers computes these scalars as float32 torch tensors; +-*/ and sqrt are
-correctly rounded on both sides, torch's float32 exp/log/expm1 (SLEEF, < 1 ulp) are
-replaced by the float64 function rounded once to float32 (at most one ulp apart).
+correctly rounded on both sides, torch's float32 exp/log/expm1 are replaced by correctly
+rounded ones (torch_numerics.f32_exp...: at most one ulp apart).
 """
 
 from __future__ import annotations
@@ -35,22 +35,11 @@ from .errors import check_choice
 from .prediction import predicted_eps, predicted_x0, threshold_sample
 from .sigmas import configured_sigma_schedule, flow_time_shift, lu_lambdas, sigma_schedule, sigma_to_t
 from .spacing import spaced_timesteps
+# f32_exp and f32_expm1 only for dpmsolver_sde.py, which still imports them from here
+from .torch_numerics import f32_exp, f32_expm1, f32_log  # noqa: F401
 
 _F32 = np.float32
 FINAL_SIGMAS_TYPES = ("zero", "sigma_min")
-
-
-def f32_exp(x) -> np.ndarray:
-    return np.exp(np.asarray(x, dtype=np.float64)).astype(_F32)
-
-
-def f32_expm1(x) -> np.ndarray:
-    return np.expm1(np.asarray(x, dtype=np.float64)).astype(_F32)
-
-
-def f32_log(x) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.log(np.asarray(x, dtype=np.float64)).astype(_F32)
 
 
 def alpha_sigma_of(sigmas: np.ndarray, flow: bool) -> tuple[np.ndarray, np.ndarray]:

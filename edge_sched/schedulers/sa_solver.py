@@ -29,9 +29,10 @@ import numpy as np
 from ..random import randn_tensor
 from .deis_multistep import DEIS_RULES
 from .errors import check_choice
-from .multistep_plan import _MultistepSolver, config_defaults, f32_exp
+from .multistep_plan import _MultistepSolver, config_defaults
 from .noising import add_noise_at_timesteps
 from .prediction import PREDICTION_TYPES
+from .torch_numerics import f32_exp
 
 _F32 = np.float32
 ALGORITHM_TYPES = ("data_prediction", "noise_prediction")

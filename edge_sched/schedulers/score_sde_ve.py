@@ -20,7 +20,7 @@ import numpy as np
 
 from ..random import randn_tensor
 from .base import SchedulerMixin, SchedulerOutput, expand_to
-from .torch_numerics import linspace_f32, row_norms_f32
+from .torch_numerics import f32_exp, linspace_f32, row_norms_f32
 
 _F32 = np.float32
 
@@ -30,11 +30,6 @@ class SdeVeOutput(SchedulerOutput):
     """``prev_sample`` and ``prev_sample_mean`` (the sample without the last noise: the final output)."""
 
     prev_sample_mean: np.ndarray | None = None
-
-
-def _exp32(x: np.ndarray) -> np.ndarray:
-    # torch's float32 exp is (nearly always) correctly rounded; numpy's SIMD float32 exp is not
-    return np.exp(np.asarray(x, dtype=np.float64)).astype(_F32)
 
 
 class ScoreSdeVeScheduler(SchedulerMixin):
@@ -78,7 +73,7 @@ class ScoreSdeVeScheduler(SchedulerMixin):
         # torch: float32(sigma_min) * float32(ratio) ** t, per float32 time t
         power = (np.float64(_F32(sigma_max / sigma_min)) ** self.timesteps.astype(np.float64)).astype(_F32)
         self.sigmas = (_F32(sigma_min) * power).astype(_F32)
-        self.discrete_sigmas = _exp32(linspace_f32(math.log(sigma_min), math.log(sigma_max), num_inference_steps))
+        self.discrete_sigmas = f32_exp(linspace_f32(math.log(sigma_min), math.log(sigma_max), num_inference_steps))
 
     def get_adjacent_sigma(self, timesteps: np.ndarray, t) -> np.ndarray:
         """discrete_sigmas[k - 1] per item (0 where k = 0)."""

@@ -27,7 +27,8 @@ from typing import Literal
 import numpy as np
 
 from .base import SchedulerMixin
-from .multistep_plan import UNIPC_RULES, _MultistepSolver, f32_expm1
+from .multistep_plan import UNIPC_RULES, _MultistepSolver
+from .torch_numerics import f32_expm1
 
 _F32 = np.float32
 

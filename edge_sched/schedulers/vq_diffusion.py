@@ -33,7 +33,7 @@ import numpy as np
 
 from ..random import rand_tensor
 from .base import SchedulerMixin, SchedulerOutput
-from .torch_numerics import sum_axis0_f32
+from .torch_numerics import f32_log, sum_axis0_f32
 
 _F32 = np.float32
 # log of the one-hot zeros, which diffusers clamps to 1e-30 before the log
@@ -71,11 +71,6 @@ def _linear_cumulative(num_train_timesteps: int, start: float, end: float) -> np
     return np.arange(0, num_train_timesteps) / (num_train_timesteps - 1) * (end - start) + start
 
 
-def _log_f32(values: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = -inf, log of < 0 = NaN, as torch
-        return np.log(values.astype(np.float64)).astype(_F32)
-
-
 class VQDiffusionScheduler(SchedulerMixin):
     noise_kind = "stochastic (Gumbel-max over classes)"  # for the `edge-sched schedulers` table
     order = 1
@@ -109,8 +104,8 @@ class VQDiffusionScheduler(SchedulerMixin):
         btt = (1 - att - ctt) / others
 
         # single-step (index t: step t-1 -> t) and cumulative (index t: 0 -> t) log tables, float32
-        self.log_at, self.log_bt, self.log_ct = _log_f32(at), _log_f32(bt), _log_f32(ct)
-        self.log_cumprod_at, self.log_cumprod_bt, self.log_cumprod_ct = _log_f32(att), _log_f32(btt), _log_f32(ctt)
+        self.log_at, self.log_bt, self.log_ct = f32_log(at), f32_log(bt), f32_log(ct)
+        self.log_cumprod_at, self.log_cumprod_bt, self.log_cumprod_ct = f32_log(att), f32_log(btt), f32_log(ctt)
         # log q(x_t = k | x_{t-1} or x0 = j) for an unmasked k: "stay" where j == k, "move" otherwise
         # (logaddexp(log onehot + log a, log b), as diffusers builds them from log one-hot vectors)
         self._stay = _logaddexp(self.log_at, self.log_bt)
