@@ -35,6 +35,12 @@ from .multistep_plan import DPM_RULES, _MultistepSolver
 from .torch_numerics import f32_exp
 
 _F32 = np.float32
+# DEIS's and UniPC's option names, which diffusers' DPM-Solvers (multistep, singlestep, inverse, EDM) record
+# as their own
+DPM_LEGACY_VALUES = {
+    "algorithm_type": {"deis": "dpmsolver++"},
+    "solver_type": {"logrho": "midpoint", "bh1": "midpoint", "bh2": "midpoint"},
+}
 
 
 def _shifted(values: np.ndarray, k: int) -> np.ndarray:
@@ -103,10 +109,7 @@ def dpm_coefficients(algorithm_type: str, solver_type: str, alpha, sigma, lam):
 class DPMSolverMultistepScheduler(_MultistepSolver):
     noise_kind = "with sde-* algorithm types"  # for the `edge-sched schedulers` table
     _rules = DPM_RULES
-    _legacy_values = {
-        "algorithm_type": {"deis": "dpmsolver++"},
-        "solver_type": {"logrho": "midpoint", "bh1": "midpoint", "bh2": "midpoint"},
-    }
+    _legacy_values = DPM_LEGACY_VALUES
 
     def __init__(
         self,

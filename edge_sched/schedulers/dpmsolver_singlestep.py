@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 
 from ..random import randn_tensor
-from .dpmsolver_multistep import check_final_sigmas_type
+from .dpmsolver_multistep import DPM_LEGACY_VALUES, check_final_sigmas_type
 from .multistep_plan import PlanRules, _MultistepSolver, config_defaults
 from .torch_numerics import f32_exp
 
@@ -118,10 +118,7 @@ def singlestep_coefficients(algorithm_type: str, solver_type: str, alpha, sigma,
 class DPMSolverSinglestepScheduler(_MultistepSolver):
     noise_kind = "with sde-dpmsolver++"  # for the `edge-sched schedulers` table
     _rules = SINGLESTEP_RULES
-    _legacy_values = {
-        "algorithm_type": {"deis": "dpmsolver++"},
-        "solver_type": {"logrho": "midpoint", "bh1": "midpoint", "bh2": "midpoint"},
-    }
+    _legacy_values = DPM_LEGACY_VALUES
 
     def __init__(
         self,

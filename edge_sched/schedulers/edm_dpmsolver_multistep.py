@@ -28,10 +28,6 @@ class EDMDPMSolverMultistepScheduler(_EDMScheduler, DPMSolverMultistepScheduler)
     noise_kind = "with sde-dpmsolver++"  # for the `edge-sched schedulers` table
     _compatibles: list[str] = []
     order = 1
-    _legacy_values = {
-        "algorithm_type": {"deis": "dpmsolver++"},
-        "solver_type": {"logrho": "midpoint", "bh1": "midpoint", "bh2": "midpoint"},
-    }
 
     def __init__(
         self,
