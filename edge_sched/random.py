@@ -28,20 +28,38 @@ for float32 instead, which differ from the AVX2 kernel in about 40% of the value
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Sequence, Union
+from typing import Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 
 from .avx_mathfun import Workspace, cos_sin_ps, log_ps
 from .cuda_random import DEFAULT_SEED, PhiloxCudaGenerator, torch_seed
 
-__all__ = ["TorchGenerator", "GeneratorLike", "as_generator", "randn_tensor", "rand_tensor"]
+__all__ = ["NoiseSource", "NumpyGenerator", "TorchGenerator", "GeneratorLike", "as_generator", "randn_tensor",
+           "rand_tensor"]
 
 _MASK24 = np.uint32((1 << 24) - 1)
 _MASK53 = np.uint64((1 << 53) - 1)
 _TWO_PI32 = np.float32(2 * np.pi)
 _BOX_MULLER_CHUNK = 16384  # pairs per pass: large enough that numpy's per-call cost fades
+
+
+@runtime_checkable
+class NoiseSource(Protocol):
+    """What every ``generator=`` argument becomes (as Apple's RandomSource, openvino.genai's Generator):
+    normals and uniforms of a shape and dtype drawn in call order, the seed it started from, and an
+    independent copy that continues the same stream. :class:`TorchGenerator` (torch's CPU or CUDA
+    numbers) and :class:`NumpyGenerator` implement it; so can a user's own class."""
+
+    def randn(self, shape, dtype=np.float32) -> np.ndarray: ...
+
+    def rand(self, shape, dtype=np.float32) -> np.ndarray: ...
+
+    def initial_seed(self) -> int: ...
+
+    def copy(self) -> "NoiseSource": ...
 
 
 class TorchGenerator:
@@ -181,6 +199,10 @@ class TorchGenerator:
         self._next_normal = r * math.sin(theta)
         return r * math.cos(theta)
 
+    def copy(self) -> "TorchGenerator":
+        """An independent generator continuing this one's stream."""
+        return copy.deepcopy(self)
+
     def __repr__(self) -> str:
         if self._cuda is not None:
             return f"TorchGenerator(seed={self._cuda.seed}, device={self.device!r}, offset={self._cuda.offset})"
@@ -302,20 +324,61 @@ def _float_dtype(dtype, device: str = "cpu"):
     return dtype
 
 
-GeneratorLike = Union[TorchGenerator, np.random.Generator, int, None]
+class NumpyGenerator:
+    """numpy's own generator (PCG64 unless given another) as a noise source: seedable and fast, but not
+    torch's numbers. Other numpy Generator methods (``integers``, ...) pass through."""
+
+    def __init__(self, seed=None):
+        self._gen = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+    def randn(self, shape, dtype=np.float32) -> np.ndarray:
+        return self._gen.standard_normal(_shape(shape), dtype=_float_dtype(dtype))
+
+    def rand(self, shape, dtype=np.float32) -> np.ndarray:
+        return self._gen.random(_shape(shape), dtype=_float_dtype(dtype))
+
+    def initial_seed(self) -> int:
+        """The entropy numpy seeded the stream with, as an int (0 for a bit generator without a seed)."""
+        entropy = getattr(getattr(self._gen.bit_generator, "seed_seq", None), "entropy", None)
+        if entropy is None:
+            return 0
+        if isinstance(entropy, (int, np.integer)):
+            return int(entropy)
+        return int.from_bytes(np.asarray(entropy, dtype=np.uint64).tobytes(), "little")
+
+    def copy(self) -> "NumpyGenerator":
+        return NumpyGenerator(copy.deepcopy(self._gen))
+
+    def __getattr__(self, name):
+        if name == "_gen":  # while unpickling, before the instance's state is back
+            raise AttributeError(name)
+        return getattr(self._gen, name)
+
+    def __repr__(self) -> str:
+        return f"NumpyGenerator({self._gen!r})"
 
 
-def as_generator(generator: GeneratorLike) -> TorchGenerator | np.random.Generator:
-    """An int seed means ``TorchGenerator(seed)``; None means fresh OS entropy (numpy)."""
-    if isinstance(generator, (TorchGenerator, np.random.Generator)):
+GeneratorLike = Union[NoiseSource, np.random.Generator, int, None]
+
+
+def as_generator(generator: GeneratorLike) -> NoiseSource:
+    """The noise source a ``generator=`` argument means: an int seed is ``TorchGenerator(seed)``, a numpy
+    Generator is wrapped as :class:`NumpyGenerator`, None is fresh OS entropy (numpy), and any
+    :class:`NoiseSource` is used as it is."""
+    if isinstance(generator, (TorchGenerator, NumpyGenerator)):
         return generator
+    if isinstance(generator, np.random.Generator):
+        return NumpyGenerator(generator)
     if generator is None:
-        return np.random.default_rng()
+        return NumpyGenerator()
     if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
         return TorchGenerator(int(generator))
+    if isinstance(generator, NoiseSource):
+        return generator
     raise TypeError(
-        "generator must be an edge_sched.random.TorchGenerator, a numpy.random.Generator, an int seed, "
-        f"a list of those (one per batch item), or None; got {type(generator).__name__}."
+        "generator must be an edge_sched.random.TorchGenerator, a numpy.random.Generator, an int seed, any "
+        "edge_sched.random.NoiseSource, a list of those (one per batch item), or None; "
+        f"got {type(generator).__name__}."
     )
 
 
@@ -326,12 +389,7 @@ def _draw(generator, shape, dtype, kind: str) -> np.ndarray:
         return gen.randn(shape, dtype) if kind == "normal" else gen.rand(shape, dtype)
     dtype = np.dtype(dtype)
     draw_dtype = np.float32 if dtype == np.float16 else _float_dtype(dtype)
-    if isinstance(gen, TorchGenerator):
-        out = gen.randn(shape, draw_dtype) if kind == "normal" else gen.rand(shape, draw_dtype)
-    elif kind == "normal":
-        out = gen.standard_normal(shape, dtype=draw_dtype)
-    else:
-        out = gen.random(shape, dtype=draw_dtype)
+    out = gen.randn(shape, draw_dtype) if kind == "normal" else gen.rand(shape, draw_dtype)
     return out.astype(dtype, copy=False)
 
 

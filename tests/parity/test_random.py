@@ -16,7 +16,9 @@ import torch
 
 from diffusers.utils.torch_utils import randn_tensor as torch_randn_tensor
 from edge_sched.avx_mathfun import Workspace, cos_sin_ps, log_ps
-from edge_sched.random import TorchGenerator, as_generator, rand_tensor, randn_tensor
+from edge_sched.random import (
+    NoiseSource, NumpyGenerator, TorchGenerator, as_generator, rand_tensor, randn_tensor,
+)
 
 from .harness import record
 
@@ -237,7 +239,44 @@ def test_int_seed_means_torch_generator():
 def test_numpy_generator_is_accepted():
     out = randn_tensor((2, 3), generator=np.random.default_rng(0), dtype=np.float64)
     np.testing.assert_array_equal(out, np.random.default_rng(0).standard_normal((2, 3)))
-    assert isinstance(as_generator(None), np.random.Generator)
+    fresh = as_generator(None)  # fresh OS entropy, as a numpy-backed noise source
+    assert isinstance(fresh, NumpyGenerator) and isinstance(fresh, NoiseSource)
+
+
+@pytest.mark.parametrize("make", [lambda: TorchGenerator(5), lambda: TorchGenerator(5, device="cuda"),
+                                  lambda: NumpyGenerator(5), lambda: as_generator(np.random.default_rng(5))],
+                         ids=["torch-cpu", "torch-cuda", "numpy", "numpy-wrapped"])
+def test_noise_sources_share_one_protocol(make):
+    """randn / rand with shape and dtype, the seed, and a copy that continues the same stream."""
+    gen = make()
+    assert isinstance(gen, NoiseSource)
+    assert gen.initial_seed() == 5
+    gen.randn((3, 17))
+    twin = gen.copy()
+    for shape in [(2, 40), (5,), (1, 4, 8, 8)]:
+        np.testing.assert_array_equal(gen.randn(shape), twin.randn(shape))
+        np.testing.assert_array_equal(gen.rand(shape, dtype=np.float64), twin.rand(shape, dtype=np.float64))
+    assert gen.randn((4, 4)).dtype == np.float32 and gen.rand(3, dtype=np.float64).dtype == np.float64
+
+
+def test_a_users_noise_source_is_accepted():
+    class Constant:
+        def randn(self, shape, dtype=np.float32):
+            return np.full(shape, 0.5, dtype)
+
+        def rand(self, shape, dtype=np.float32):
+            return np.full(shape, 0.25, dtype)
+
+        def initial_seed(self):
+            return 0
+
+        def copy(self):
+            return Constant()
+
+    assert isinstance(Constant(), NoiseSource)
+    np.testing.assert_array_equal(randn_tensor((2, 3), generator=Constant(), dtype=np.float16),
+                                  np.full((2, 3), 0.5, np.float16))
+    np.testing.assert_array_equal(rand_tensor((2, 3), generator=[Constant(), Constant()]), np.full((2, 3), 0.25))
 
 
 def test_bad_generators_are_clear_errors():
