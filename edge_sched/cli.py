@@ -94,6 +94,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _interval(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (two sigmas, e.g. 0.28,5.42), got {text!r}") from None
+    return low, high
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -217,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="noise of torch's CPU or CUDA generator for that seed (PNG: 'RNG: CPU' / 'RNG: NV', as A1111)")
     p.add_argument("--size", type=_size, metavar="WxH", help="image size, e.g. 512x512")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--guidance-interval", type=_interval, default=None, metavar="LOW,HIGH",
+                   help="guide only where LOW < sigma <= HIGH (one UNet call on the other steps)")
     p.add_argument("--images", type=int, default=1, metavar="N", help="images per prompt")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
     p.add_argument("--device", help="OpenVINO device (CPU, GPU, NPU, AUTO, ...)")

@@ -14,7 +14,7 @@ from ..random import as_generator
 from ..runtime.base import Component
 from ..schedulers import SchedulerMixin
 from .common import check_common
-from .loop import callback_names
+from .loop import callback_names, check_guidance_interval
 from .loading import (
     Components,
     PipelineLoadError,
@@ -63,6 +63,7 @@ class DiffusionPipeline:
         self._progress_bar_config: dict = {}
         self._guidance_scale, self._guidance_rescale = 1.0, 0.0
         self._interrupt, self._num_timesteps = False, None
+        self._guidance_interval = None
         if compile and not components.low_memory:
             self.compile()
 
@@ -184,6 +185,10 @@ class DiffusionPipeline:
         return False
 
     @property
+    def guidance_interval(self) -> tuple[float, float] | None:
+        return self._guidance_interval
+
+    @property
     def interrupt(self) -> bool:
         return self._interrupt
 
@@ -192,13 +197,14 @@ class DiffusionPipeline:
         return self._num_timesteps
 
     def _begin_call(self, callback, callback_inputs, guidance_scale: float = 1.0, guidance_rescale: float = 0.0,
-                    num_images_per_prompt=1, output_type="pil") -> tuple[str, ...]:
+                    num_images_per_prompt=1, output_type="pil", guidance_interval=None) -> tuple[str, ...]:
         """Per-call state, and the common arguments and the callback's tensor names checked before any work
         (diffusers' check_inputs); returns the tensor names the callback gets."""
         check_common(num_images_per_prompt, output_type)
         names = callback_names(self, callback, callback_inputs)
         self._guidance_scale, self._guidance_rescale = guidance_scale, guidance_rescale
         self._interrupt = False
+        self._guidance_interval = check_guidance_interval(guidance_interval)
         return names
 
     def __repr__(self) -> str:

@@ -30,6 +30,8 @@ def call_arguments(pipe: DiffusionPipeline, args) -> dict:
         kwargs["num_inference_steps"] = args.steps
     if args.guidance is not None:
         kwargs["guidance_scale"] = args.guidance
+    if getattr(args, "guidance_interval", None) is not None:
+        kwargs["guidance_interval"] = args.guidance_interval
     if args.images < 1:
         raise ValueError(f"--images must be at least 1, got {args.images}")
     kwargs["num_images_per_prompt"] = args.images

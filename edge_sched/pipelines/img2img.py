@@ -56,12 +56,13 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionBase):
         guidance_rescale: float = 0.0,
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs=("latents",),
+        guidance_interval=None,
     ):
         check_strength(strength)
         if image is None:
             raise ValueError("image-to-image needs an init image (image=...)")
         names = self._begin_call(callback_on_step_end, callback_on_step_end_tensor_inputs, guidance_scale,
-                                 guidance_rescale, num_images_per_prompt, output_type)
+                                 guidance_rescale, num_images_per_prompt, output_type, guidance_interval)
         from .image_io import image_processor  # needs Pillow
 
         init = image_processor(self.vae_scale_factor).preprocess(image)

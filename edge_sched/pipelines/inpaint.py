@@ -67,6 +67,7 @@ class StableDiffusionInpaintPipeline(StableDiffusionBase):
         return_dict: bool = True,
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs=("latents",),
+        guidance_interval=None,
     ):
         from PIL import Image
 
@@ -77,7 +78,8 @@ class StableDiffusionInpaintPipeline(StableDiffusionBase):
         if image is None or mask_image is None:
             raise ValueError("inpainting needs an init image and a mask (image=..., mask_image=...)")
         names = self._begin_call(callback_on_step_end, callback_on_step_end_tensor_inputs, guidance_scale,
-                                 num_images_per_prompt=num_images_per_prompt, output_type=output_type)
+                                 num_images_per_prompt=num_images_per_prompt, output_type=output_type,
+                                 guidance_interval=guidance_interval)
         if padding_mask_crop is not None:
             if not isinstance(image, Image.Image) or not isinstance(mask_image, Image.Image):
                 raise ValueError("padding_mask_crop needs the image and the mask as PIL images")

@@ -11,6 +11,10 @@ diffusers' contracts kept here: guidance is re-read every step (``pipe._guidance
 callback may switch it off (diffusers' ``SDCFGCutoffCallback`` sets it to 0 and keeps the conditional
 half of ``prompt_embeds``); ``pipe._interrupt = True`` (from a callback) skips the remaining steps; the
 callback sees the tensors it names, and what it returns replaces them.
+
+``guidance_interval=(sigma_low, sigma_high)`` (Kynkaanniemi et al. 2024, "Applying guidance in a limited
+interval improves sample and distribution quality"): guidance applies only where sigma_low < sigma <=
+sigma_high; the other steps run the UNet once, on the conditional half of every batch-doubled input.
 """
 
 from __future__ import annotations
@@ -57,12 +61,18 @@ def denoise(pipe, timesteps, state: dict, hooks: LoopHooks, step_kwargs: dict, c
         for i, t in enumerate(timesteps):
             if pipe.interrupt:
                 break  # diffusers skips the remaining steps; adaptive schedules must not spin
-            guided = pipe.do_classifier_free_guidance
+            doubled = pipe.do_classifier_free_guidance  # the state holds [uncond, cond] tensors
             latents = state["latents"]
-            model_input = scheduler.scale_model_input(np.concatenate([latents, latents]) if guided else latents, t)
+            model_input = scheduler.scale_model_input(np.concatenate([latents, latents]) if doubled else latents, t)
             if hooks.model_input is not None:
                 model_input = hooks.model_input(state, model_input)
-            prediction = _run_unet(pipe, unet, model_input, t, hooks.unet_feeds(state, guided))
+            feeds = hooks.unet_feeds(state, doubled)
+            guided = doubled and in_guidance_interval(pipe.guidance_interval, scheduler, t)
+            if doubled and not guided:  # outside the interval: one conditional UNet call
+                n = latents.shape[0]
+                model_input = model_input[n:]
+                feeds = {k: v[n:] if v.shape[0] == 2 * n else v for k, v in feeds.items()}
+            prediction = _run_unet(pipe, unet, model_input, t, feeds)
             if guided:
                 uncond, cond = np.split(prediction, 2)
                 prediction = classifier_free_guidance(uncond, cond, pipe.guidance_scale, pipe.guidance_rescale)
@@ -90,6 +100,43 @@ def _run_unet(pipe, unet, sample: np.ndarray, t, extra: dict) -> np.ndarray:
                 **{k: v[rows] for k, v in extra.items()}}
 
     return pipe.run_batched(unet, feeds, sample.shape[0], "sample")["out_sample"].astype(np.float32, copy=False)
+
+
+def noise_level(scheduler, t) -> float:
+    """The current step's sigma in the scheduler's own terms: its ``sigmas`` entry where it keeps one
+    (Euler, DPM-Solver, flow matching, ...), else sqrt((1 - alpha_bar) / alpha_bar) at ``t`` (DDIM, DDPM,
+    PNDM, LCM: variance-preserving schedules)."""
+    sigmas, index = getattr(scheduler, "sigmas", None), getattr(scheduler, "step_index", None)
+    if sigmas is not None and index is not None and np.ndim(sigmas) == 1 and index < len(sigmas):
+        return float(sigmas[index])
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None:
+        raise ValueError(f"guidance_interval needs a noise level; {type(scheduler).__name__} keeps no sigmas "
+                         "or alphas_cumprod")
+    t = float(np.asarray(t).reshape(-1)[0])
+    alpha = float(np.interp(t, np.arange(len(alphas)), np.asarray(alphas, dtype=np.float64)))
+    return float(np.sqrt((1 - alpha) / alpha))
+
+
+def in_guidance_interval(interval, scheduler, t) -> bool:
+    """Guidance applies where sigma_low < sigma <= sigma_high (Kynkaanniemi et al. 2024); None: always."""
+    if interval is None:
+        return True
+    low, high = interval
+    return low < noise_level(scheduler, t) <= high
+
+
+def check_guidance_interval(interval):
+    """None, or (sigma_low, sigma_high) with 0 <= sigma_low <= sigma_high (inf allowed at the top)."""
+    if interval is None:
+        return None
+    try:
+        low, high = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(f"guidance_interval must be (sigma_low, sigma_high), got {interval!r}") from None
+    if not (0 <= low <= high) or np.isnan(high):
+        raise ValueError(f"guidance_interval must have 0 <= sigma_low <= sigma_high, got {interval!r}")
+    return low, high
 
 
 def check_finite(latents: np.ndarray, i: int, t) -> None:

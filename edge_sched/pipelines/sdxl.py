@@ -214,10 +214,11 @@ class StableDiffusionXLPipeline(StableDiffusionBase):
         clip_skip: int | None = None,
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs=("latents",),
+        guidance_interval=None,
     ):
         height, width = self._default_size(height, width)
         names = self._begin_call(callback_on_step_end, callback_on_step_end_tensor_inputs, guidance_scale,
-                                 guidance_rescale, num_images_per_prompt, output_type)
+                                 guidance_rescale, num_images_per_prompt, output_type, guidance_interval)
         if denoising_end is not None and not isinstance(denoising_end, (int, float)):
             raise ValueError(f"denoising_end must be a float in (0, 1), got {denoising_end!r}")
         original_size = original_size or (height, width)

@@ -114,7 +114,8 @@ class UnconditionalPipelineBase(DiffusionPipeline):
 
     def _generate(self, batch_size, generator, num_inference_steps, timesteps, sigmas, step_kwargs_extra,
                   class_labels, guidance_scale, output_type, return_dict, callback_on_step_end,
-                  callback_on_step_end_tensor_inputs, prompt=None, num_images_per_prompt=1):
+                  callback_on_step_end_tensor_inputs, prompt=None, num_images_per_prompt=1,
+                  guidance_interval=None):
         if prompt is None and (isinstance(batch_size, str) or (
                 isinstance(batch_size, (list, tuple)) and batch_size and all(isinstance(w, str) for w in batch_size))):
             # pipe("3 7 7"): a string is never a batch size, so the first positional argument is the prompt
@@ -131,7 +132,8 @@ class UnconditionalPipelineBase(DiffusionPipeline):
         if guidance_scale is None:
             guidance_scale = self.default_guidance_scale
         names = self._begin_call(callback_on_step_end, callback_on_step_end_tensor_inputs, guidance_scale,
-                                 num_images_per_prompt=num_images_per_prompt, output_type=output_type)
+                                 num_images_per_prompt=num_images_per_prompt, output_type=output_type,
+                                 guidance_interval=guidance_interval)
         hooks = self._class_hooks(class_labels)
         generator = self._generator(generator)
         sample = randn_tensor(self._sample_shape(int(batch_size)), generator=generator, dtype=np.float32)
@@ -154,10 +156,11 @@ class DDPMPipeline(UnconditionalPipelineBase):
     def __call__(self, batch_size: int = 1, generator=None, num_inference_steps: int = 1000, output_type: str = "pil",
                  return_dict: bool = True, *, prompt=None, class_labels=None, guidance_scale: float | None = None,
                  num_images_per_prompt: int = 1, timesteps=None, sigmas=None, callback_on_step_end=None,
-                 callback_on_step_end_tensor_inputs=("latents",)):
+                 callback_on_step_end_tensor_inputs=("latents",), guidance_interval=None):
         return self._generate(batch_size, generator, num_inference_steps, timesteps, sigmas, {}, class_labels,
                               guidance_scale, output_type, return_dict, callback_on_step_end,
-                              callback_on_step_end_tensor_inputs, prompt, num_images_per_prompt)
+                              callback_on_step_end_tensor_inputs, prompt, num_images_per_prompt,
+                              guidance_interval)
 
 
 @register_pipeline
@@ -172,8 +175,9 @@ class DDIMPipeline(UnconditionalPipelineBase):
                  use_clipped_model_output: bool | None = None, output_type: str = "pil", return_dict: bool = True,
                  *, prompt=None, class_labels=None, guidance_scale: float | None = None, num_images_per_prompt: int = 1,
                  timesteps=None, sigmas=None, callback_on_step_end=None,
-                 callback_on_step_end_tensor_inputs=("latents",)):
+                 callback_on_step_end_tensor_inputs=("latents",), guidance_interval=None):
         extra = {"eta": eta, "use_clipped_model_output": use_clipped_model_output}
         return self._generate(batch_size, generator, num_inference_steps, timesteps, sigmas, extra, class_labels,
                               guidance_scale, output_type, return_dict, callback_on_step_end,
-                              callback_on_step_end_tensor_inputs, prompt, num_images_per_prompt)
+                              callback_on_step_end_tensor_inputs, prompt, num_images_per_prompt,
+                              guidance_interval)
