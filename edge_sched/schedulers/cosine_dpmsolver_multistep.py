@@ -6,11 +6,13 @@ edm_dpmsolver_multistep.py with ``algorithm_type="sde-dpmsolver++"`` fixed, othe
 (exponential sigmas in [0.3, 500], sigma_data = 1, v-prediction), and the network timestep
 c_noise = atan(sigma) * 2 / pi instead of log(sigma) / 4.
 
-Noise: diffusers draws each step's z from a Brownian tree (torchsde) over [sigma_min,
-sigma_max], seeded by ``generator.initial_seed()``: z = W(sigma_i, sigma_{i+1}) / sqrt|sigma_{i+1} - sigma_i|.
-Here ``noise_sampler`` (a callable ``(sigma, sigma_next) -> noise``, diffusers' attribute)
-supplies it; left None, the first step builds the Brownian-tree sampler of
-``edge_sched.brownian`` (BrownianTreeNoiseSampler, diffusers' interface) from the generator's seed.
+Noise: diffusers draws each step's z from torchsde's Brownian motion over [sigma_min, sigma_max]
+(the config's), seeded by ``generator.initial_seed()`` (one tree per generator given a list):
+z = (W(sigma_{i+1}) - W(sigma_i)) / sqrt|sigma_{i+1} - sigma_i|, the final query at sigma 0 clamped
+into the span. ``noise_sampler`` (diffusers' attribute, a callable ``(sigma, sigma_next) -> noise``)
+supplies it; left None, the first step builds edge_sched.brownian's BrownianTreeNoiseSampler (the
+same numbers as torchsde's) from the generator's seed, on the generator's device (torchsde's
+device is that of diffusers' sample: set ``noise_device`` to say it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..brownian import BrownianTreeNoiseSampler
+from ..random import as_generator
 from .dpmsolver_multistep import DPMSolverMultistepScheduler
 from .edm_dpmsolver_multistep import EDMDPMSolverMultistepScheduler
 from .multistep_plan import config_defaults
@@ -30,7 +34,7 @@ _FIXED = {"algorithm_type": "sde-dpmsolver++", "thresholding": False}
 
 
 class CosineDPMSolverMultistepScheduler(EDMDPMSolverMultistepScheduler):
-    noise_kind = "stochastic (Brownian tree)"  # for the `edge-sched schedulers` table
+    noise_kind = "Brownian (torchsde's, generator seed)"  # for the `edge-sched schedulers` table
     _compatibles: list[str] = []
     _legacy_values = {"solver_type": {"logrho": "midpoint", "bh1": "midpoint", "bh2": "midpoint"}}
 
@@ -52,10 +56,11 @@ class CosineDPMSolverMultistepScheduler(EDMDPMSolverMultistepScheduler):
         super().__init__(
             sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data, sigma_schedule=sigma_schedule,
             num_train_timesteps=num_train_timesteps, prediction_type=prediction_type, rho=rho,
-            solver_order=solver_order, algorithm_type=_FIXED["algorithm_type"], solver_type=solver_type,
+            solver_order=solver_order, algorithm_type=_FIXED["algorithm_type"], solver_type=self.config.solver_type,
             lower_order_final=lower_order_final, euler_at_final=euler_at_final, final_sigmas_type=final_sigmas_type,
         )
         self.noise_sampler = None
+        self.noise_device: str | None = None  # None: the generator's device ("cpu" without one)
 
     def precondition_noise(self, sigma) -> np.ndarray:
         """c_noise = atan(sigma) * 2 / pi (float32, at least 1-D)."""
@@ -68,35 +73,17 @@ class CosineDPMSolverMultistepScheduler(EDMDPMSolverMultistepScheduler):
             super().set_timesteps(num_inference_steps)
         self.noise_sampler = None
 
-    def _default_noise_sampler(self, model_output: np.ndarray, generator):
-        try:
-            from ..brownian import BrownianTreeNoiseSampler
-        except ImportError:
-            raise NotImplementedError(
-                "CosineDPMSolverMultistepScheduler needs edge_sched.brownian (the Brownian-tree noise source) "
-                "to draw its noise; or set `scheduler.noise_sampler` to a callable (sigma, sigma_next) -> noise."
-            ) from None
-        if generator is None:  # torchsde seeds itself randomly then
-            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
-        elif isinstance(generator, list):
-            seed = [g.initial_seed() for g in generator]
+    def _default_noise_sampler(self, model_output: np.ndarray, generator) -> BrownianTreeNoiseSampler:
+        generators = generator if isinstance(generator, (list, tuple)) else [generator]
+        if generator is None:  # diffusers' BatchedBrownianTree then draws a random seed
+            seed = int(np.random.default_rng().integers(0, 2**63 - 1))
         else:
-            seed = generator.initial_seed()
-        lo, hi = sorted((self.config.sigma_min, self.config.sigma_max))
-        sampler = BrownianTreeNoiseSampler(model_output.shape, sigma_min=lo, sigma_max=hi, seed=seed)
-
-        def noise(sigma, sigma_next):
-            # torchsde clamps queries outside [sigma_min, sigma_max] (the final sigma 0) into the tree's
-            # span, while diffusers still divides by sqrt(|sigma_next - sigma|) of the unclamped levels
-            a, b = (min(max(float(v), lo), hi) for v in (sigma, sigma_next))
-            if (a, b) == (float(sigma), float(sigma_next)):
-                return sampler(a, b)
-            if a == b:
-                return np.zeros(model_output.shape, dtype=_F32)
-            return (sampler(a, b) * (math.sqrt(abs(b - a)) / math.sqrt(abs(float(sigma_next) - float(sigma))))
-                    ).astype(_F32)
-
-        return noise
+            seeds = [as_generator(g).initial_seed() for g in generators]
+            seed = seeds if isinstance(generator, (list, tuple)) else seeds[0]
+        device = self.noise_device or getattr(next(iter(generators), None), "device", None) or "cpu"
+        dtype = np.float64 if model_output.dtype == np.float64 else _F32
+        return BrownianTreeNoiseSampler(model_output.shape, self.config.sigma_min, self.config.sigma_max, seed,
+                                        dtype=dtype, device=str(device).split(":")[0])
 
     def step(self, model_output: np.ndarray, timestep, sample: np.ndarray, generator=None, return_dict: bool = True):
         """One SDE-DPM-Solver++ step with this step's Brownian increment as the noise."""

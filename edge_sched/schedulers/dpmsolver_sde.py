@@ -11,10 +11,12 @@ DPM-Solver-1 move from the step's start x:
     x_to = (sigma_down / s) x - expm1(log(s / sigma_down)) x0 + sigma_up * n(s, sigma_to)
 
 with x0 from the model at s (first call) or at sigma_m on x_m (second call), and
-n(a, b) = (W(b) - W(a)) / sqrt(|b - a|) the normalised increment of one Brownian tree over
-[sigma_min, sigma_max] (edge_sched.brownian, seeded by ``noise_sampler_seed``). The final step to
-sigma 0 is a single Euler call. The schedule interleaves [t_0, tm_0, t_1, tm_1, ..., t_{n-1}].
-set_timesteps plans every scalar (float32 like torch); ``step`` applies them.
+n(a, b) = (W(b) - W(a)) / sqrt(|b - a|) the normalised increment of a Brownian motion over
+[sigma_min, sigma_max]: torchsde's BrownianInterval as diffusers seeds it (``noise_sampler_seed``,
+one int or one per batch item), reproduced by edge_sched.brownian. torchsde draws on the device of
+diffusers' sample; ``scheduler.noise_device = "cuda"`` reproduces a CUDA pipeline (default "cpu").
+The final step to sigma 0 is a single Euler call. The schedule interleaves [t_0, tm_0, t_1, tm_1,
+..., t_{n-1}]. set_timesteps plans every scalar (float32 like torch); ``step`` applies them.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from ..brownian import BrownianTreeNoiseSampler
 from .base import KARRAS_COMPATIBLES
 from .betas import sigmas_of
 from .errors import check_choice
-from .multistep_plan import f32_exp, f32_expm1, f32_log
 from .prediction import PREDICTION_TYPES
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule, discrete_sigma_plan, sigma_to_t
 from .spacing import spaced_timesteps
+from .torch_numerics import f32_exp, f32_expm1, f32_log
 
 _F32 = np.float32
 
@@ -48,7 +50,7 @@ def ancestral_move(t: np.ndarray, sigma_from: np.ndarray, sigma_to: np.ndarray):
 
 
 class DPMSolverSDEScheduler(_SigmaDiscreteScheduler):
-    noise_kind = "Brownian tree (noise_sampler_seed)"  # for the `edge-sched schedulers` table
+    noise_kind = "Brownian (torchsde's, noise_sampler_seed)"  # for the `edge-sched schedulers` table
     _compatibles = KARRAS_COMPATIBLES
     order = 2
 
@@ -63,7 +65,7 @@ class DPMSolverSDEScheduler(_SigmaDiscreteScheduler):
         use_karras_sigmas: bool = False,
         use_exponential_sigmas: bool = False,
         use_beta_sigmas: bool = False,
-        noise_sampler_seed: int | None = None,
+        noise_sampler_seed: int | list[int] | None = None,
         timestep_spacing: Literal["linspace", "leading", "trailing"] = "linspace",
         steps_offset: int = 0,
     ):
@@ -71,6 +73,7 @@ class DPMSolverSDEScheduler(_SigmaDiscreteScheduler):
         configured_sigma_schedule(self.config)
         self._init_training_schedule(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
         self.noise_sampler_seed = noise_sampler_seed
+        self.noise_device = "cpu"  # torchsde's generator device: that of the torch pipeline's latents
         # like diffusers, a fresh scheduler is already set to the full training schedule
         self.set_timesteps(num_train_timesteps, None, num_train_timesteps)
 
@@ -142,8 +145,9 @@ class DPMSolverSDEScheduler(_SigmaDiscreteScheduler):
             seed = self.noise_sampler_seed
             if seed is None:  # diffusers draws a fresh seed too
                 seed = int(np.random.default_rng().integers(0, 2**63 - 1))
-            self.noise_sampler = BrownianTreeNoiseSampler(sample.shape, float(positive.min()),
-                                                          float(self.sigmas.max()), seed)
+            self.noise_sampler = BrownianTreeNoiseSampler(
+                sample.shape, float(positive.min()), float(self.sigmas.max()), seed,
+                dtype=np.float64 if sample.dtype == np.float64 else _F32, device=self.noise_device)
         i = self._step_index
         first = self.state_in_first_order
         k = i // 2 if first else (i - 1) // 2  # the step (pair of calls) this call belongs to

@@ -1,13 +1,8 @@
-"""DPMSolverSDEScheduler: numpy vs diffusers, both stepping with the same Brownian-tree noise.
+"""DPMSolverSDEScheduler: numpy vs diffusers, each side drawing its own Brownian noise from the same seed.
 
-diffusers draws its noise from torchsde's BrownianInterval, we draw ours from edge_sched.brownian:
-same distribution, different bits. And a Brownian path is rough (|W(t + d) - W(t)| ~ sqrt(d)), so
-even the same tree queried at noise levels one float32 ulp apart (torch's SLEEF log/exp vs ours)
-gives noise ~1e-4 apart. For parity the test therefore records the noise diffusers draws (stock
-diffusers, real torchsde) with the (sigma, sigma_next) it was drawn for, and replays it into our
-scheduler in place of our sampler, asserting that we ask for it at the same noise levels (within
-1e-6), in the same order, as many times. The Brownian noise itself is tested on its own terms in
-tests/schedulers/test_brownian.py, and end to end below (test_same_seed_same_samples).
+diffusers draws through torchsde's BrownianInterval, we through edge_sched.brownian (no torch): the
+same numbers for the same ``noise_sampler_seed``. The parity rule for query sigmas that torch's
+float32 exp / log put one ulp (and one torchsde grid point) away is brownian_parity's.
 """
 
 import itertools
@@ -17,53 +12,18 @@ import pytest
 import torch
 
 import diffusers
-import diffusers.schedulers.scheduling_dpmsolver_sde as diffusers_sde
-import edge_sched.schedulers.dpmsolver_sde as ours_sde
 from edge_sched.schedulers import SchedulerNotReadyError
 from edge_sched.schedulers.dpmsolver_sde import DPMSolverSDEScheduler
 
-from .harness import RTOL, check_parity, initial_sample, model_fn
+from .brownian_parity import check_brownian_parity
+from .harness import RTOL, initial_sample, model_fn
 
 NAME = "DPMSolverSDEScheduler"
 SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", noise_sampler_seed=7)
 STEPS = (1, 2, 3, 10, 25, 50)
 SPACINGS = ("linspace", "leading", "trailing")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers' numpy-on-tensor calls
-
-RECORDED: list = []  # (sigma, sigma_next, noise) of the latest diffusers sampler, in call order
-
-
-class _RecordingSampler(diffusers_sde.BrownianTreeNoiseSampler):
-    """diffusers' own sampler (torchsde), noting what it returns."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        RECORDED.clear()
-
-    def __call__(self, sigma, sigma_next):
-        noise = super().__call__(sigma, sigma_next)
-        RECORDED.append((float(sigma), float(sigma_next), noise.numpy().copy()))
-        return noise
-
-
-class _ReplayingSampler:
-    """Stands in for our sampler: diffusers' recorded noise, checked against our queries."""
-
-    def __init__(self, shape, sigma_min, sigma_max, seed):
-        self.record, self.calls = list(RECORDED), 0
-
-    def __call__(self, sigma, sigma_next):
-        assert self.calls < len(self.record), "we draw noise more often than diffusers"
-        ref_sigma, ref_next, noise = self.record[self.calls]
-        np.testing.assert_allclose([float(sigma), float(sigma_next)], [ref_sigma, ref_next], rtol=1e-6)
-        self.calls += 1
-        return noise
-
-
-@pytest.fixture(autouse=True)
-def same_noise(monkeypatch):
-    monkeypatch.setattr(diffusers_sde, "BrownianTreeNoiseSampler", _RecordingSampler)
-    monkeypatch.setattr(ours_sde, "BrownianTreeNoiseSampler", _ReplayingSampler)
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning",  # diffusers; torchsde
+                                  "ignore:divide by zero:RuntimeWarning")  # correctly rounded log(0)
 
 
 GRID = [
@@ -77,6 +37,8 @@ GRID = [
     dict(SD, beta_schedule="squaredcos_cap_v2"),
     dict(SD, steps_offset=1, timestep_spacing="leading"),
     dict(trained_betas=[0.0001 + 0.0002 * i for i in range(100)], num_train_timesteps=100, noise_sampler_seed=1),
+    dict(SD, noise_sampler_seed=[5, 2**40 + 3]),  # one tree per batch item (diffusers' BatchedBrownianTree)
+    dict(SD, noise_sampler_seed=2**63 - 2, use_karras_sigmas=True),
 ]
 
 
@@ -87,18 +49,12 @@ def _id(config):
 @pytest.mark.parametrize("steps", STEPS)
 @pytest.mark.parametrize("config", GRID, ids=_id)
 def test_grid(config, steps):
-    check_parity(NAME, config, {"num_inference_steps": steps})
+    check_brownian_parity(NAME, config, {"num_inference_steps": steps})
 
 
 def test_s_noise_and_train_range():
-    check_parity(NAME, SD, {"num_inference_steps": 10}, step_kwargs={"s_noise": 0.5})
-    check_parity(NAME, SD, {"num_inference_steps": 10, "num_train_timesteps": 500})
-
-
-def test_noise_draws_match_diffusers_in_number():
-    # two draws per step but the last (a plain Euler step); the replay checks each draw's levels
-    check_parity(NAME, SD, {"num_inference_steps": 6})
-    assert len(RECORDED) == 10
+    check_brownian_parity(NAME, SD, {"num_inference_steps": 10}, step_kwargs={"s_noise": 0.5})
+    check_brownian_parity(NAME, SD, {"num_inference_steps": 10, "num_train_timesteps": 500})
 
 
 def test_fresh_and_set_schedule_match_diffusers():
@@ -134,9 +90,7 @@ def test_add_noise(spacing):
     np.testing.assert_allclose(ours.add_noise(x0, noise, ours.timesteps[idx]), expected, rtol=RTOL, atol=RTOL)
 
 
-def test_same_seed_same_samples(monkeypatch):
-    monkeypatch.undo()  # our own Brownian noise, end to end
-
+def test_same_seed_same_samples():
     def run(seed, shape=(2, 4, 8, 8)):
         s = DPMSolverSDEScheduler(**dict(SD, noise_sampler_seed=seed))
         s.set_timesteps(5)
@@ -149,8 +103,7 @@ def test_same_seed_same_samples(monkeypatch):
     assert not np.array_equal(run(11), run(12))
 
 
-def test_return_dict_false(monkeypatch):
-    monkeypatch.undo()  # no reference run: our own noise
+def test_return_dict_false():
     s = DPMSolverSDEScheduler(**SD)
     s.set_timesteps(5)
     x = np.ones((1, 4, 8, 8), np.float32)
@@ -159,8 +112,7 @@ def test_return_dict_false(monkeypatch):
     np.testing.assert_array_equal(out[1], x)
 
 
-def test_bad_input(monkeypatch):
-    monkeypatch.undo()  # no reference run: our own noise
+def test_bad_input():
     with pytest.raises(ValueError, match=r"beta_schedule.*'linear'.*'laplace'"):
         DPMSolverSDEScheduler(beta_schedule="laplace")
     with pytest.raises(ValueError, match="Only one of"):
