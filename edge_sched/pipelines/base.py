@@ -14,6 +14,7 @@ from ..random import as_generator
 from ..runtime.base import Component
 from ..schedulers import SchedulerMixin
 from .common import check_common
+from .config_fixes import fix_scheduler_config, fix_unet_sample_size
 from .loop import callback_names, check_guidance_interval
 from .loading import (
     Components,
@@ -22,6 +23,7 @@ from .loading import (
     graph_folders,
     load_scheduler,
     pick_backend,
+    as_scheduler,
     read_model_index,
     resolve_folder,
 )
@@ -54,11 +56,19 @@ class DiffusionPipeline:
     needs_tokenizer = False
     #: the tensors ``callback_on_step_end`` may read and replace (diffusers' per-class list)
     _callback_tensor_inputs: tuple[str, ...] = ("latents",)
+    #: diffusers' pipeline-build fixes of old configs (config_fixes.py): scheduler keys, and the UNet
+    #: sample_size fix (None: not made; "int": only for an int sample_size; "any": inpainting's check)
+    _scheduler_config_fixes: tuple[str, ...] = ()
+    _unet_sample_size_fix: str | None = None
 
     def __init__(self, folder: Path, components: Components, scheduler: SchedulerMixin, model_index: dict,
                  tokenizers: dict | None = None, compile: bool = True):
         self.folder, self.components, self.model_index = folder, components, model_index
         self.scheduler = scheduler
+        fix_scheduler_config(scheduler, self._scheduler_config_fixes)
+        if self._unet_sample_size_fix and "unet" in components.configs:
+            fix_unet_sample_size(components.configs["unet"], str(folder / "unet" / "config.json"),
+                                 require_int=self._unet_sample_size_fix == "int")
         self.tokenizers = tokenizers or {}
         self._progress_bar_config: dict = {}
         self._guidance_scale, self._guidance_rescale = 1.0, 0.0
@@ -98,6 +108,7 @@ class DiffusionPipeline:
         token=None,
         hub_cache_dir=None,
         local_files_only: bool = False,
+        scheduler=None,
         **engine_kwargs,
     ) -> "DiffusionPipeline":
         """Load a pipeline folder (optimum's layout), a Hub repo id, or a built-in model name.
@@ -135,7 +146,8 @@ class DiffusionPipeline:
             options.setdefault("cpu_memory_arena", False)  # activations freed after each run, not kept for the next
         components = Components(folder, names, chosen, options, low_memory=low_memory)
         tokenizers = target._load_tokenizers(folder)
-        return target(folder, components, load_scheduler(folder), index, tokenizers, compile=compile)
+        scheduler = load_scheduler(folder, index) if scheduler is None else as_scheduler(scheduler)
+        return target(folder, components, scheduler, index, tokenizers, compile=compile)
 
     @classmethod
     def _load_tokenizers(cls, folder: Path) -> dict:

@@ -18,6 +18,8 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionBase):
     """``pipe(prompt, image=init_image, strength=0.8, ...)``."""
 
     required_graphs = {**StableDiffusionBase.required_graphs, "vae_encoder": ("sample",)}
+    _scheduler_config_fixes = ("steps_offset", "clip_sample")
+    _unet_sample_size_fix = "any"
 
     def image_to_image_arguments(self, image, mask, strength) -> dict:
         if mask is not None:

@@ -28,6 +28,8 @@ class StableDiffusionInpaintPipeline(StableDiffusionBase):
 
     required_graphs = {**StableDiffusionBase.required_graphs, "vae_encoder": ("sample",)}
     _callback_tensor_inputs = ("latents", "prompt_embeds", "negative_prompt_embeds", "mask", "masked_image_latents")
+    _scheduler_config_fixes = ("steps_offset", "skip_prk_steps")
+    _unet_sample_size_fix = "any"
 
     def image_to_image_arguments(self, image, mask, strength) -> dict:
         if image is None or mask is None:

@@ -70,10 +70,18 @@ def read_model_index(folder: Path) -> dict:
                      error=PipelineLoadError)
 
 
-def load_scheduler(folder: Path) -> SchedulerMixin:
+def load_scheduler(folder: Path, model_index: dict | None = None) -> SchedulerMixin:
+    """The scheduler of the class ``model_index.json`` names (as diffusers loads it), else the class its
+    config names, built from ``scheduler/scheduler_config.json``."""
     path = folder / "scheduler" / "scheduler_config.json"
     config = read_json(path, "the scheduler's config", error=PipelineLoadError)
     name = config.get("_class_name")
+    entry = (model_index or {}).get("scheduler")
+    if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[1], str):
+        if entry[1] != name:
+            logger.info("%s names %s, model_index.json %s: loading %s, as diffusers does", path, name, entry[1],
+                        entry[1])
+        name = entry[1]
     if not isinstance(name, str):
         raise PipelineLoadError(f"{path}: no _class_name")
     try:
@@ -81,6 +89,22 @@ def load_scheduler(folder: Path) -> SchedulerMixin:
     except (KeyError, ValueError) as e:
         raise PipelineLoadError(f"{path}: {e}") from e
     return cls.from_config(config)
+
+
+def as_scheduler(scheduler) -> SchedulerMixin:
+    """A ``scheduler=`` argument: an edge_sched scheduler as is; another library's scheduler object (its
+    class name and ``.config``) rebuilt as ours from its config."""
+    if isinstance(scheduler, SchedulerMixin):
+        return scheduler
+    config = getattr(scheduler, "config", None)
+    if not isinstance(config, dict):
+        raise TypeError(f"scheduler= must be a scheduler (e.g. edge_sched.DDIMScheduler.from_pretrained(...)), "
+                        f"got {type(scheduler).__name__}")
+    try:
+        cls = scheduler_class(type(scheduler).__name__)
+    except (KeyError, ValueError) as e:
+        raise TypeError(f"scheduler=: {e}") from e
+    return cls.from_config(dict(config))
 
 
 class Components:

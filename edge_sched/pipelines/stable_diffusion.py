@@ -13,6 +13,9 @@ from .sd_base import StableDiffusionBase
 class StableDiffusionPipeline(StableDiffusionBase):
     """Text-to-image: ``pipe(prompt, num_inference_steps=..., guidance_scale=..., generator=seed).images``."""
 
+    _scheduler_config_fixes = ("steps_offset", "clip_sample")
+    _unet_sample_size_fix = "int"
+
     def __call__(
         self,
         prompt=None,
