@@ -7,6 +7,7 @@ import inspect
 import sys
 
 from . import __version__
+from .interrupt import EXIT_INTERRUPTED
 
 
 def scheduler_rows() -> list[dict]:
@@ -162,8 +163,15 @@ def cmd_info(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (the option and what is wrong), exit status 2, as the other errors."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge-sched", description=__doc__)
+    parser = _Parser(prog="edge-sched", description=__doc__)
     parser.add_argument("--version", action="version", version=f"edge-sched {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -257,11 +265,29 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for it
+        if args.debug:
+            raise
+        print(f"edge-sched {args.command}: {_interrupted(args)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as e:  # one readable line unless --debug
         if args.debug:
             raise
-        print(f"edge-sched: error: {e}", file=sys.stderr)
+        print(f"edge-sched: error: {_one_line(e)}", file=sys.stderr)
         return 1
+
+
+def _interrupted(args) -> str:
+    if args.command == "export":
+        return f"interrupted; {args.output} was left as it was"
+    if args.command == "generate":
+        return "interrupted; no image was written"
+    return "interrupted"
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -14,12 +14,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
 from edge_sched.jsonfile import read_json
 
+from edge_sched.interrupt import StopOnInterrupt
+
+from .atomic import MANIFEST, PARTIAL_MARKER, atomic_folder, check_not_nested, check_replaceable
 from .errors import ExportError, ValidationError
 from .scheduler import convert_scheduler
 from .source import resolve_source
@@ -27,7 +29,6 @@ from .static import plan_static_shapes, static_shapes_for
 
 FORMATS = ("onnx", "openvino")
 DTYPES = ("fp32", "fp16")
-MANIFEST = "edge_sched.json"
 MANIFEST_VERSION = 1
 TOKENIZER_CHECK_PROMPTS = ("a photo of a cat", "The Dog, and the CAT!", "", "x" * 200)
 _VERSION_PACKAGES = ("edge-sched", "torch", "diffusers", "transformers", "optimum", "optimum-onnx",
@@ -67,8 +68,11 @@ def export_pipeline(
     ``source`` may be a single-file ``.safetensors`` checkpoint with ``config`` a local diffusers folder.
 
     Nothing is left half-written: everything is built in a temporary folder next to ``output`` and
-    renamed at the end; an existing ``output`` is refused unless ``overwrite``; on any error (also a
-    failed validation, or Ctrl-C) ``output`` is as it was before.
+    renamed at the end; an existing ``output`` is refused unless ``overwrite``, and even then unless it
+    is empty or an earlier export (``export/atomic.py``); an ``output`` that is the source, holds it or
+    lies inside it is refused. On any error (also a failed validation, or Ctrl-C) ``output`` is as it
+    was before. Called from the main thread, Ctrl-C stops the export within a few seconds even where a
+    library swallows the KeyboardInterrupt (``edge_sched/interrupt.py``).
     """
     say = progress or (lambda message: None)
     if format not in FORMATS:
@@ -81,21 +85,42 @@ def export_pipeline(
     if weight_compression is not None:
         _check_compression(format, weight_compression)
     output = Path(output).expanduser().absolute()
-    _check_output(output, overwrite)
     overrides = dict(scheduler_overrides or {})
 
+    with StopOnInterrupt("edge-sched export", "interrupted; OUTPUT was left as it was") as guard:
+        def checked_say(message: str) -> None:
+            guard.check()  # an interrupt that a library swallowed stops the export at the next message
+            say(message)
+
+        manifest = _export_checked(output, overwrite, source, resolved_kwargs=dict(
+            revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only,
+            allow_pickle=allow_pickle, config=config,
+        ), backend=backend, dtype=dtype, scheduler=scheduler, overrides=overrides, validate=validate,
+            say=checked_say, static_shapes=static_shapes, weight_compression=weight_compression, guard=guard)
+    say(f"done: {output}")
+    return manifest
+
+
+def _export_checked(output: Path, overwrite: bool, source, *, resolved_kwargs: dict, backend, dtype, scheduler,
+                    overrides, validate, say, static_shapes, weight_compression, guard) -> dict:
     say(f"source {source}")
-    resolved = resolve_source(
-        source, revision=revision, token=token, cache_dir=cache_dir,
-        local_files_only=local_files_only, allow_pickle=allow_pickle, config=config,
-    )
+    # OUTPUT is not the source, does not hold it, is not inside it (a Hub source: its cache snapshot); a
+    # local source is resolved first (cheap) so that this is said before "OUTPUT exists", a Hub one after
+    # the OUTPUT check (a download is not)
+    local = Path(os.fspath(source)).expanduser().exists()
+    if not local:
+        check_replaceable(output, overwrite)
+    resolved = resolve_source(source, **resolved_kwargs)
+    check_not_nested(output, [resolved.folder, resolved.checkpoint])
+    if local:
+        check_replaceable(output, overwrite)
     # the scheduler first: a bad name or override key should fail before minutes of export
     our_scheduler = convert_scheduler(resolved.folder / "scheduler", scheduler, **overrides)
 
     try:
-        with _atomic_folder(output, overwrite) as tmp:
-            manifest = _export_into(tmp, resolved, backend, dtype, our_scheduler, validate, say,
-                                    static_shapes, weight_compression)
+        with atomic_folder(output, overwrite, say, guard) as tmp:
+            return _export_into(tmp, resolved, backend, dtype, our_scheduler, validate, say,
+                                static_shapes, weight_compression)
     except Exception as e:
         if _disk_full(e):
             free = shutil.disk_usage(output.parent if output.parent.exists() else Path.cwd()).free
@@ -104,8 +129,6 @@ def export_pipeline(
                 f"nothing was written: free some space or choose another OUTPUT"
             ) from e
         raise
-    say(f"done: {output}")
-    return manifest
 
 
 def _check_compression(format: str, mode: str) -> None:
@@ -136,49 +159,6 @@ def _disk_full(error: BaseException) -> bool:
 
 def _threshold_key(dtype: str, compression: str | None) -> str:
     return compression or dtype
-
-
-def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() or output.is_symlink():
-        if not output.is_dir() or output.is_symlink():
-            raise ExportError(f"{output}: exists and is not a folder; refusing to replace it")
-        if not overwrite:
-            raise ExportError(f"{output}: already exists; pass overwrite=True (--overwrite) to replace it")
-
-
-@contextmanager
-def _atomic_folder(output: Path, overwrite: bool):
-    """Yield a fresh temporary folder next to ``output``; on success swap it in, on any error remove it."""
-    created = []
-    parent = output.parent
-    while not parent.exists():
-        created.append(parent)
-        parent = parent.parent
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
-    try:
-        yield tmp
-        _check_output(output, overwrite)  # again: something may have appeared meanwhile
-        if output.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))
-            os.rmdir(backup)
-            os.rename(output, backup)
-            try:
-                os.rename(tmp, output)
-            except BaseException:
-                os.rename(backup, output)
-                raise
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.rename(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for folder in created:  # innermost first; only folders this export created
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
 
 
 # components the pipeline constructors take that the export never needs (safety checker and friends)
@@ -367,7 +347,7 @@ def file_hashes(folder: Path) -> dict:
     return {
         p.relative_to(folder).as_posix(): sha256_file(p)
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST
+        if p.is_file() and p.relative_to(folder).as_posix() not in (MANIFEST, PARTIAL_MARKER)
     }
 
 

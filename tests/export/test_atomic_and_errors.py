@@ -21,14 +21,16 @@ from export.source import check_folder
 
 
 def _existing_output(tmp_path: Path) -> Path:
+    """A previous export (its manifest lists its files): what --overwrite may replace."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("the user's previous export")
+    (out / "edge_sched.json").write_text(json.dumps({"edge_sched_manifest": 1, "files": {"keep.txt": "0"}}))
     return out
 
 
 def _assert_untouched(out: Path) -> None:
-    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["edge_sched.json", "keep.txt"]
     assert (out / "keep.txt").read_text() == "the user's previous export"
     assert sorted(p.name for p in out.parent.iterdir()) == ["out"], "temporary folders left behind"
 

@@ -59,6 +59,7 @@ def test_hub_repo_from_cache_offline_with_overwrite(tiny_sd, tmp_path, monkeypat
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("a previous export")
+    (out / "edge_sched.json").write_text('{"edge_sched_manifest": 1, "files": {"old.txt": "0"}}')
     manifest = export.export_pipeline(HUB_REPO, out, format="onnx", cache_dir=cache, validate=False,
                                       overwrite=True, progress=None)
     # replaced as a whole (overwrite), with nothing left next to it
