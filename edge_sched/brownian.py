@@ -20,6 +20,8 @@ diffusers draws the noise of DPMSolverSDEScheduler and CosineDPMSolverMultistepS
 - A query [ta, tb] is clamped into the span (torchsde warns), rounded, and answered as the sum,
   left to right, of the largest tree nodes that tile it. The result depends only on the seed,
   the span, the shape, the dtype and the query: not on earlier queries or on what is cached.
+  Two times that round to the same time give zero (torchsde recurses without end on them when
+  they differed before rounding: CosineDPM's last step with final_sigmas_type="sigma_min").
 
 :class:`BrownianTreeNoiseSampler` is diffusers' wrapper (scheduling_dpmsolver_sde.py): sigmas are
 taken as float32 like ``torch.as_tensor(sigma)``, one tree per seed when given one seed per batch
@@ -47,17 +49,9 @@ def _node_seed(entropy: int, pool_size: int, key: int | None = None, depth: int 
                .generate_state(words)[0])
 
 
-def _fresh_generator(seed: int, device: str):
+def _fresh_generator(seed: int, device: str) -> TorchGenerator:
     """``torch.Generator(device).manual_seed(seed)``, in numpy."""
-    if device == "cpu":
-        return TorchGenerator(seed)
-    try:
-        return TorchGenerator(seed, device=device)
-    except TypeError:
-        raise NotImplementedError(
-            f"Brownian noise on device {device!r} needs edge_sched.random.TorchGenerator(seed, device={device!r}), "
-            "which this version does not have; use noise device 'cpu'."
-        ) from None
+    return TorchGenerator(seed, device=device)
 
 
 class BrownianInterval:
@@ -133,7 +127,7 @@ class BrownianInterval:
         if ta > tb:
             raise ValueError(f"BrownianInterval query needs ta <= tb; got ta={ta!r}, tb={tb!r}.")
         ta, tb = self._round(ta), self._round(tb)
-        if ta == tb:  # (torchsde: zero for ta == tb; closer than tol apart is not a query diffusers makes)
+        if ta == tb:  # zero; (torchsde recurses without end where only the rounding made them equal)
             return np.zeros(self.shape, self.dtype)
         tiles = self._tiles(ta, tb)
         w = tiles[0].copy()  # (tiles may be cached arrays)
