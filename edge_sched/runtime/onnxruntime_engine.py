@@ -4,7 +4,8 @@ Providers are given as ONNX Runtime names (``"CPUExecutionProvider"``), short na
 ``"CoreML"``, ``"NNAPI"``, ``"DirectML"``, ``"OpenVINO"``, ``"CUDA"``...) or ``(name, options)``
 pairs. A provider this onnxruntime build does not offer is an error, or, with
 ``allow_cpu_fallback=True``, a logged warning and the CPU provider. Graphs over 2 GB keep their
-weights in external data files next to ``model.onnx``; ONNX Runtime finds them from the path.
+weights in external data files next to ``model.onnx``; ONNX Runtime finds them from the path, after
+``external_data.check_onnx_external_data`` has checked every location (inside the folder, plain files).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from pathlib import Path
 
 from .base import Component, EngineError, TensorSpec, numpy_dtype
+from .external_data import check_graph_file, check_onnx_external_data
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +104,11 @@ class OnnxRuntimeComponent(Component):
     ):
         ort = _ort()
         path = Path(path)
+        check_graph_file(path)  # a symlink out of the folder is refused before "not found"
         if not path.is_file():
             raise EngineError(f"{name}: graph file {path} not found")
+        # every external-data file the graph names, by onnx's checker rules, before onnxruntime reads any
+        check_onnx_external_data(path)
         if graph_optimization_level not in OPTIMIZATION_LEVELS:
             raise EngineError(
                 f"unknown graph_optimization_level {graph_optimization_level!r}; choose one of {', '.join(OPTIMIZATION_LEVELS)}"

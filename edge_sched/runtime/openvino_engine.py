@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Component, EngineError, TensorSpec, numpy_dtype
+from .external_data import check_graph_file, check_onnx_external_data, check_openvino_weights
 from .page_release import ReleasingPages
 
 PRECISIONS = ("f32", "f16", "bf16")
@@ -79,10 +80,15 @@ class OpenVINOComponent(Component):
     ):
         ov = _ov()
         path = Path(path)
+        check_graph_file(path)
         if not path.is_file():
             raise EngineError(f"{name}: graph file {path} not found")
-        if path.suffix == ".xml" and not path.with_suffix(".bin").is_file():
-            raise EngineError(f"{name}: weights file {path.with_suffix('.bin')} not found next to {path.name}")
+        if path.suffix == ".xml":
+            check_openvino_weights(path)  # the .bin: a plain file inside the model folder
+            if not path.with_suffix(".bin").is_file():
+                raise EngineError(f"{name}: weights file {path.with_suffix('.bin')} not found next to {path.name}")
+        else:  # OpenVINO reads ONNX too, external data included
+            check_onnx_external_data(path)
         device = check_device(device)
         props = dict(config or {})
         if inference_precision is not None:
