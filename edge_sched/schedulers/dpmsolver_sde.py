@@ -29,7 +29,7 @@ from ..brownian import BrownianTreeNoiseSampler
 from .base import KARRAS_COMPATIBLES
 from .betas import sigmas_of
 from .errors import check_choice
-from .prediction import PREDICTION_TYPES
+from .prediction import PREDICTION_TYPES, to_d, x0_at_sigma
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule, discrete_sigma_plan, sigma_to_t
 from .spacing import spaced_timesteps
@@ -127,13 +127,9 @@ class DPMSolverSDEScheduler(_SigmaDiscreteScheduler):
         return sample / np.sqrt(m * m + _F32(1))
 
     def _x0(self, model_output, sample, sigma_input):
-        kind = self.config.prediction_type
-        if kind == "epsilon":
-            return sample - sigma_input * model_output
-        if kind == "v_prediction":
-            c = sigma_input * sigma_input + _F32(1)
-            return model_output * (-sigma_input / np.sqrt(c)) + sample / c
-        raise NotImplementedError("DPMSolverSDEScheduler: prediction_type 'sample' is not implemented.")
+        if self.config.prediction_type == "sample":
+            raise NotImplementedError("DPMSolverSDEScheduler: prediction_type 'sample' is not implemented.")
+        return x0_at_sigma(self.config.prediction_type, model_output, sample, sigma_input)
 
     def step(self, model_output: np.ndarray, timestep, sample: np.ndarray, return_dict: bool = True,
              s_noise: float = 1.0):
@@ -155,7 +151,7 @@ class DPMSolverSDEScheduler(_SigmaDiscreteScheduler):
         x0 = self._x0(model_output, sample, sigma if first else self._mid[k])
 
         if sigma_next == 0:  # the last step: one Euler call, no noise
-            prev_sample = sample + (sample - x0) / sigma * (sigma_next - sigma)
+            prev_sample = sample + to_d(sample, x0, sigma) * (sigma_next - sigma)
         else:
             cx, c0, up = self._first if first else self._second
             if not first:
