@@ -26,6 +26,7 @@ from ..random import randn_tensor
 from .base import SchedulerMixin, expand_to
 from .errors import check_choice
 from .multistep_plan import FINAL_SIGMAS_TYPES
+from .prediction import to_d
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import karras_sigmas_at
 from .torch_numerics import f32_exp, f32_log, linspace_f32
@@ -170,7 +171,7 @@ class EDMEulerScheduler(_EDMScheduler):
             sample = sample + noise * _F32(s_noise) * np.sqrt(sigma_hat * sigma_hat - sigma * sigma)
         if pred_original_sample is None:
             pred_original_sample = self.precondition_outputs(sample, model_output, sigma_hat)
-        derivative = (sample - pred_original_sample) / sigma_hat
+        derivative = to_d(sample, pred_original_sample, sigma_hat)
         prev_sample = (sample + derivative * (self.sigmas[i + 1] - sigma_hat)).astype(model_output.dtype, copy=False)
         self._step_index += 1
         return self._output(prev_sample, pred_original_sample, return_dict)
