@@ -115,8 +115,10 @@ def _size(text: str) -> tuple[int, int]:
 def cmd_generate(args) -> int:
     from .pipelines import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
     from .pipelines.generate import generate_to_file
+    from .pipelines.image_io import output_target
     from .schedulers import scheduler_from_name
 
+    output_target(args.out)  # a bad --out is an error before any work
     index_class = _model_index_class(args.model)
     if args.mask:  # an inpainting folder keeps its class; a plain SD folder inpaints by latent masking
         cls = DiffusionPipeline if "Inpaint" in index_class else StableDiffusionInpaintPipeline
@@ -244,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=None, help="image-to-image / inpainting strength in [0, 1]")
     p.add_argument("--mask", metavar="FILE", help="inpainting: white = repaint, black = keep")
     p.add_argument("--low-memory", action="store_true", help="keep one graph in memory at a time")
-    p.add_argument("--out", default="out.png", help="PNG to write (a grid when there are several images)")
+    p.add_argument("--out", default="out.png",
+                   help="image to write: .png, .jpg or .webp (a grid when there are several images; parameters in the "
+                        "PNG text or EXIF), or a folder ending in / for a new numbered NNNNN-SEED-PROMPT.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
 

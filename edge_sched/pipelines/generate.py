@@ -1,5 +1,6 @@
-"""``edge-sched generate``: run a pipeline from command-line arguments and write one PNG (a grid when
-there are several images) whose ``parameters`` text chunk records how it was made, A1111-style.
+"""``edge-sched generate``: run a pipeline from command-line arguments and write one image (a grid when
+there are several) whose parameters record how it was made, A1111-style: a PNG ``parameters`` text
+chunk, or EXIF for ``--out x.jpg`` / ``x.webp``; ``--out DIR/`` writes ``NNNNN-SEED-PROMPT.png`` there.
 
 ``--rng cpu|cuda`` picks the noise source: torch's CPU generator (the default) or torch's CUDA one
 (the noise a PyTorch user gets on an NVIDIA GPU), recorded in the PNG as A1111 names them:
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from ..random import TorchGenerator
 from .base import DiffusionPipeline
-from .image_io import a1111_parameters, load_image, make_grid, save_png
+from .image_io import a1111_parameters, file_stem, load_image, make_grid, output_target, save_image
 from .unconditional import UnconditionalPipelineBase
 
 #: --rng value -> A1111's name of that noise source (its "RNG" infotext field)
@@ -65,6 +66,7 @@ def call_arguments(pipe: DiffusionPipeline, args) -> dict:
 
 
 def generate_to_file(pipe: DiffusionPipeline, args) -> Path:
+    target = output_target(args.out)  # before any work: a bad --out costs nothing
     pipe.set_progress_bar_config(disable=args.quiet)
     kwargs = call_arguments(pipe, args)
     images = pipe(**kwargs).images
@@ -85,7 +87,7 @@ def generate_to_file(pipe: DiffusionPipeline, args) -> Path:
         seed=args.seed, width=width, height=height, model=str(args.model),
         denoising_strength=args.strength, rng=RNG_SOURCES[_rng(args)],
     )
-    return save_png(picture, Path(args.out), parameters)
+    return save_image(picture, target, parameters, stem=file_stem(args.seed, args.prompt or ""))
 
 
 def _rng(args) -> str:

@@ -15,13 +15,18 @@ Method (the numbers of diffusers 0.39's ``VaeImageProcessor``, in numpy float32)
 
 Also: ``load_image`` (EXIF rotation, RGB, as diffusers.utils.load_image), ``make_grid``,
 ``a1111_parameters`` (the A1111 "parameters" text) and ``save_png`` (PNG with that text chunk,
-written to a temporary file and renamed, so a reader never sees half a file).
+written to a temporary file and renamed, so a reader never sees half a file); ``output_target`` /
+``save_image`` for ``--out``: PNG, JPEG or WebP by suffix (parameters in EXIF for the last two, as
+A1111), only over a regular file (a symlink is written through), or a new numbered file in a folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
+import stat
 import uuid
 import warnings
 from pathlib import Path
@@ -396,26 +401,161 @@ def a1111_parameters(prompt: str, negative_prompt: str = "", *, steps: int, samp
 def save_png(image, path: str | Path, parameters: str | None = None) -> Path:
     """Write ``image`` (PIL, or a [H, W, C] float array in [0, 1]) as PNG with a ``parameters`` tEXt
     chunk; the file appears complete or not at all (temporary file in the same folder, then rename)."""
-    if isinstance(image, np.ndarray):
-        if image.ndim != 3:
-            raise ValueError(f"save_png takes one image [H, W, C]; got shape {image.shape}")
-        image = numpy_to_pil(image)[0]
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"save_png takes a PIL image or a numpy array, got {type(image).__name__}")
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {str(path.parent)!r} does not exist (writing {path.name})")
-    info = PngInfo()
-    if parameters is not None:
-        info.add_text("parameters", parameters)
+    return _write_atomically(_as_pil(image, "save_png"), path, "PNG", parameters)
+
+
+# ---------------------------------------------------------------------------- output files
+#: file suffix -> Pillow format; the parameters go in a PNG tEXt chunk, or EXIF UserComment as A1111 writes them
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+_EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+            (stat.S_ISSOCK, "a socket"))
+
+
+class OutputPathError(ValueError):
+    """``--out`` names something an image cannot be written to (a device, a FIFO, an unknown suffix...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputTarget:
+    """Where the image goes: ``path`` (a file, replaced atomically) or ``folder`` (a new numbered file)."""
+
+    path: Path | None = None
+    folder: Path | None = None
+
+    @property
+    def format(self) -> str:
+        return "PNG" if self.path is None else IMAGE_FORMATS[self.path.suffix.lower()]
+
+
+def output_target(out: str | os.PathLike) -> OutputTarget:
+    """Check ``out`` before any work: a file name ending in .png, .jpg/.jpeg or .webp (an existing one must be a
+    regular file; a symlink is written through to the file it names), or a folder (``DIR/`` or an existing
+    folder) that gets a new numbered file. Raises OutputPathError / FileNotFoundError / PermissionError."""
+    text = os.fspath(out)
+    if not str(text).strip():
+        raise OutputPathError("--out is empty: give an image file (.png, .jpg, .webp) or a folder ending in /")
+    path = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        folder = Path(os.path.realpath(path))
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--out {text}: folder {str(folder)!r} does not exist")
+        _check_writable(folder, text)
+        return OutputTarget(folder=folder)
+    if path.is_symlink():  # write through: the file the link names is replaced, the link stays
+        path = Path(os.path.realpath(path))
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as e:
+        raise OutputPathError(f"--out {text}: cannot be examined ({e.strerror})") from None
+    if mode is not None:
+        for test, what in _SPECIAL:
+            if test(mode):
+                raise OutputPathError(f"--out {text}: {path} is {what}, not a regular file; refusing to replace it")
+        if not stat.S_ISREG(mode):
+            raise OutputPathError(f"--out {text}: {path} is not a regular file; refusing to replace it")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_FORMATS:
+        kind = f"suffix {path.suffix!r}" if path.suffix else "no suffix"
+        raise OutputPathError(f"--out {text}: {kind}; the image types written are "
+                              f"{', '.join(IMAGE_FORMATS)} (or give a folder ending in /)")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"--out {text}: folder {str(path.parent)!r} does not exist")
+    _check_writable(path.parent, text)
+    return OutputTarget(path=path)
+
+
+def _check_writable(folder: Path, text: str) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {text}: cannot write into the folder {str(folder)!r} (permission denied)")
+
+
+def file_stem(seed: int, prompt: str, limit: int = 60) -> str:
+    """A1111's ``[seed]-[prompt]`` file name part: the prompt's words joined by ``_``, other characters dropped."""
+    words = re.findall(r"[A-Za-z0-9]+", prompt or "")
+    text = "_".join(words)[:limit].strip("_") or "image"
+    return f"{seed}-{text}"
+
+
+def save_image(image, target: OutputTarget | str | os.PathLike, parameters: str | None = None, *,
+               stem: str = "image") -> Path:
+    """Write ``image`` to ``target`` (see ``output_target``) with its parameters; returns the path written.
+    A file target is replaced atomically; in a folder the image gets the next free number
+    (``00012-<stem>.png``), and an existing file is never overwritten."""
+    if not isinstance(target, OutputTarget):
+        target = output_target(target)
+    image = _as_pil(image, "save_image")
+    if target.path is not None:
+        return _write_atomically(image, target.path, target.format, parameters)
+    number = _next_number(target.folder)
+    while True:
+        path = target.folder / f"{number:05d}-{stem}.png"
+        try:
+            return _write_atomically(image, path, "PNG", parameters, replace=False)
+        except FileExistsError:  # someone else took that number meanwhile
+            number += 1
+
+
+def _next_number(folder: Path) -> int:
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := re.match(r"(\d{5,})-", p.name))]
+    return max(numbers, default=-1) + 1
+
+
+def _as_pil(image, who: str) -> Image.Image:
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3:
+            raise ValueError(f"{who} takes one image [H, W, C]; got shape {image.shape}")
+        image = numpy_to_pil(image)[0]
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"{who} takes a PIL image or a numpy array, got {type(image).__name__}")
+    return image
+
+
+def _encode(image: Image.Image, f, fmt: str, parameters: str | None) -> None:
+    if fmt == "PNG":
+        info = PngInfo()
+        if parameters is not None:
+            info.add_text("parameters", parameters)
+        image.save(f, format="PNG", pnginfo=info)
+        return
+    exif = Image.Exif()
+    if parameters is not None:  # as A1111 (piexif's UserComment, "unicode"): a charset header, then UTF-16
+        exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = b"UNICODE\0" + parameters.encode("utf-16-be")
+    image = image.convert("RGB") if image.mode not in ("RGB", "L") else image
+    image.save(f, format=fmt, quality=95, exif=exif.tobytes())
+
+
+def _write_atomically(image: Image.Image, path: Path, fmt: str, parameters: str | None, replace: bool = True) -> Path:
     # a unique name next to the target (same file system, so the rename is atomic); opened with the
     # default permissions, unlike mkstemp's 0600
     tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
     try:
         with open(tmp, "xb") as f:
-            image.save(f, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
+            _encode(image, f, fmt, parameters)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the name ``path`` only if nothing has it (FileExistsError otherwise)."""
+    try:
+        os.link(tmp, path)  # atomic, and never replaces
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network shares): check, then rename
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(path) from None
+        os.rename(tmp, path)
+        return
+    tmp.unlink()
