@@ -15,6 +15,9 @@ This package uses torch, diffusers and optimum; the device runtime (``edge_sched
 - ``convert_scheduler(config, target, **overrides)``: any diffusers scheduler config -> one of
   edge_sched's numpy schedulers (diffusers class names or A1111 sampler names).
 - ``set_scheduler(folder, target, **overrides)``: swap the scheduler of an exported folder.
+- ``export_step(scheduler, output, num_inference_steps=... | timesteps= | sigmas=, step_options=...)``:
+  one scheduler step as an ONNX graph traced from the numpy scheduler, plus its plan
+  (``export/step_graph.py``; the tracer is ``export/numpy_trace.py``).
 
 The manifest ``edge_sched.json`` (version 1):
 
@@ -40,16 +43,19 @@ from .errors import ExportError, SchedulerConversionError, SourceError, Validati
 from .pipeline import MANIFEST, export_pipeline, set_scheduler, verify_manifest
 from .scheduler import available_schedulers, convert_scheduler, parse_override
 from .static import parse_static_shapes
+from .step_graph import StepExportError, export_step
 
 __all__ = [
     "MANIFEST",
     "ExportError",
     "SchedulerConversionError",
     "SourceError",
+    "StepExportError",
     "ValidationError",
     "available_schedulers",
     "convert_scheduler",
     "export_pipeline",
+    "export_step",
     "parse_override",
     "parse_static_shapes",
     "set_scheduler",

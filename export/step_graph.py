@@ -1,0 +1,574 @@
+"""export_step: one scheduler step as an ONNX graph, traced from the numpy scheduler itself.
+
+For a configured scheduler and a schedule (``num_inference_steps``, or custom ``timesteps`` /
+``sigmas``), every model call ``i`` of the loop is traced: the scheduler's own ``step`` runs on
+stand-in arrays (``export/numpy_trace.py``) and each numpy operation becomes an ONNX node, with
+the plan's per-step numbers as constants. There is no second copy of any update rule: the graph
+is what the numpy step computes, operation for operation.
+
+Python control flow on the step index (first order at the first step, the lower-order final
+step, Heun's predictor and corrector) is resolved per step. Steps whose traces have the same
+structure are merged into one branch whose per-step constants are tables gathered at
+``step_index``; different structures are branches of an ``If`` chain on the step index. The
+result is one graph taking the step index as an input, which a whole-loop ``Loop`` graph can call
+as its body.
+
+``step.onnx``
+    inputs: ``sample``, ``model_output`` (float32, [batch, channels, height, width]),
+    ``step_index`` (int64 scalar: the model call, 0 .. num_model_calls - 1), one input per noise
+    draw of a step (``noise``, ``noise_1``...; only where some step draws noise), and the carried
+    state ``state.<name>`` (multistep history, Heun's predictor sample and derivative...; zeros
+    before the first step).
+    outputs: ``prev_sample``, ``model_input`` (the next call's scaled model input; equal to
+    ``prev_sample`` after the last call), the scheduler output's other fields present at every
+    step (``pred_original_sample``, LCM's ``denoised``), and ``next_state.<name>`` for every state
+    input (passed through where a step leaves a slot empty).
+``scale_model_input.onnx``
+    ``sample``, ``step_index`` -> ``model_input``: the scaling before the first call (or a
+    mid-schedule start).
+``plan.json``
+    timesteps (what the model sees at each call), ``init_noise_sigma``, per call the noise
+    inputs it reads, the graphs' inputs, outputs and state slots.
+
+Schedulers without a fixed plan (``PLANLESS``) raise :class:`StepExportError` saying why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from edge_sched.schedulers import SchedulerMixin
+from edge_sched.schedulers.configuration import init_parameters
+from edge_sched.schedulers.resolve import resolve_scheduler
+
+from .atomic import MANIFEST, atomic_folder, check_replaceable
+from .errors import ExportError
+from .numpy_trace import ONNX_DTYPES, Recorder, Traced, TraceError, tracing
+
+OPSET = 17
+IR_VERSION = 8  # what OpenVINO's and older ONNX Runtimes' readers accept with opset 17
+STEP_GRAPH, SCALE_GRAPH, PLAN = "step.onnx", "scale_model_input.onnx", "plan.json"
+PLAN_FORMAT = "edge_sched.step_graph"
+PLAN_VERSION = 1
+# the traced sample: distinct dimensions, so that a constant baked in at that shape is caught
+TRACE_SHAPE = (3, 4, 5, 7)
+AXIS_NAMES = ("batch", "channels", "height", "width")
+# step arguments the export supplies itself
+RESERVED_STEP_ARGS = ("self", "model_output", "timestep", "sample", "generator", "return_dict",
+                      "variance_noise", "noise")
+
+# schedulers whose last timestep is the time the loop ends at, not a model call (Würstchen's prior)
+LAST_TIMESTEP_IS_TARGET = ("DDPMWuerstchenScheduler",)
+
+PLANLESS = {
+    "DPMAdaptiveScheduler": "it chooses each step size from an error estimate of the sample it is denoising, "
+                            "so the number of model calls and their sigmas are not known before sampling",
+    "VQDiffusionScheduler": "it samples discrete latent-pixel classes (log-probabilities, Gumbel noise) "
+                            "rather than stepping float latents, and its model outputs class logits",
+    "ScoreSdeVeScheduler": "it is driven by its own predictor-corrector API (step_pred / step_correct with "
+                           "a data-dependent corrector step size), not by one step() per model call",
+    "ScoreSdeVpScheduler": "its step_pred takes continuous time and the score directly in its own "
+                           "predictor loop, not one step() per model call of a fixed plan",
+    "KarrasVeScheduler": "its loop is add_noise_to_input, step and step_correct with a sample_hat the "
+                         "caller keeps: its own API, not one step() per model call",
+    "RePaintScheduler": "it jumps back in time (undo_step re-noises) and needs the original image and "
+                        "mask at every step: its loop is not a fixed sequence of step() calls",
+}
+
+
+class StepExportError(ExportError, ValueError):
+    """A scheduler, schedule or option that cannot become a step graph; the message says why."""
+
+
+@dataclasses.dataclass
+class StepGraphs:
+    step: onnx.ModelProto
+    scale_model_input: onnx.ModelProto
+    plan: dict
+
+
+# ---------------------------------------------------------------------------- public entry points
+def export_step(
+    scheduler,
+    output: str | os.PathLike,
+    *,
+    config: dict | None = None,
+    overrides: dict | None = None,
+    num_inference_steps: int | None = None,
+    timesteps=None,
+    sigmas=None,
+    step_options: dict | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Write ``step.onnx``, ``scale_model_input.onnx`` and ``plan.json`` for one schedule into the
+    folder ``output`` (atomically, as ``edge-sched export``); returns the plan.
+
+    ``scheduler``: an edge_sched scheduler (its config is used, the object is left as it is) or a
+    name (diffusers class name or A1111 sampler name) built from ``config`` (a scheduler config
+    dict, e.g. a pipeline's scheduler_config.json) with ``overrides`` (keys the class must have).
+    ``step_options``: keyword arguments of the scheduler's ``step`` (``eta``, ``s_churn``...).
+    """
+    output = Path(output)
+    check_replaceable(output, overwrite)
+    graphs = build_step_graphs(scheduler, config=config, overrides=overrides,
+                               num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas,
+                               step_options=step_options)
+    with atomic_folder(output, overwrite) as tmp:
+        onnx.save(graphs.step, tmp / STEP_GRAPH)
+        onnx.save(graphs.scale_model_input, tmp / SCALE_GRAPH)
+        (tmp / PLAN).write_text(json.dumps(graphs.plan, indent=1) + "\n", encoding="utf-8")
+        files = {name: hashlib.sha256((tmp / name).read_bytes()).hexdigest()
+                 for name in (STEP_GRAPH, SCALE_GRAPH, PLAN)}
+        manifest = {"edge_sched_manifest": 1, "kind": "scheduler_step", "plan": PLAN, "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return graphs.plan
+
+
+def build_step_graphs(scheduler, *, config=None, overrides=None, num_inference_steps=None, timesteps=None,
+                      sigmas=None, step_options=None) -> StepGraphs:
+    """The step graph, the scaling graph and the plan, in memory (see :func:`export_step`)."""
+    sched = _fresh_scheduler(scheduler, config, overrides)
+    name = type(sched).__name__
+    options = _check_step_options(sched, step_options)
+    schedule = {k: v for k, v in (("num_inference_steps", num_inference_steps), ("timesteps", timesteps),
+                                  ("sigmas", sigmas)) if v is not None}
+    try:
+        sched.set_timesteps(**schedule)
+    except TypeError as e:
+        raise StepExportError(f"{name}.set_timesteps({_show(schedule)}): {e}") from e
+    plan_timesteps = _call_timesteps(sched)
+    init_noise_sigma = float(sched.init_noise_sigma)
+    try:
+        steps, scales = _trace_schedule(sched, options)
+        step_model = _step_model(f"{name}_step", steps, scales, len(plan_timesteps))
+        scale_model = _scale_model(f"{name}_scale_model_input", scales, len(plan_timesteps))
+    except TraceError as e:
+        raise StepExportError(f"{name} with {_show({**schedule, **options})} cannot be traced into a graph: "
+                              f"{e}") from e
+    plan = _plan(sched, schedule, options, plan_timesteps, init_noise_sigma, steps, step_model)
+    return StepGraphs(step_model, scale_model, plan)
+
+
+def _show(kwargs: dict) -> str:
+    return ", ".join(f"{k}={np.asarray(v).tolist() if isinstance(v, np.ndarray) else v!r}"
+                     for k, v in kwargs.items()) or "no options"
+
+
+def _fresh_scheduler(scheduler, config, overrides) -> SchedulerMixin:
+    overrides = dict(overrides or {})
+    if isinstance(scheduler, SchedulerMixin):
+        if config is not None:
+            raise StepExportError("pass config= only with a scheduler name, not with a scheduler object")
+        cls, options, base = type(scheduler), {}, dict(scheduler.config)
+    elif isinstance(scheduler, str):
+        cls, options = resolve_scheduler(scheduler)  # UnknownSchedulerError names the closest names
+        base = dict(config or {})
+    else:
+        raise TypeError(f"scheduler must be an edge_sched scheduler or a scheduler name, "
+                        f"got {type(scheduler).__name__}")
+    if cls.__name__ in PLANLESS:
+        raise StepExportError(f"{cls.__name__} cannot be exported as a step graph: {PLANLESS[cls.__name__]}.")
+    unknown = sorted(set(overrides) - set(init_parameters(cls)))
+    if unknown:
+        raise StepExportError(f"{cls.__name__} has no option {', '.join(map(repr, unknown))}; its options are "
+                              f"{', '.join(init_parameters(cls))}")
+    return cls.from_config(base, **{**options, **overrides})
+
+
+def _check_step_options(sched, step_options) -> dict:
+    options = dict(step_options or {})
+    params = inspect.signature(sched.step).parameters
+    allowed = [p for p, v in params.items() if p not in RESERVED_STEP_ARGS
+               and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        kind = "the export supplies" if set(bad) & set(RESERVED_STEP_ARGS) else "has no"
+        raise StepExportError(
+            f"{type(sched).__name__}.step {kind} argument {', '.join(map(repr, bad))}; step options it takes: "
+            f"{', '.join(allowed) or 'none'}"
+        )
+    return options
+
+
+# ---------------------------------------------------------------------------- tracing the loop
+@dataclasses.dataclass
+class _Trace:
+    rec: Recorder
+    outputs: dict  # interface output name -> Traced (None: pass the same-named state input through)
+    noise: list  # the noise draws of this call, in order: ("normal" | "uniform" | "brownian", interval)
+
+
+class _NoiseInputs:
+    """A ``NoiseSource`` (edge_sched.random) whose draws are graph inputs: ``noise``, ``noise_1``..."""
+
+    def __init__(self, rec: Recorder):
+        self.rec, self.draws = rec, []  # (kind, interval or None) per draw, in order
+
+    def _draw(self, kind, shape, dtype, interval=None):
+        shape = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        if shape != TRACE_SHAPE:
+            raise TraceError(f"the step draws noise of shape {shape}, not the sample's {TRACE_SHAPE}")
+        name = "noise" if not self.draws else f"noise_{len(self.draws)}"
+        self.draws.append((kind, interval))
+        value = self.rec.input(name, shape, np.float32)
+        return value if np.dtype(dtype) == np.float32 else value.astype(dtype)
+
+    def brownian(self, sigma, sigma_next):
+        """The scheduler's ``noise_sampler(sigma, sigma_next)``: a Brownian-tree increment, as an input."""
+        return self._draw("brownian", TRACE_SHAPE, np.float32, [float(sigma), float(sigma_next)])
+
+    def randn(self, shape, dtype=np.float32):
+        return self._draw("normal", shape, dtype)
+
+    def rand(self, shape, dtype=np.float32):
+        return self._draw("uniform", shape, dtype)
+
+    def initial_seed(self) -> int:
+        return 0
+
+    def copy(self):
+        raise TraceError("the step copies its generator (a noise stream it replays), which a graph input cannot")
+
+
+def _state_items(obj, prefix=""):
+    """(path, Traced) for every Traced value in the scheduler's attributes, lists, tuples and dicts."""
+    items = obj.__dict__.items() if prefix == "" else (
+        enumerate(obj) if isinstance(obj, (list, tuple)) else obj.items())
+    for key, value in items:
+        path = f"{prefix}{key}"
+        if isinstance(value, Traced):
+            yield path, value
+        elif isinstance(value, (list, tuple, dict)):
+            yield from _state_items(value, path + ".")
+
+
+def _replace_state(sched, rec: Recorder) -> None:
+    """Every Traced value left in the scheduler by the previous call becomes an input of this trace."""
+    def swap(value, path):
+        if isinstance(value, Traced):
+            return rec.input(f"state.{path}", value.shape, value.dtype)
+        if isinstance(value, (list, tuple)):
+            new = [swap(v, f"{path}.{i}") for i, v in enumerate(value)]
+            if all(a is b for a, b in zip(new, value)):
+                return value
+            if isinstance(value, list):
+                value[:] = new  # in place: other holders of the list see the inputs too
+                return value
+            return type(value)(*new) if hasattr(value, "_fields") else type(value)(new)
+        if isinstance(value, dict):
+            for k in list(value):
+                new = swap(value[k], f"{path}.{k}")
+                if new is not value[k]:
+                    value[k] = new
+        return value
+
+    for key, value in list(sched.__dict__.items()):
+        new = swap(value, key)
+        if new is not value:
+            sched.__dict__[key] = new
+
+
+def _output_fields(out) -> dict:
+    if dataclasses.is_dataclass(out):
+        return {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
+    raise TraceError(f"step returned {type(out).__name__}, not a scheduler output")
+
+
+def _trace_schedule(sched, options) -> tuple[list[_Trace], list[_Trace]]:
+    """Trace every model call of the planned loop: (step traces, scale_model_input traces)."""
+    takes_generator = "generator" in inspect.signature(sched.step).parameters
+    timesteps = list(_call_timesteps(sched))
+    steps, scales = [], []
+    for i, t in enumerate(timesteps):
+        with tracing():
+            srec = Recorder(TRACE_SHAPE)
+            x = srec.input("sample", TRACE_SHAPE, np.float32)
+            # flow-matching schedulers have no scaling: the model sees the sample
+            scaled = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
+            scales.append(_Trace(srec, {"model_input": _as_output(srec, scaled)}, []))
+            rec = Recorder(TRACE_SHAPE)
+            _replace_state(sched, rec)
+            sample = rec.input("sample", TRACE_SHAPE, np.float32)
+            model_output = rec.input("model_output", TRACE_SHAPE, np.float32)
+            noise = _NoiseInputs(rec)
+            kwargs = dict(options, generator=noise) if takes_generator else dict(options)
+            if hasattr(sched, "noise_sampler"):  # Brownian-tree noise (DPM-Solver SDE, Cosine DPM)
+                sched.noise_sampler = noise.brownian
+            out = _output_fields(sched.step(model_output, t, sample, **kwargs))
+            prev = out.pop("prev_sample")
+            if not isinstance(prev, Traced) or prev.rec is not rec:
+                raise TraceError("step's prev_sample does not come from this call's inputs")
+            outputs = {"prev_sample": prev}
+            outputs.update({k: v for k, v in out.items() if isinstance(v, Traced)})
+            outputs.update({f"next_state.{path}": v for path, v in _state_items(sched)})
+            for k, v in outputs.items():
+                if v.rec is not rec:
+                    raise TraceError(f"{k} holds a value of another call's trace (state kept where the tracer "
+                                     "does not look)")
+            steps.append(_Trace(rec, outputs, noise.draws))
+    return steps, scales
+
+
+def _call_timesteps(sched) -> np.ndarray:
+    """The timestep of every model call of the loop."""
+    timesteps = np.asarray(sched.timesteps)
+    return timesteps[:-1] if type(sched).__name__ in LAST_TIMESTEP_IS_TARGET else timesteps
+
+
+def _as_output(rec, value) -> Traced:
+    if not isinstance(value, Traced) or value.rec is not rec:
+        raise TraceError(f"scale_model_input returned {type(value).__name__}, not a value computed from the sample")
+    return value
+
+
+# ---------------------------------------------------------------------------- merging the calls
+def _signature(trace: _Trace, outputs: list[str]):
+    """The trace's structure, constants and intermediates renamed by first appearance:
+    (signature, the constants in canonical order, {trace name: canonical name})."""
+    names, consts = {}, []
+    fixed = set(trace.rec.inputs)
+
+    def canon(name):
+        if name in fixed:
+            return name
+        if name not in names:
+            if name in trace.rec.consts:
+                names[name] = f"k{len(consts)}"
+                consts.append(name)
+            else:
+                names[name] = f"t{len(names) - len(consts)}"
+        return names[name]
+
+    nodes = []
+    for n in trace.rec.nodes:
+        attrs = tuple(sorted((k, v.SerializeToString() if hasattr(v, "SerializeToString") else v)
+                             for k, v in n.attrs.items()))
+        nodes.append((n.op, tuple(map(canon, n.inputs)), tuple(map(canon, n.outputs)), attrs))
+    outs = tuple(canon(trace.outputs[o].name) if o in trace.outputs else None for o in outputs)
+    kinds = tuple((trace.rec.consts[c].dtype.str, trace.rec.consts[c].shape) for c in consts)
+    return (tuple(nodes), outs, kinds), consts, names
+
+
+def _interface(traces: list[_Trace]):
+    """Inputs {name: (shape, dtype)} and output names of a graph serving every call."""
+    inputs = {n: (TRACE_SHAPE, np.dtype(np.float32)) for n in ("sample", "model_output")
+              if any(n in t.rec.inputs for t in traces)}
+    inputs["step_index"] = ((), np.dtype(np.int64))
+    outputs = [o for o in traces[0].outputs if not o.startswith("next_state.") and all(o in t.outputs for t in traces)]
+    noise, states = {}, {}
+    for t in traces:
+        seen = list(t.rec.inputs.items()) + [(f"state.{k[len('next_state.'):]}", v) for k, v in t.outputs.items()
+                                             if k.startswith("next_state.")]
+        for name, v in seen:
+            group = noise if name.startswith("noise") else states if name.startswith("state.") else None
+            if group is None:
+                continue
+            known = group.setdefault(name, (v.shape, v.dtype))
+            if known != (v.shape, v.dtype):
+                raise TraceError(f"{name} changes shape or dtype between calls: {known} and {(v.shape, v.dtype)}")
+    inputs.update(sorted(noise.items(), key=lambda kv: (len(kv[0]), kv[0])))
+    inputs.update(sorted(states.items()))
+    return inputs, outputs + [f"next_{s}" for s in sorted(states)]
+
+
+def _value_info(name, shape, dtype):
+    dims = list(AXIS_NAMES) if tuple(shape) == TRACE_SHAPE else list(shape)
+    return helper.make_tensor_value_info(name, ONNX_DTYPES[np.dtype(dtype)], dims)
+
+
+class _Merge:
+    """The nodes computing ``outputs`` for every call of ``traces``: calls of one structure share a
+    branch whose per-call constants are tables gathered at the step index; branches are chosen by
+    an If chain. Internal names start with ``prefix``; ``rename`` maps the traces' input names
+    (sample, step_index...) to the values that feed them."""
+
+    def __init__(self, traces, outputs, n_calls, info, prefix="", rename=None):
+        self.traces, self.outputs, self.n_calls, self.info = traces, outputs, n_calls, info
+        self.prefix, self.rename = prefix, dict(rename or {})
+        groups: dict = {}
+        for i, t in enumerate(traces):
+            groups.setdefault(_signature(t, outputs)[0], []).append(i)
+        self.members = list(groups.values())
+
+    def _in(self, name):
+        return self.rename.get(name, name)
+
+    def nodes(self, out_names):
+        """(nodes, initializers) with the outputs named ``out_names``."""
+        if len(self.members) == 1:
+            return self._branch(0, out_names)
+        p = self.prefix
+        branch_of_call = np.zeros(self.n_calls, dtype=np.int64)
+        for b, calls in enumerate(self.members):
+            branch_of_call[calls] = b
+        nodes, inits = self._if_chain(0, out_names)
+        gather = helper.make_node("Gather", [f"{p}branch_of_call", self._in("step_index")], [f"{p}branch"], axis=0)
+        return [gather, *nodes], [numpy_helper.from_array(branch_of_call, f"{p}branch_of_call"), *inits]
+
+    def _branch(self, b, out_names):
+        members, traces, p = self.members[b], self.traces, f"{self.prefix}b{b}_"
+        first = traces[members[0]]
+        _, consts, names = _signature(first, self.outputs)
+        columns = [[traces[i].rec.consts[k] for k in _signature(traces[i], self.outputs)[1]] for i in members]
+
+        same = {}  # constants (or tables) equal to an earlier one are that one
+
+        def local(name):
+            if name in first.rec.inputs:
+                return self._in(name)
+            return p + same.get(names[name], names[name])
+
+        nodes, inits = [], []
+        for k in range(len(consts)):
+            values = [col[k] for col in columns]
+            fixed = all(v.tobytes() == values[0].tobytes() for v in values)
+            if fixed:
+                array = values[0]
+            else:
+                row = {call: v for call, v in zip(members, values)}
+                array = np.stack([row.get(call, values[0]) for call in range(self.n_calls)])
+            key = (fixed, array.dtype.str, array.shape, array.tobytes())
+            if key in same:
+                same[f"k{k}"] = same[key]
+                continue
+            same[key] = f"k{k}"
+            if fixed:
+                inits.append(numpy_helper.from_array(array, f"{p}k{k}"))
+            else:
+                inits.append(numpy_helper.from_array(array, f"{p}k{k}_table"))
+                nodes.append(helper.make_node("Gather", [f"{p}k{k}_table", self._in("step_index")], [f"{p}k{k}"],
+                                              axis=0))
+        for n in first.rec.nodes:
+            nodes.append(helper.make_node(n.op, [local(x) for x in n.inputs], [local(x) for x in n.outputs],
+                                          **n.attrs))
+        for out, name in zip(self.outputs, out_names):
+            value = first.outputs.get(out)
+            # a state slot this call leaves empty passes its input through
+            source = local(value.name) if value is not None else self._in(f"state.{out[len('next_state.'):]}")
+            nodes.append(helper.make_node("Identity", [source], [name]))
+        return nodes, inits
+
+    def _subgraph(self, tag, nodes, inits, names):
+        outs = [_value_info(n, *self.info[o]) for n, o in zip(names, self.outputs)]
+        return helper.make_graph(nodes, f"{self.prefix}{tag}", [], outs, inits)
+
+    def _if_chain(self, b, out_names):
+        p = self.prefix
+        then_names = [f"{p}b{b}_out_{o}" for o in self.outputs]
+        then = self._subgraph(f"branch{b}", *self._branch(b, then_names), then_names)
+        rest = [f"{p}r{b}_out_{o}" for o in self.outputs]
+        if b + 1 == len(self.members) - 1:
+            other = self._subgraph(f"branch{b + 1}", *self._branch(b + 1, rest), rest)
+        else:
+            other = self._subgraph(f"rest{b + 1}", *self._if_chain(b + 1, rest), rest)
+        nodes = [helper.make_node("Equal", [f"{p}branch", f"{p}is{b}_value"], [f"{p}is{b}"]),
+                 helper.make_node("If", [f"{p}is{b}"], out_names, then_branch=then, else_branch=other)]
+        return nodes, [numpy_helper.from_array(np.array(b, dtype=np.int64), f"{p}is{b}_value")]
+
+
+def _output_info(traces, outputs, inputs):
+    info = {}
+    for o in outputs:
+        value = next((t.outputs[o] for t in traces if o in t.outputs), None)
+        info[o] = (value.shape, value.dtype) if value is not None else inputs[f"state.{o[len('next_state.'):]}"]
+    return info
+
+
+def _model(name, nodes, inits, inputs, outputs, info) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, name, [_value_info(k, *v) for k, v in inputs.items()],
+                              [_value_info(o, *info[o]) for o in outputs], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="edge_sched.export.step_graph")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _scale_model(name, scales, n_calls) -> onnx.ModelProto:
+    inputs, outputs = _interface(scales)
+    info = _output_info(scales, outputs, inputs)
+    return _model(name, *_Merge(scales, outputs, n_calls, info).nodes(outputs), inputs, outputs, info)
+
+
+def _step_model(name, steps, scales, n_calls) -> onnx.ModelProto:
+    """The step, then the next call's scale_model_input on its prev_sample (at the last call: the last
+    call's scaling again, an output nobody needs), as one graph."""
+    inputs, outputs = _interface(steps)
+    info = _output_info(steps, outputs, inputs)
+    nodes, inits = _Merge(steps, outputs, n_calls, info).nodes(outputs)
+    scale_outputs = ["model_input"]
+    scale_info = _output_info(scales, scale_outputs, {})
+    nodes.append(helper.make_node("Add", ["step_index", "scale.one"], ["scale.next"]))
+    nodes.append(helper.make_node("Min", ["scale.next", "scale.last"], ["scale.step_index"]))
+    inits += [numpy_helper.from_array(np.array(1, dtype=np.int64), "scale.one"),
+              numpy_helper.from_array(np.array(n_calls - 1, dtype=np.int64), "scale.last")]
+    merge = _Merge(scales, scale_outputs, n_calls, scale_info, prefix="scale.",
+                   rename={"sample": "prev_sample", "step_index": "scale.step_index"})
+    scale_nodes, scale_inits = merge.nodes(["model_input"])
+    outputs.insert(1, "model_input")
+    info["model_input"] = scale_info["model_input"]
+    return _model(name, nodes + scale_nodes, inits + scale_inits, inputs, outputs, info)
+
+
+# ---------------------------------------------------------------------------- the plan
+def _plan(sched, schedule, options, timesteps, init_noise_sigma, steps, model) -> dict:
+    graph = model.graph
+
+    def io(values):
+        return [{"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+                 "shape": [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]} for v in values]
+
+    sigmas = getattr(sched, "sigmas", None)
+    return {
+        "format": PLAN_FORMAT,
+        "version": PLAN_VERSION,
+        "scheduler": {"class": type(sched).__name__, "config": _jsonable(dict(sched.config))},
+        "set_timesteps": _jsonable(schedule),
+        "step_options": _jsonable(options),
+        "num_inference_steps": int(sched.num_inference_steps) if sched.num_inference_steps is not None else None,
+        "num_model_calls": len(timesteps),
+        "timesteps": timesteps.tolist(),
+        "timestep_dtype": timesteps.dtype.name,
+        "sigmas": np.asarray(sigmas).tolist() if isinstance(sigmas, np.ndarray) and sigmas.ndim == 1 else None,
+        "init_noise_sigma": init_noise_sigma,
+        "graphs": {"step": STEP_GRAPH, "scale_model_input": SCALE_GRAPH},
+        "inputs": io(graph.input),
+        "outputs": io(graph.output),
+        "state": [{"input": v.name, "output": "next_" + v.name, "initial": "zeros"}
+                  for v in graph.input if v.name.startswith("state.")],
+        "calls": [{"timestep": t.item(), "noise": [_draw_info(j, kind, interval)
+                                                  for j, (kind, interval) in enumerate(s.noise)]}
+                  for t, s in zip(timesteps, steps)],
+        "usage": ("x = initial noise * init_noise_sigma; model_input = scale_model_input(x, 0); for each call i: "
+                  "model_output = model(model_input, timesteps[i]); draw calls[i].noise in order; "
+                  "x, model_input, state = step(x, model_output, i, noise..., state)"),
+    }
+
+
+def _draw_info(j, kind, interval) -> dict:
+    info = {"input": "noise" if j == 0 else f"noise_{j}", "kind": kind}
+    if kind == "brownian":  # (W(b) - W(a)) / sqrt(|b - a|) of the scheduler's Brownian tree
+        info["interval"] = interval
+    return info
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.ndarray, np.generic)):
+        return np.asarray(value).tolist()
+    return value
+
+
+__all__ = ["PLANLESS", "StepExportError", "StepGraphs", "build_step_graphs", "export_step"]

@@ -1,0 +1,406 @@
+"""Step graphs (export/step_graph.py): whole loops three ways, diffusers (torch), our numpy
+scheduler and the exported step graph in ONNX Runtime (and OpenVINO, f32), with the parity
+harness' model, starting sample and seed, and the same noise.
+
+The graph is held to diffusers at the parity bound (RTOL relative to max(1, max|reference|), every
+call's outputs), and, in ONNX Runtime, to our numpy step bit for bit (both do the same IEEE float32
+operations in the same order). OpenVINO turns a / b into a * (1 / b) (not correctly rounded), so
+there only the parity bound holds; its distance from numpy is reported. The summary at the end of
+the module lists, per case, both distances and the graph's size.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+import diffusers  # noqa: E402
+import torch  # noqa: E402
+
+from edge_sched.random import TorchGenerator  # noqa: E402
+from edge_sched.schedulers import scheduler_class  # noqa: E402
+from edge_sched.schedulers.resolve import UnknownSchedulerError  # noqa: E402
+from export.numpy_trace import Recorder, TraceError, tracing  # noqa: E402
+from export.step_graph import PLANLESS, StepExportError, build_step_graphs, export_step  # noqa: E402
+from tests.parity.harness import RTOL, initial_sample, model_fn  # noqa: E402
+
+SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+KARRAS = dict(SD, use_karras_sigmas=True)
+
+# id: (scheduler, config, schedule, step options)
+CASES = {
+    "euler": ("EulerDiscreteScheduler", SD, {"num_inference_steps": 10}, {}),
+    "euler_custom_sigmas": ("EulerDiscreteScheduler", SD, {"sigmas": [14.6, 7.0, 3.0, 1.5, 0.7, 0.3, 0.1, 0.0]}, {}),
+    "euler_custom_timesteps": ("EulerDiscreteScheduler", SD, {"timesteps": [999, 800, 600, 420, 250, 120, 30]}, {}),
+    "euler_v_churn": ("EulerDiscreteScheduler", dict(KARRAS, prediction_type="v_prediction"),
+                      {"num_inference_steps": 8}, {"s_churn": 1.0, "s_tmin": 0.5, "s_tmax": 10.0}),
+    "euler_ancestral": ("EulerAncestralDiscreteScheduler", SD, {"num_inference_steps": 10}, {}),
+    "ddim_eta": ("DDIMScheduler", SD, {"num_inference_steps": 10}, {"eta": 0.6}),  # clip_sample on (default)
+    "ddim_thresholding": ("DDIMScheduler", dict(SD, thresholding=True, sample_max_value=1.5),
+                          {"num_inference_steps": 8}, {"eta": 1.0}),
+    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", KARRAS, {"num_inference_steps": 12}, {}),
+    "dpmpp_2m_sde_karras": ("DPMSolverMultistepScheduler", dict(KARRAS, algorithm_type="sde-dpmsolver++"),
+                            {"num_inference_steps": 12}, {}),
+    "dpmpp_sde_karras": ("DPMSolverSDEScheduler", dict(KARRAS, noise_sampler_seed=3), {"num_inference_steps": 6}, {}),
+    "dpm_singlestep_3": ("DPMSolverSinglestepScheduler", dict(SD, solver_order=3), {"num_inference_steps": 10}, {}),
+    "deis": ("DEISMultistepScheduler", SD, {"num_inference_steps": 10}, {}),
+    "unipc_3": ("UniPCMultistepScheduler", dict(SD, solver_order=3), {"num_inference_steps": 10}, {}),
+    "heun": ("HeunDiscreteScheduler", SD, {"num_inference_steps": 8}, {}),
+    "kdpm2": ("KDPM2DiscreteScheduler", SD, {"num_inference_steps": 8}, {}),
+    "kdpm2_ancestral": ("KDPM2AncestralDiscreteScheduler", SD, {"num_inference_steps": 8}, {}),
+    "lms": ("LMSDiscreteScheduler", SD, {"num_inference_steps": 10}, {}),
+    "pndm": ("PNDMScheduler", dict(SD, skip_prk_steps=True), {"num_inference_steps": 10}, {}),
+    "lcm": ("LCMScheduler", SD, {"num_inference_steps": 4}, {}),
+    "tcd": ("TCDScheduler", SD, {"num_inference_steps": 4}, {"eta": 0.3}),
+    "ddpm": ("DDPMScheduler", SD, {"num_inference_steps": 10}, {}),
+    "flow_match_euler": ("FlowMatchEulerDiscreteScheduler", {"shift": 3.0}, {"num_inference_steps": 10}, {}),
+    "flow_match_heun": ("FlowMatchHeunDiscreteScheduler", {"shift": 3.0}, {"num_inference_steps": 6}, {}),
+}
+# cases held to tests/parity/brownian_parity.py's rule: torchsde rounds query times to a grid, so torch's
+# not correctly rounded float32 exp / log can move a query sigma to the next grid point; there the graph
+# (as our numpy step) must match diffusers run with correctly rounded exp / log / sqrt within RTOL, and
+# stock diffusers within 10x the measured distance between the two
+BROWNIAN = {"dpmpp_sde_karras"}
+FIELDS = ("prev_sample", "pred_original_sample", "denoised")
+REPORT: dict[str, dict] = {}
+
+
+# ---------------------------------------------------------------------------- three loops
+class _RecordingGenerator:
+    """Our TorchGenerator, remembering every draw per model call (the graph gets the same noise)."""
+
+    def __init__(self, seed):
+        self.gen, self.draws, self.call = TorchGenerator(seed), {}, 0
+        self.device = self.gen.device
+
+    def _keep(self, kind, value):
+        self.draws.setdefault(self.call, []).append((kind, np.array(value, copy=True)))
+        return value
+
+    def randn(self, shape, dtype=np.float32):
+        return self._keep("normal", self.gen.randn(shape, dtype))
+
+    def rand(self, shape, dtype=np.float32):
+        return self._keep("uniform", self.gen.rand(shape, dtype))
+
+    def initial_seed(self):
+        return self.gen.initial_seed()
+
+    def copy(self):
+        raise AssertionError("not expected in these loops")
+
+
+def _calls(name, timesteps):
+    return timesteps[:-1] if name == "DDPMWuerstchenScheduler" else timesteps
+
+
+def _step_kwargs(sched, gen, options):
+    kwargs = dict(options)
+    if "generator" in inspect.signature(sched.step).parameters:
+        kwargs["generator"] = gen
+    return kwargs
+
+
+def _fields(res, convert):
+    return {f: convert(getattr(res, f)) for f in FIELDS if getattr(res, f, None) is not None}
+
+
+def run_diffusers(name, config, schedule, options, seed=0):
+    sched = getattr(diffusers, name).from_config(dict(config))
+    sched.set_timesteps(**schedule)
+    gen = torch.Generator("cpu").manual_seed(seed)
+    x = torch.from_numpy(initial_sample(seed)) * getattr(sched, "init_noise_sigma", 1.0)  # flow matching: none
+    outs = []
+    for t in _calls(name, sched.timesteps):
+        inp = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
+        out = torch.from_numpy(model_fn(inp.numpy(), t.numpy()))
+        res = sched.step(out, t, x, **_step_kwargs(sched, gen, options))
+        x = res.prev_sample
+        outs.append(_fields(res, lambda v: v.numpy().copy()))
+    return outs
+
+
+def run_numpy(name, config, schedule, options, seed=0):
+    """Our loop; returns (outputs per call, the scheduler, the generator's draws per call)."""
+    sched = scheduler_class(name).from_config(dict(config))
+    sched.set_timesteps(**schedule)
+    gen = _RecordingGenerator(seed)
+    x = initial_sample(seed) * np.float32(sched.init_noise_sigma)
+    outs = []
+    for i, t in enumerate(_calls(name, sched.timesteps)):
+        gen.call = i
+        inp = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
+        res = sched.step(model_fn(inp, t), t, x, **_step_kwargs(sched, gen, options))
+        x = res.prev_sample
+        outs.append(_fields(res, lambda v: np.array(v, copy=True)))
+    return outs, sched, gen.draws
+
+
+def _ort(model):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return lambda feed: dict(zip(names, session.run(None, feed)))
+
+
+def _openvino(folder):
+    ov = pytest.importorskip("openvino")
+    core = ov.Core()
+
+    def load(model, file):
+        onnx.save(model, folder / file)
+        compiled = core.compile_model(core.read_model(folder / file), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        names = [o.name for o in model.graph.output]
+        return lambda feed: {n: v for n, v in zip(names, compiled(feed).values())}
+
+    return load
+
+
+def run_graph(graphs, sched_after, draws, load, seed=0):
+    """The app's loop of plan.json's "usage", with the draws our numpy loop made, call by call."""
+    plan = graphs.plan
+    step, scale = load(graphs.step, "step.onnx"), load(graphs.scale_model_input, "scale_model_input.onnx")
+    x = initial_sample(seed) * np.float32(plan["init_noise_sigma"])
+    zeros = np.zeros_like(x)
+    state = {s["input"]: zeros for s in plan["state"]}
+    noise_inputs = {i["name"]: zeros for i in plan["inputs"] if i["name"].startswith("noise")}
+    model_input = scale({"sample": x, "step_index": np.array(0, dtype=np.int64)})["model_input"]
+    outs = []
+    for i, call in enumerate(plan["calls"]):
+        t = np.asarray(call["timestep"], dtype=plan["timestep_dtype"])
+        feed = {"sample": x, "model_output": model_fn(model_input, t), "step_index": np.array(i, dtype=np.int64),
+                **state, **noise_inputs}
+        drawn = draws.get(i, [])
+        assert [d["kind"] for d in call["noise"] if d["kind"] != "brownian"] == [k for k, _ in drawn], \
+            f"call {i}: the plan's draws {call['noise']} are not what the numpy step drew"
+        generated = iter(v for _, v in drawn)
+        for d in call["noise"]:
+            feed[d["input"]] = sched_after.noise_sampler(*d["interval"]) if d["kind"] == "brownian" \
+                else next(generated)
+        res = step(feed)
+        x, model_input = res["prev_sample"], res["model_input"]
+        state = {s["input"]: res[s["output"]] for s in plan["state"]}
+        outs.append({f: res[f] for f in FIELDS if f in res})
+    return outs
+
+
+def relative_error(ref, got) -> float:
+    """Worst |got - ref| / max(1, max|ref|) over every call's common fields (the harness' measure)."""
+    worst, compared = 0.0, 0
+    for r, g in zip(ref, got, strict=True):
+        for field in set(r) & set(g):
+            a, b = r[field].astype(np.float64), g[field].astype(np.float64)
+            assert a.shape == b.shape, (field, a.shape, b.shape)
+            worst = max(worst, float(np.abs(a - b).max()) / max(1.0, float(np.abs(a).max())))
+            compared += 1
+    assert compared >= len(ref), "prev_sample was not compared at every call"
+    return worst
+
+
+def numpy_distance(ours, got) -> tuple[float, int, int]:
+    """(max abs difference, differing elements, elements) between our numpy outputs and the graph's."""
+    worst, differing, total = 0.0, 0, 0
+    for o, g in zip(ours, got, strict=True):
+        for field in set(o) & set(g):
+            worst = max(worst, float(np.abs(o[field].astype(np.float64) - g[field]).max()))
+            differing += int((o[field].view(np.uint32) != g[field].view(np.uint32)).sum())
+            total += o[field].size
+    return worst, differing, total
+
+
+def diffusers_error(case, got) -> float:
+    """The graph's distance from diffusers, asserted within the parity bound (see BROWNIAN)."""
+    name, config, schedule, options = CASES[case]
+    stock = run_diffusers(name, config, schedule, options)
+    err = relative_error(stock, got)
+    if err <= RTOL or case not in BROWNIAN:
+        assert err <= RTOL, f"{case}: step graph vs diffusers {err:.3g} > {RTOL}"
+        return err
+    from tests.parity.test_sa_solver import correctly_rounded_exp_log_in_torch
+
+    with correctly_rounded_exp_log_in_torch():
+        rounded = run_diffusers(name, config, schedule, options)
+    rounded_err = relative_error(rounded, got)
+    assert rounded_err <= RTOL, f"{case}: step graph vs correctly rounded diffusers {rounded_err:.3g} > {RTOL}"
+    effect = relative_error(stock, rounded)
+    assert err <= max(RTOL, 10 * effect), f"{case}: step graph vs stock diffusers {err:.3g} > 10x {effect:.3g}"
+    return rounded_err
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report(request):
+    yield
+    if not REPORT:
+        return
+    writer = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if writer is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        writer.write_line("")
+        writer.write_sep("-", "step graphs: relative error vs diffusers / distance from numpy (max abs, "
+                              "differing values of all)")
+        for case, r in sorted(REPORT.items()):
+            ov = r.get("openvino")
+            ov_text = f"   openvino {ov[0]:.2g} / {ov[1]:.2g} ({ov[2]}/{ov[3]})" if ov else ""
+            writer.write_line(f"{case:22s} calls {r['calls']:3d} nodes {r['nodes']:4d} {r['bytes']:6d} B   "
+                              f"onnxruntime {r['ort'][0]:.2g} / {r['ort'][1]:.2g} ({r['ort'][2]}/{r['ort'][3]})"
+                              f"{ov_text}")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_loop_matches_diffusers_and_numpy(case, tmp_path):
+    name, config, schedule, options = CASES[case]
+    graphs = build_step_graphs(name, config=config, step_options=options, **schedule)
+    ours, sched_after, draws = run_numpy(name, config, schedule, options)
+    assert graphs.plan["num_model_calls"] == len(ours)
+    got = run_graph(graphs, sched_after, draws, lambda model, file: _ort(model))
+    distance = numpy_distance(ours, got)
+    n_nodes = sum(1 for _ in _all_nodes(graphs.step.graph))
+    REPORT[case] = {"calls": len(ours), "nodes": n_nodes, "bytes": graphs.step.ByteSize(), "ort": (np.nan, *distance)}
+    REPORT[case]["ort"] = (diffusers_error(case, got), *distance)
+    assert distance[1] == 0, f"{case}: ONNX Runtime differs from the numpy step in {distance[1]} values"
+
+
+@pytest.mark.parametrize("case", ["euler_ancestral", "ddim_thresholding", "dpmpp_2m_karras", "heun", "unipc_3",
+                                  "lcm", "flow_match_euler"])
+def test_openvino_f32(case, tmp_path):
+    name, config, schedule, options = CASES[case]
+    graphs = build_step_graphs(name, config=config, step_options=options, **schedule)
+    ours, sched_after, draws = run_numpy(name, config, schedule, options)
+    got = run_graph(graphs, sched_after, draws, _openvino(tmp_path))
+    distance = numpy_distance(ours, got)
+    entry = REPORT.setdefault(case, {"calls": len(ours), "nodes": 0, "bytes": 0, "ort": (np.nan,) * 4})
+    entry["openvino"] = (np.nan, *distance)
+    entry["openvino"] = (diffusers_error(case, got), *distance)
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.g.node:
+                yield from _all_nodes(attr.g)
+
+
+# ---------------------------------------------------------------------------- the folder and the plan
+def test_export_step_folder(tmp_path):
+    out = tmp_path / "dpm"
+    plan = export_step("DPM++ 2M Karras", out, config=SD, num_inference_steps=12)
+    assert sorted(p.name for p in out.iterdir()) == ["edge_sched.json", "plan.json", "scale_model_input.onnx",
+                                                     "step.onnx"]
+    assert json.loads((out / "plan.json").read_text()) == json.loads(json.dumps(plan))
+    assert plan["scheduler"]["class"] == "DPMSolverMultistepScheduler"
+    assert plan["scheduler"]["config"]["use_karras_sigmas"] is True  # the A1111 name's option
+    assert plan["num_model_calls"] == len(plan["timesteps"]) == len(plan["calls"]) == 12
+    assert [s["input"] for s in plan["state"]] == ["state.model_outputs.0", "state.model_outputs.1"]
+    ours = scheduler_class("DPMSolverMultistepScheduler").from_config(dict(KARRAS))
+    ours.set_timesteps(12)
+    assert plan["timesteps"] == ours.timesteps.tolist() and plan["init_noise_sigma"] == float(ours.init_noise_sigma)
+    step = onnx.load(out / "step.onnx")
+    onnx.checker.check_model(step, full_check=True)
+    assert [i.name for i in step.graph.input] == [i["name"] for i in plan["inputs"]]
+    with pytest.raises(Exception, match="already exists"):
+        export_step("DPM++ 2M Karras", out, config=SD, num_inference_steps=12)
+    export_step("Euler a", out, config=SD, num_inference_steps=5, overwrite=True)
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["scheduler"]["class"] == "EulerAncestralDiscreteScheduler"
+    assert all(c["noise"] == [{"input": "noise", "kind": "normal"}] for c in plan["calls"])
+
+
+def test_heun_plan_counts_both_evaluations():
+    graphs = build_step_graphs("HeunDiscreteScheduler", config=SD, num_inference_steps=5)
+    assert graphs.plan["num_inference_steps"] == 5 and graphs.plan["num_model_calls"] == 9
+    assert {s["input"] for s in graphs.plan["state"]} == {"state.prev_derivative", "state.sample"}
+
+
+def test_runs_at_a_shape_other_than_traced():
+    """Shapes are dynamic: a 1x4x16x12 sample through the thresholding DDIM graph (it reshapes per batch item)."""
+    name, config, schedule, options = CASES["ddim_thresholding"]
+    graphs = build_step_graphs(name, config=config, step_options=options, **schedule)
+    sched = scheduler_class(name).from_config(dict(config))
+    sched.set_timesteps(**schedule)
+    x = initial_sample(5, (1, 4, 16, 12)) * np.float32(2)
+    noise = initial_sample(6, x.shape)
+    t = sched.timesteps[3]
+    want = sched.step(model_fn(x, t), t, x, eta=1.0, variance_noise=noise).prev_sample
+    got = _ort(graphs.step)({"sample": x, "model_output": model_fn(x, t), "step_index": np.array(3, dtype=np.int64),
+                             "noise": noise})["prev_sample"]
+    np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("name", sorted(PLANLESS))
+def test_planless_schedulers_refused_with_the_reason(name, tmp_path):
+    with pytest.raises(StepExportError, match=f"{name} cannot be exported as a step graph: ") as info:
+        export_step(name, tmp_path / "out", num_inference_steps=10)
+    assert PLANLESS[name] in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_options_refused(tmp_path):
+    with pytest.raises(StepExportError, match=r"DDIMScheduler.step has no argument 'etaa'.*\beta\b"):
+        build_step_graphs("DDIMScheduler", num_inference_steps=10, step_options={"etaa": 1.0})
+    with pytest.raises(StepExportError, match="the export supplies argument 'generator'"):
+        build_step_graphs("DDIMScheduler", num_inference_steps=10, step_options={"generator": 0})
+    with pytest.raises(StepExportError, match="EulerDiscreteScheduler has no option 'use_karas_sigmas'"):
+        build_step_graphs("EulerDiscreteScheduler", overrides={"use_karas_sigmas": True}, num_inference_steps=10)
+    with pytest.raises(UnknownSchedulerError):
+        build_step_graphs("EulerDiscrete", num_inference_steps=10)
+    with pytest.raises(ValueError, match="exactly one of"):
+        build_step_graphs("EulerDiscreteScheduler", num_inference_steps=10, sigmas=[1.0, 0.0])
+    with pytest.raises(TypeError, match="scheduler must be"):
+        build_step_graphs(42, num_inference_steps=10)
+
+
+# ---------------------------------------------------------------------------- the tracer itself
+def _trace(fn, *shapes):
+    rec = Recorder((3, 4, 5, 7))
+    args = [rec.input(f"x{i}", s, np.float32) for i, s in enumerate(shapes)]
+    with tracing():
+        out = fn(*args)
+    model = onnx.helper.make_model(rec.graph("g", args, [out]), opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model, out
+
+
+def test_tracer_repeats_numpy_promotion_and_ops_bit_for_bit():
+    def fn(x, y):
+        a = np.float32(0.3) * x + 0.1 * y  # a Python float stays weak: float32
+        b = np.float64(1.5) * a  # a float64 scalar promotes, as in numpy
+        c = np.clip(np.sqrt(np.abs(b)) ** 2 - y / 3, -2.0, 2.0).astype(np.float32)
+        flat = c.reshape(c.shape[0], -1)
+        s = np.quantile(np.abs(flat), 0.9, axis=1)[:, None]
+        return (np.where(flat > 0, flat / s, flat * s)).reshape(x.shape)[:, 1:3, ::2, -1]
+
+    rng = np.random.default_rng(0)
+    x, y = (rng.standard_normal((2, 4, 6, 9)).astype(np.float32) for _ in range(2))
+    model, out = _trace(fn, (3, 4, 5, 7), (3, 4, 5, 7))
+    want = fn(x, y)
+    got = _ort(model)({"x0": x, "x1": y})[out.name]
+    assert got.dtype == want.dtype == np.float32 and got.shape == want.shape == (2, 2, 3)
+    np.testing.assert_array_equal(got, want)
+    for scalar, dtype in ((np.float64(1.7), np.float64), (1.7, np.float32), (np.float32(1.7), np.float32)):
+        model, out = _trace(lambda x: x / scalar, (3, 4, 5, 7))
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(_ort(model)({"x0": x})[out.name], x / scalar)
+
+
+def test_tracer_refuses_data_dependent_python():
+    with pytest.raises(TraceError, match="data-dependent control flow"):
+        _trace(lambda x: x if float(x[0, 0, 0, 0]) > 0 else -x, (3, 4, 5, 7))
+    with pytest.raises(TraceError, match="data-dependent control flow"):
+        _trace(lambda x: x * 2 if (x > 0) else x, (3, 4, 5, 7))
+    with pytest.raises(TraceError, match="numpy.max is not supported"):
+        _trace(lambda x: x / x.max(), (3, 4, 5, 7))
+    with pytest.raises(TraceError, match="only work for that shape"):
+        _trace(lambda x: x * np.ones((3, 4, 5, 7), np.float32), (3, 4, 5, 7))
+    with pytest.raises(TraceError, match="numpy.cumsum is not supported"):
+        _trace(lambda x: np.cumsum(x, axis=1), (3, 4, 5, 7))
