@@ -40,6 +40,8 @@ CASES = {
     "euler_custom_timesteps": ("EulerDiscreteScheduler", SD, {"timesteps": [999, 800, 600, 420, 250, 120, 30]}, {}),
     "euler_v_churn": ("EulerDiscreteScheduler", dict(KARRAS, prediction_type="v_prediction"),
                       {"num_inference_steps": 8}, {"s_churn": 1.0, "s_tmin": 0.5, "s_tmax": 10.0}),
+    "euler_exponential_sigmas": ("EulerDiscreteScheduler", dict(SD, use_exponential_sigmas=True),
+                                 {"num_inference_steps": 10}, {}),
     "euler_ancestral": ("EulerAncestralDiscreteScheduler", SD, {"num_inference_steps": 10}, {}),
     "ddim_eta": ("DDIMScheduler", SD, {"num_inference_steps": 10}, {"eta": 0.6}),  # clip_sample on (default)
     "ddim_thresholding": ("DDIMScheduler", dict(SD, thresholding=True, sample_max_value=1.5),
@@ -48,7 +50,22 @@ CASES = {
     "dpmpp_2m_sde_karras": ("DPMSolverMultistepScheduler", dict(KARRAS, algorithm_type="sde-dpmsolver++"),
                             {"num_inference_steps": 12}, {}),
     "dpmpp_sde_karras": ("DPMSolverSDEScheduler", dict(KARRAS, noise_sampler_seed=3), {"num_inference_steps": 6}, {}),
+    "dpm_sde_multistep": ("DPMSolverMultistepScheduler",
+                          dict(SD, algorithm_type="sde-dpmsolver", final_sigmas_type="sigma_min"),
+                          {"num_inference_steps": 10}, {}),
+    "dpmpp_2m_beta_sigmas": ("DPMSolverMultistepScheduler", dict(SD, use_beta_sigmas=True), {"num_inference_steps": 10},
+                             {}),
+    "dpmpp_2m_thresholding": ("DPMSolverMultistepScheduler", dict(SD, thresholding=True, prediction_type="sample",
+                                                                 algorithm_type="dpmsolver++", sample_max_value=1.2),
+                              {"num_inference_steps": 10}, {}),
+    "cosine_dpm": ("CosineDPMSolverMultistepScheduler", {}, {"num_inference_steps": 8}, {}),
     "dpm_singlestep_3": ("DPMSolverSinglestepScheduler", dict(SD, solver_order=3), {"num_inference_steps": 10}, {}),
+    "sa_solver": ("SASolverScheduler", SD, {"num_inference_steps": 10}, {}),
+    "edm_euler": ("EDMEulerScheduler", {}, {"num_inference_steps": 8}, {}),
+    "edm_dpmpp_2m": ("EDMDPMSolverMultistepScheduler", {}, {"num_inference_steps": 8}, {}),
+    "ipndm": ("IPNDMScheduler", {}, {"num_inference_steps": 10}, {}),
+    "ddim_inverse": ("DDIMInverseScheduler", SD, {"num_inference_steps": 10}, {}),
+    "cm_stochastic": ("CMStochasticIterativeScheduler", {}, {"num_inference_steps": 4}, {}),
     "deis": ("DEISMultistepScheduler", SD, {"num_inference_steps": 10}, {}),
     "unipc_3": ("UniPCMultistepScheduler", dict(SD, solver_order=3), {"num_inference_steps": 10}, {}),
     "heun": ("HeunDiscreteScheduler", SD, {"num_inference_steps": 8}, {}),
@@ -57,16 +74,18 @@ CASES = {
     "lms": ("LMSDiscreteScheduler", SD, {"num_inference_steps": 10}, {}),
     "pndm": ("PNDMScheduler", dict(SD, skip_prk_steps=True), {"num_inference_steps": 10}, {}),
     "lcm": ("LCMScheduler", SD, {"num_inference_steps": 4}, {}),
+    "lcm_custom_timesteps": ("LCMScheduler", SD, {"timesteps": [999, 759, 499, 259]}, {}),
     "tcd": ("TCDScheduler", SD, {"num_inference_steps": 4}, {"eta": 0.3}),
     "ddpm": ("DDPMScheduler", SD, {"num_inference_steps": 10}, {}),
     "flow_match_euler": ("FlowMatchEulerDiscreteScheduler", {"shift": 3.0}, {"num_inference_steps": 10}, {}),
     "flow_match_heun": ("FlowMatchHeunDiscreteScheduler", {"shift": 3.0}, {"num_inference_steps": 6}, {}),
 }
-# cases held to tests/parity/brownian_parity.py's rule: torchsde rounds query times to a grid, so torch's
-# not correctly rounded float32 exp / log can move a query sigma to the next grid point; there the graph
-# (as our numpy step) must match diffusers run with correctly rounded exp / log / sqrt within RTOL, and
-# stock diffusers within 10x the measured distance between the two
-BROWNIAN = {"dpmpp_sde_karras"}
+# cases held to the rule of tests/parity/brownian_parity.py and test_sa_solver.py, where torch's float32
+# exp / log (MKL, not correctly rounded) move diffusers by more than the bound (torchsde's query-time grid;
+# SA-Solver's cancelling Lagrange coefficients): the graph (as our numpy step) must match diffusers run
+# with correctly rounded exp / log / sqrt within RTOL, and stock diffusers within 10x the measured
+# distance between the two
+TORCH_ROUNDING = {"dpmpp_sde_karras", "cosine_dpm", "sa_solver"}
 FIELDS = ("prev_sample", "pred_original_sample", "denoised")
 REPORT: dict[str, dict] = {}
 
@@ -216,11 +235,11 @@ def numpy_distance(ours, got) -> tuple[float, int, int]:
 
 
 def diffusers_error(case, got) -> float:
-    """The graph's distance from diffusers, asserted within the parity bound (see BROWNIAN)."""
+    """The graph's distance from diffusers, asserted within the parity bound (see TORCH_ROUNDING)."""
     name, config, schedule, options = CASES[case]
     stock = run_diffusers(name, config, schedule, options)
     err = relative_error(stock, got)
-    if err <= RTOL or case not in BROWNIAN:
+    if err <= RTOL or case not in TORCH_ROUNDING:
         assert err <= RTOL, f"{case}: step graph vs diffusers {err:.3g} > {RTOL}"
         return err
     from tests.parity.test_sa_solver import correctly_rounded_exp_log_in_torch
@@ -250,7 +269,7 @@ def report(request):
         for case, r in sorted(REPORT.items()):
             ov = r.get("openvino")
             ov_text = f"   openvino {ov[0]:.2g} / {ov[1]:.2g} ({ov[2]}/{ov[3]})" if ov else ""
-            writer.write_line(f"{case:22s} calls {r['calls']:3d} nodes {r['nodes']:4d} {r['bytes']:6d} B   "
+            writer.write_line(f"{case:25s} calls {r['calls']:3d} nodes {r['nodes']:4d} {r['bytes']:6d} B   "
                               f"onnxruntime {r['ort'][0]:.2g} / {r['ort'][1]:.2g} ({r['ort'][2]}/{r['ort'][3]})"
                               f"{ov_text}")
 
@@ -267,6 +286,21 @@ def test_loop_matches_diffusers_and_numpy(case, tmp_path):
     REPORT[case] = {"calls": len(ours), "nodes": n_nodes, "bytes": graphs.step.ByteSize(), "ort": (np.nan, *distance)}
     REPORT[case]["ort"] = (diffusers_error(case, got), *distance)
     assert distance[1] == 0, f"{case}: ONNX Runtime differs from the numpy step in {distance[1]} values"
+
+
+@pytest.mark.parametrize("name", ["DPMPP2SAncestralScheduler", "DPMFastScheduler"])
+def test_kdiffusion_only_samplers_match_numpy(name):
+    """The k-diffusion ports diffusers lacks (their numpy loops are held to k-diffusion in
+    tests/parity/test_kdiffusion_only.py): the graph repeats the numpy loop bit for bit."""
+    schedule = {"num_inference_steps": 8}
+    graphs = build_step_graphs(name, config=SD, **schedule)
+    ours, sched_after, draws = run_numpy(name, SD, schedule, {})
+    got = run_graph(graphs, sched_after, draws, lambda model, file: _ort(model))
+    distance = numpy_distance(ours, got)
+    REPORT[name] = {"calls": len(ours), "nodes": sum(1 for _ in _all_nodes(graphs.step.graph)),
+                    "bytes": graphs.step.ByteSize(), "ort": (np.nan, *distance)}
+    assert distance[1] == 0, f"{name}: ONNX Runtime differs from the numpy step in {distance[1]} values"
+    assert graphs.plan["num_model_calls"] == len(ours)
 
 
 @pytest.mark.parametrize("case", ["euler_ancestral", "ddim_thresholding", "dpmpp_2m_karras", "heun", "unipc_3",
