@@ -19,10 +19,10 @@ as its body.
     draw of a step (``noise``, ``noise_1``...; only where some step draws noise), and the carried
     state ``state.<name>`` (multistep history, Heun's predictor sample and derivative...; zeros
     before the first step).
-    outputs: ``prev_sample``, ``model_input`` (the next call's scaled model input; equal to
-    ``prev_sample`` after the last call), the scheduler output's other fields present at every
-    step (``pred_original_sample``, LCM's ``denoised``), and ``next_state.<name>`` for every state
-    input (passed through where a step leaves a slot empty).
+    outputs: ``prev_sample``, ``model_input`` (the next call's scaled model input; after the last
+    call, scaled as for the last call, which nobody needs), the scheduler output's other fields
+    present at every step (``pred_original_sample``, LCM's ``denoised``), and ``next_state.<name>``
+    for every state input (passed through where a step leaves a slot empty).
 ``scale_model_input.onnx``
     ``sample``, ``step_index`` -> ``model_input``: the scaling before the first call (or a
     mid-schedule start).
@@ -31,6 +31,8 @@ as its body.
     inputs it reads, the graphs' inputs, outputs and state slots.
 
 Schedulers without a fixed plan (``PLANLESS``) raise :class:`StepExportError` saying why.
+The loop is traced from its first call: state arriving at call ``i`` is what calls ``0 .. i-1``
+left (a mid-schedule start, image-to-image's begin index, is not traced yet).
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ def _check_step_options(sched, step_options) -> dict:
 @dataclasses.dataclass
 class _Trace:
     rec: Recorder
-    outputs: dict  # interface output name -> Traced (None: pass the same-named state input through)
+    outputs: dict  # interface output name -> Traced (a state slot left empty is absent)
     noise: list  # the noise draws of this call, in order: ("normal" | "uniform" | "brownian", interval)
 
 
@@ -295,6 +297,8 @@ def _trace_schedule(sched, options) -> tuple[list[_Trace], list[_Trace]]:
             # flow-matching schedulers have no scaling: the model sees the sample
             scaled = sched.scale_model_input(x, t) if hasattr(sched, "scale_model_input") else x
             scales.append(_Trace(srec, {"model_input": _as_output(srec, scaled)}, []))
+            if any(v.rec is srec for _, v in _state_items(sched)):
+                raise TraceError("scale_model_input keeps a value computed from the sample in the scheduler")
             rec = Recorder(TRACE_SHAPE)
             _replace_state(sched, rec)
             sample = rec.input("sample", TRACE_SHAPE, np.float32)
