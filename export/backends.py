@@ -4,6 +4,7 @@ export one component (optimum's exporter), describe a graph, and run it on numpy
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,8 @@ class OnnxBackend:
         else:
             from optimum.exporters.onnx.convert import export
 
-            export(model=model, config=config, output=path, device="cpu", input_shapes=dict(DEFAULT_DUMMY_SHAPES))
+            with onnx_op_patches():
+                export(model=model, config=config, output=path, device="cpu", input_shapes=dict(DEFAULT_DUMMY_SHAPES))
         if self.dtype == "fp16":
             to_fp16_onnx(path)
 
@@ -244,6 +246,42 @@ class OpenVINOBackend:
 
 
 BACKENDS = {"onnx": OnnxBackend, "openvino": OpenVINOBackend}
+
+# optimum-onnx's op fixes for tracing (tril, rms_norm, norm, movedim, scaled_dot_product_attention, ...), taken
+# when this module is imported: importing optimum-intel's OpenVINO exporter deletes some of them from the list
+# both share, and a FLUX ONNX export after it fails on aten::rms_norm
+from optimum.exporters.onnx import model_patcher as _onnx_patcher  # noqa: E402
+
+_ONNX_OP_PATCHES = list(_onnx_patcher.UNSUPPORTED_OPS_PATCHING_SPEC)
+_OPENVINO_REMOVES = {"tril", "rms_norm", "norm", "movedim", "scaled_dot_product_attention"}
+
+
+def _full_onnx_op_patches() -> list:
+    """The list as optimum-onnx defines it: the one taken at import, or (optimum-intel was imported first)
+    the one of a fresh, private execution of optimum-onnx's model_patcher module."""
+    global _ONNX_OP_PATCHES
+    if not _OPENVINO_REMOVES <= {spec.name for spec in _ONNX_OP_PATCHES}:
+        import importlib.util
+        import sys
+
+        name = "_edge_sched_fresh_onnx_patcher"
+        spec = importlib.util.spec_from_file_location(name, _onnx_patcher.__file__)
+        fresh = sys.modules[name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
+        spec.loader.exec_module(fresh)
+        _ONNX_OP_PATCHES = list(fresh.UNSUPPORTED_OPS_PATCHING_SPEC)
+    return _ONNX_OP_PATCHES
+
+
+@contextmanager
+def onnx_op_patches():
+    """optimum-onnx's full op-fix list for one ONNX export, whatever optimum-intel removed, put back after."""
+    current = _onnx_patcher.UNSUPPORTED_OPS_PATCHING_SPEC
+    saved = list(current)
+    current[:] = _full_onnx_op_patches()
+    try:
+        yield
+    finally:
+        current[:] = saved
 
 INT4_COMPONENTS = ("unet",)
 INT4_GROUP_SIZE = 64  # int4 weights are quantized in groups of input channels (SD's 320/640/1280 divide by 64)

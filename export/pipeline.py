@@ -173,6 +173,8 @@ def _load_pipeline(resolved):
     cls = getattr(diffusers, resolved.pipeline_class)
     params = inspect.signature(cls.__init__).parameters
     extra = {k: v for k, v in _DROPPED.items() if k in params}
+    # components the folder declares absent ([null, null]: an SD3 without T5): diffusers wants them passed as None
+    extra.update({k: None for k, v in resolved.model_index.items() if k in params and v in ([None, None], (None, None))})
     try:
         if resolved.checkpoint is not None:
             # the weights from one file, everything else from the local config folder; nothing downloaded
@@ -258,12 +260,12 @@ def _export_into(tmp: Path, resolved, backend, dtype: str, our_scheduler, valida
         "weight_compression": compression,
         "pipeline": resolved.pipeline_class,
         "family": family,
-        "prediction_type": pipe.scheduler.config.get("prediction_type", "epsilon"),
+        "prediction_type": _prediction_type(pipe, family),
         "source": {"id": resolved.source_id, "kind": resolved.kind, "revision": resolved.revision},
         "exporter": _versions(),
         "components": graphs,
         "tokenizer": tokenizers.get("tokenizer"),
-        **({"tokenizer_2": tokenizers["tokenizer_2"]} if "tokenizer_2" in tokenizers else {}),
+        **{k: v for k, v in tokenizers.items() if k != "tokenizer"},  # tokenizer_2 (SDXL, SD3, FLUX), tokenizer_3 (SD3)
         "scheduler": {"class": type(our_scheduler).__name__, "config": "scheduler/scheduler_config.json"},
         "static_shapes": static_plan,
         "validation": results,
@@ -272,6 +274,14 @@ def _export_into(tmp: Path, resolved, backend, dtype: str, our_scheduler, valida
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def _prediction_type(pipe, family: str) -> str:
+    from .flow import FLOW_FAMILIES, PREDICTION_TYPE
+
+    if family in FLOW_FAMILIES:  # flow schedulers have no prediction_type: the transformer predicts a velocity
+        return PREDICTION_TYPE
+    return pipe.scheduler.config.get("prediction_type", "epsilon")
 
 
 def _save_fast_tokenizer(src: Path, dst: Path, slow) -> None:

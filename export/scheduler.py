@@ -105,8 +105,10 @@ def convert_scheduler(config, target: str | None = None, *, save_to: str | os.Pa
         scheduler = cls.from_config(data, **{**options, **overrides})
     except Exception as e:
         raise SchedulerConversionError(f"{origin}: cannot build {cls.__name__}: {e}") from e
+    # dynamic shifting (FLUX, SD3.5 configs) needs a mu: the one calculate_shift gives at base_image_seq_len
+    extra = {"mu": scheduler.config.get("base_shift") or 0.5} if scheduler.config.get("use_dynamic_shifting") else {}
     try:
-        scheduler.set_timesteps(VALIDATION_STEPS)
+        scheduler.set_timesteps(VALIDATION_STEPS, **extra)
     except Exception as e:
         raise SchedulerConversionError(
             f"{origin}: {cls.__name__} with this config fails set_timesteps({VALIDATION_STEPS}): {e}"

@@ -20,6 +20,11 @@ from .errors import SourceError
 _SD = ("sd", ("text_encoder", "unet", "vae"), ("tokenizer", "scheduler"))
 _SDXL = ("sdxl", ("text_encoder", "text_encoder_2", "unet", "vae"), ("tokenizer", "tokenizer_2", "scheduler"))
 _UNET2D = ("unet2d", ("unet",), ("scheduler",))
+# flow-matching transformers (export/flow.py): sd3: two CLIP encoders with projection + T5 (text_encoder_3,
+# optional as in diffusers); flux: CLIP + T5 (text_encoder_2)
+_SD3 = ("sd3", ("text_encoder", "text_encoder_2", "transformer", "vae"), ("tokenizer", "tokenizer_2", "scheduler"))
+_FLUX = ("flux", ("text_encoder", "text_encoder_2", "transformer", "vae"), ("tokenizer", "tokenizer_2", "scheduler"))
+OPTIONAL_MODELS = ("text_encoder_3",)  # exported when the pipeline has it
 PIPELINES = {
     "StableDiffusionPipeline": _SD,
     "StableDiffusionImg2ImgPipeline": _SD,
@@ -28,11 +33,15 @@ PIPELINES = {
     "StableDiffusionXLPipeline": _SDXL,
     "DDPMPipeline": _UNET2D,
     "DDIMPipeline": _UNET2D,
+    "StableDiffusion3Pipeline": _SD3,
+    "StableDiffusion3Img2ImgPipeline": _SD3,
+    "FluxPipeline": _FLUX,
+    "FluxImg2ImgPipeline": _FLUX,
 }
 SUPPORTED_PIPELINES = tuple(PIPELINES)
 # every model component any supported pipeline turns into graphs (what a Hub download may need)
-MODEL_COMPONENTS = tuple(dict.fromkeys(c for _, models, _ in PIPELINES.values() for c in models))
-TOKENIZERS = ("tokenizer", "tokenizer_2")
+MODEL_COMPONENTS = tuple(dict.fromkeys([*(c for _, models, _ in PIPELINES.values() for c in models), *OPTIONAL_MODELS]))
+TOKENIZERS = ("tokenizer", "tokenizer_2", "tokenizer_3")
 SAFE_WEIGHTS = ("diffusion_pytorch_model.safetensors", "model.safetensors")
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")

@@ -27,6 +27,10 @@ def _latent_size(pipe) -> tuple[int, int]:
 
 def make_inputs(name: str, pipe, graph: dict, seed: int = 0) -> dict:
     """Random numpy inputs for ``name``, shaped for the pipeline's real use (batch 2 for CFG)."""
+    if getattr(pipe, "transformer", None) is not None:  # flow-matching transformers: export/flow.py
+        from .flow import make_inputs as flow_inputs
+
+        return flow_inputs(name, pipe, graph, seed)
     rng = np.random.default_rng(seed)
     spec = {i["name"]: i for i in graph["inputs"]}
     batch = BATCH[name]
@@ -81,6 +85,11 @@ def make_inputs(name: str, pipe, graph: dict, seed: int = 0) -> dict:
 def torch_reference(name: str, pipe, inputs: dict) -> dict:
     """The original diffusers / transformers module on the same inputs, outputs named like the graph."""
     import torch
+
+    if getattr(pipe, "transformer", None) is not None and name not in ("vae_encoder", "vae_decoder"):
+        from .flow import torch_reference as flow_reference
+
+        return flow_reference(name, pipe, inputs)
 
     t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
     with torch.inference_mode():

@@ -10,6 +10,7 @@ from .loading import PipelineLoadError, builtin_models
 from .img2img import StableDiffusionImg2ImgPipeline
 from .inpaint import StableDiffusionInpaintPipeline
 from .lcm import LatentConsistencyModelPipeline
+from .sd3 import StableDiffusion3Pipeline
 from .sdxl import StableDiffusionXLPipeline
 from .stable_diffusion import StableDiffusionPipeline
 from .unconditional import DDIMPipeline, DDPMPipeline
@@ -25,6 +26,7 @@ __all__ = [
     "StableDiffusionImg2ImgPipeline",
     "StableDiffusionPipeline",
     "StableDiffusionInpaintPipeline",
+    "StableDiffusion3Pipeline",
     "StableDiffusionPipelineOutput",
     "StableDiffusionXLPipeline",
     "builtin_models",

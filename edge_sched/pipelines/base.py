@@ -241,8 +241,9 @@ class DiffusionPipeline:
             kwargs["generator"] = generator
         return kwargs
 
-    def _set_timesteps(self, num_inference_steps, timesteps=None, sigmas=None) -> np.ndarray:
-        """diffusers' ``retrieve_timesteps``: custom ``timesteps`` or ``sigmas`` where the scheduler takes them."""
+    def _set_timesteps(self, num_inference_steps, timesteps=None, sigmas=None, **kwargs) -> np.ndarray:
+        """diffusers' ``retrieve_timesteps``: custom ``timesteps`` or ``sigmas`` where the scheduler takes them;
+        ``kwargs`` go to ``set_timesteps`` as they are (``mu`` of the flow pipelines)."""
         if timesteps is not None and sigmas is not None:
             raise ValueError("pass either timesteps or sigmas, not both")
         params = inspect.signature(self.scheduler.set_timesteps).parameters
@@ -250,13 +251,13 @@ class DiffusionPipeline:
         if timesteps is not None:
             if "timesteps" not in params:
                 raise ValueError(f"{name} does not accept custom timesteps; use a scheduler that does")
-            self.scheduler.set_timesteps(timesteps=timesteps)
+            self.scheduler.set_timesteps(timesteps=timesteps, **kwargs)
         elif sigmas is not None:
             if "sigmas" not in params:
                 raise ValueError(f"{name} does not accept custom sigmas; use a scheduler that does")
-            self.scheduler.set_timesteps(sigmas=sigmas)
+            self.scheduler.set_timesteps(sigmas=sigmas, **kwargs)
         else:
-            self.scheduler.set_timesteps(num_inference_steps)
+            self.scheduler.set_timesteps(num_inference_steps, **kwargs)
         return self._record_timesteps(self.scheduler.timesteps)
 
     def _record_timesteps(self, timesteps):

@@ -21,7 +21,7 @@ from ..schedulers import SchedulerMixin, scheduler_class
 
 logger = logging.getLogger(__name__)
 
-GRAPH_COMPONENTS = ("text_encoder", "text_encoder_2", "unet", "vae_encoder", "vae_decoder")
+GRAPH_COMPONENTS = ("text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer", "vae_encoder", "vae_decoder")
 BUILTIN_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 HUB_PATTERNS = [
     "model_index.json", "edge_sched.json", "*/config.json", "*/*.json", "*/*.txt",

@@ -35,35 +35,63 @@ class NonFiniteLatentsError(FloatingPointError):
 UnetFeeds = Callable[[dict, bool], dict]
 
 
+@dataclasses.dataclass(frozen=True)
+class Denoiser:
+    """The graph the loop calls each step. ``component``: its folder name; ``sample``: its latent input
+    (also the input whose first dim is the batch); ``outputs``: its prediction output, the first name the
+    graph has (optimum's ONNX and OpenVINO exporters name a transformer's differently); ``timestep``: the
+    graph's timestep from the schedule's (FLUX's transformer takes t / 1000), None: as is;
+    ``scale_model_input``: whether ``scheduler.scale_model_input`` applies (diffusers' flow-matching
+    pipelines never call it; their flow schedulers leave the input unchanged or have no such method)."""
+
+    component: str = "unet"
+    sample: str = "sample"
+    outputs: tuple[str, ...] = ("out_sample",)
+    timestep: Callable[[object], object] | None = None
+    scale_model_input: bool = True
+
+
+UNET = Denoiser()
+
+
 @dataclasses.dataclass
 class LoopHooks:
     """What a pipeline adds to the one loop.
 
-    ``unet_feeds(state, guided)``: the extra UNet inputs, read from the callback state each step (so a
+    ``unet_feeds(state, guided)``: the extra denoiser inputs, read from the callback state each step (so a
     callback that replaces ``prompt_embeds`` is heard). ``model_input(state, x)``: applied to the scaled
     model input (the inpainting UNet's mask and masked-image channels). ``blend(state, latents, i)``:
     applied to the stepped latents (latent-masking inpainting). ``keep_denoised``: the step's second
-    output is kept as ``state["denoised"]`` (LCM decodes it).
+    output is kept as ``state["denoised"]`` (LCM decodes it). ``denoiser``: which graph, fed how (default:
+    the UNet). ``fixed_feeds``: inputs without a batch axis, fed whole to every call (FLUX's token ids).
+    ``guidance_scale()``: the classifier-free guidance scale, read each step (default ``pipe.guidance_scale``;
+    FLUX's ``true_cfg_scale``, its ``guidance_scale`` being the embedded guidance).
     """
 
     unet_feeds: UnetFeeds
     model_input: Callable[[dict, np.ndarray], np.ndarray] | None = None
     blend: Callable[[dict, np.ndarray, int], np.ndarray] | None = None
     keep_denoised: bool = False
+    denoiser: Denoiser = UNET
+    fixed_feeds: dict = dataclasses.field(default_factory=dict)
+    guidance_scale: Callable[[], float] | None = None
 
 
 def denoise(pipe, timesteps, state: dict, hooks: LoopHooks, step_kwargs: dict, callback=None,
             callback_inputs=("latents",)) -> dict:
     """Run the loop over ``timesteps`` from ``state["latents"]``; returns the final state."""
     scheduler = pipe.scheduler
-    unet = pipe.graph("unet")
+    spec = hooks.denoiser
+    unet = pipe.graph(spec.component)
     with pipe.progress_bar(total=len(timesteps) if hasattr(timesteps, "__len__") else None) as bar:
         for i, t in enumerate(timesteps):
             if pipe.interrupt:
                 break  # diffusers skips the remaining steps; adaptive schedules must not spin
             doubled = pipe.do_classifier_free_guidance  # the state holds [uncond, cond] tensors
             latents = state["latents"]
-            model_input = scheduler.scale_model_input(np.concatenate([latents, latents]) if doubled else latents, t)
+            model_input = np.concatenate([latents, latents]) if doubled else latents
+            if spec.scale_model_input:
+                model_input = scheduler.scale_model_input(model_input, t)
             if hooks.model_input is not None:
                 model_input = hooks.model_input(state, model_input)
             feeds = hooks.unet_feeds(state, doubled)
@@ -72,10 +100,11 @@ def denoise(pipe, timesteps, state: dict, hooks: LoopHooks, step_kwargs: dict, c
                 n = latents.shape[0]
                 model_input = model_input[n:]
                 feeds = {k: v[n:] if v.shape[0] == 2 * n else v for k, v in feeds.items()}
-            prediction = _run_unet(pipe, unet, model_input, t, feeds)
+            prediction = _run_denoiser(pipe, unet, spec, model_input, t, feeds, hooks.fixed_feeds)
             if guided:
                 uncond, cond = np.split(prediction, 2)
-                prediction = classifier_free_guidance(uncond, cond, pipe.guidance_scale, pipe.guidance_rescale)
+                scale = pipe.guidance_scale if hooks.guidance_scale is None else hooks.guidance_scale()
+                prediction = classifier_free_guidance(uncond, cond, scale, pipe.guidance_rescale)
             out = scheduler.step(prediction, t, latents, **step_kwargs, return_dict=False)
             if hooks.keep_denoised:
                 if len(out) < 2:
@@ -90,16 +119,25 @@ def denoise(pipe, timesteps, state: dict, hooks: LoopHooks, step_kwargs: dict, c
             if callback is not None:
                 run_callback(callback, pipe, i, t, state, callback_inputs)
             bar.update()
-    pipe.components.done_with("unet")
+    pipe.graphs.done_with(spec.component)
     return state
 
 
-def _run_unet(pipe, unet, sample: np.ndarray, t, extra: dict) -> np.ndarray:
-    def feeds(rows: slice, n: int) -> dict:
-        return {"sample": sample[rows], "timestep": pipe.timestep_feed(unet, t, n),
-                **{k: v[rows] for k, v in extra.items()}}
+def _run_denoiser(pipe, graph, spec: Denoiser, sample: np.ndarray, t, extra: dict, fixed: dict) -> np.ndarray:
+    timestep = t if spec.timestep is None else spec.timestep(t)
 
-    return pipe.run_batched(unet, feeds, sample.shape[0], "sample")["out_sample"].astype(np.float32, copy=False)
+    def feeds(rows: slice, n: int) -> dict:
+        return {spec.sample: sample[rows], "timestep": pipe.timestep_feed(graph, timestep, n),
+                **{k: v[rows] for k, v in extra.items()}, **fixed}
+
+    out = pipe.run_batched(graph, feeds, sample.shape[0], spec.sample)
+    name = next((n for n in spec.outputs if n in out), None)
+    if name is None:
+        if len(out) != 1:
+            raise ValueError(f"{graph.path}: the {spec.component} graph has none of the outputs {', '.join(spec.outputs)} "
+                             f"(it has {', '.join(out)})")
+        name = next(iter(out))
+    return out[name].astype(np.float32, copy=False)
 
 
 def noise_level(scheduler, t) -> float:
