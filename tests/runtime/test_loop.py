@@ -14,24 +14,10 @@ from edge_sched.pipelines import (
     DDIMPipeline, DDPMPipeline, LatentConsistencyModelPipeline, StableDiffusionImg2ImgPipeline,
     StableDiffusionInpaintPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline,
 )
-from tests.export.tiny import build_tiny_ddpm
 
-from .conftest import IMAGE_PARITY
-from .conftest_pipelines import (  # noqa: F401 (pipeline_folder is a fixture)
-    load_ours, load_reference, pipeline_folder, sample_image, set_schedulers, torch_generators,
-)
+from .pipeline_runs import load_ours, load_reference, record, run_both, sample_image, set_schedulers, torch_generators
 
 BOUND = 1e-3  # max abs pixel difference, images in [0, 1] (the runtime parity bound)
-
-
-@pytest.fixture(scope="module")
-def ddpm_folder(tmp_path_factory):
-    import export
-
-    src = build_tiny_ddpm(tmp_path_factory.mktemp("loop_ddpm_src") / "model")
-    out = tmp_path_factory.mktemp("loop_ddpm") / "model"
-    export.export_pipeline(src, out, format="onnx", progress=None)
-    return out
 
 
 def _image_args():
@@ -51,9 +37,8 @@ PIPELINES = [
 
 
 @pytest.mark.parametrize("cls,kind,call", PIPELINES, ids=[p[0].__name__ for p in PIPELINES])
-def test_unknown_callback_tensor_is_an_error_before_the_first_step(cls, kind, call, pipeline_folder, ddpm_folder):
-    folder = ddpm_folder if kind == "ddpm" else pipeline_folder(kind, "edge-onnx")
-    pipe = load_ours(cls, folder)
+def test_unknown_callback_tensor_is_an_error_before_the_first_step(cls, kind, call, pipeline_folder):
+    pipe = load_ours(cls, pipeline_folder(kind, "edge-onnx"))
     images = _image_args()
     call = {k: images["image"] if v == "image" else images["mask_image"] if v == "mask" else v for k, v in call.items()}
 
@@ -116,12 +101,6 @@ def test_callback_state_is_diffusers(sd_pair):
             np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=1e-4 * np.abs(b[k]).max())
 
 
-def _images(pipe, reference, seed, **kwargs):
-    ours = pipe(generator=seed, output_type="np", **kwargs).images
-    ref = reference(generator=torch_generators(seed), output_type="np", **kwargs).images
-    return np.asarray(ours), np.asarray(ref)
-
-
 def test_diffusers_cfg_cutoff_callback_runs_unchanged(sd_pair):
     """diffusers' SDCFGCutoffCallback (keeps the conditional half of prompt_embeds, sets
     ``pipe._guidance_scale = 0``) given to both pipelines: same image, and not the fully guided one."""
@@ -130,9 +109,8 @@ def test_diffusers_cfg_cutoff_callback_runs_unchanged(sd_pair):
     pipe, reference = sd_pair
     kwargs = dict(prompt="a cat", num_inference_steps=4, guidance_scale=12.0)
     cut = SDCFGCutoffCallback(cutoff_step_ratio=0.25)
-    ours, ref = _images(pipe, reference, 3, callback_on_step_end=cut, **kwargs)
-    diff = float(np.abs(ours - ref).max())
-    IMAGE_PARITY["StableDiffusionPipeline edge-onnx CFG cutoff"].append(diff)
+    ours, ref = run_both(reference, pipe, "EulerDiscreteScheduler", {}, 3, callback_on_step_end=cut, **kwargs)
+    diff = record("StableDiffusionPipeline edge-onnx CFG cutoff", ours, ref)
     assert diff <= BOUND
     # the cutoff moved diffusers' image far more than we are from it (on this tiny random model the text
     # conditioning moves pixels by a few 1e-3 only)
@@ -141,18 +119,15 @@ def test_diffusers_cfg_cutoff_callback_runs_unchanged(sd_pair):
     assert pipe.guidance_scale == 0.0 and not pipe.do_classifier_free_guidance
 
 
-def test_sdxl_cfg_cutoff_callback(pipeline_folder):
-    from diffusers import StableDiffusionXLPipeline as TorchXL
+def test_sdxl_cfg_cutoff_callback(pipeline_folder, reference_pipeline):
     from diffusers.callbacks import SDXLCFGCutoffCallback
 
     pipe = load_ours(StableDiffusionXLPipeline, pipeline_folder("sdxl", "edge-onnx"))
-    reference = load_reference(TorchXL, pipeline_folder("sdxl", "source"))
-    kwargs = dict(prompt="a cat", num_inference_steps=4, guidance_scale=5.0,
-                  callback_on_step_end=SDXLCFGCutoffCallback(cutoff_step_ratio=None, cutoff_step_index=2))
-    ours, ref = _images(pipe, reference, 4, **kwargs)
-    diff = float(np.abs(ours - ref).max())
-    IMAGE_PARITY["StableDiffusionXLPipeline edge-onnx CFG cutoff"].append(diff)
-    assert diff <= BOUND
+    reference = reference_pipeline("StableDiffusionXLPipeline", "sdxl")
+    ours, ref = run_both(reference, pipe, "EulerDiscreteScheduler", {}, 4, prompt="a cat", num_inference_steps=4,
+                         guidance_scale=5.0,
+                         callback_on_step_end=SDXLCFGCutoffCallback(cutoff_step_ratio=None, cutoff_step_index=2))
+    assert record("StableDiffusionXLPipeline edge-onnx CFG cutoff", ours, ref) <= BOUND
 
 
 def test_interrupt_skips_the_remaining_steps(sd_pair):
@@ -166,11 +141,9 @@ def test_interrupt_skips_the_remaining_steps(sd_pair):
         return {}
 
     kwargs = dict(prompt="a cat", num_inference_steps=5, callback_on_step_end=stop_after_two)
-    ours, ref = _images(pipe, reference, 2, **kwargs)
-    assert calls == [0, 1, 0, 1]  # ours, then diffusers'
-    diff = float(np.abs(ours - ref).max())
-    IMAGE_PARITY["StableDiffusionPipeline edge-onnx interrupted"].append(diff)
-    assert diff <= BOUND
+    ours, ref = run_both(reference, pipe, "EulerDiscreteScheduler", {}, 2, **kwargs)
+    assert calls == [0, 1, 0, 1]  # diffusers', then ours
+    assert record("StableDiffusionPipeline edge-onnx interrupted", ours, ref) <= BOUND
     calls.clear()
     pipe(prompt="a cat", num_inference_steps=3, output_type="latent",
          callback_on_step_end=lambda p, i, t, k: calls.append(i))

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edge_sched.pipelines.tokenizer import CLIPTokenizer as OurTokenizer
-from tests.export.tiny import write_clip_tokenizer_files
 
 transformers = pytest.importorskip("transformers")
 
@@ -59,75 +57,6 @@ def _random_prompts(n: int, seed: int = 0) -> list[str]:
 ALL_PROMPTS = PROMPTS + _random_prompts(300)
 
 
-def _train_vocab(folder: Path) -> tuple[Path, Path]:
-    """A larger CLIP-style byte-level bpe vocabulary (every byte alone and word-final, ~3000 merges),
-    learnt with the tokenizers trainer from local text (diffusers' scheduler sources + a few scripts)."""
-    import diffusers
-    from tokenizers import (
-        Regex,
-        Tokenizer,
-        models,
-        normalizers,
-        pre_tokenizers,
-        trainers,
-    )
-
-    src = Path(diffusers.__file__).parent / "schedulers"
-    corpus = [p.read_text(encoding="utf-8") for p in sorted(src.glob("scheduling_*.py"))[:20]]
-    corpus += ["café naïve résumé über straße ñandú 東京 猫 一只猫 고양이 ελληνικά русский текст"] * 50
-    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>", continuing_subword_prefix=""))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"), "removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    trainer = trainers.BpeTrainer(vocab_size=3600, end_of_word_suffix="</w>", show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus, trainer)
-    merges = json.loads(tok.to_str())["model"]["merges"]
-    merges = [m.split(" ") if isinstance(m, str) else m for m in merges]
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tokens = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(dict.fromkeys(tokens))}), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n", encoding="utf-8")
-    return folder / "vocab.json", folder / "merges.txt"
-
-
-@pytest.fixture(scope="session")
-def folders(tmp_path_factory) -> dict[str, Path]:
-    """Tokenizer folders saved by transformers: tiny and trained vocabularies, SD (pad <|endoftext|>) and
-    SDXL tokenizer_2 style (pad "!"), slow files, and a tokenizer.json-only folder."""
-    root = tmp_path_factory.mktemp("tokenizers")
-    raw = {"tiny": write_clip_tokenizer_files(root / "src-tiny"), "large": _train_vocab(root / "src-large")}
-    out = {}
-    for vocab_name, (vocab, merges) in raw.items():
-        for pad in ("<|endoftext|>", "!"):
-            name = f"{vocab_name}-{'sdxl2' if pad == '!' else 'sd'}"
-            transformers.CLIPTokenizer(str(vocab), str(merges), model_max_length=77, pad_token=pad).save_pretrained(root / name)
-            out[name] = root / name
-            fast = root / (name + "-json")
-            transformers.CLIPTokenizerFast(str(vocab), str(merges), model_max_length=77, pad_token=pad).save_pretrained(fast)
-            (fast / "vocab.json").unlink()
-            (fast / "merges.txt").unlink()
-            out[name + "-json"] = fast
-    out["tiny-raw"] = raw["tiny"][0].parent  # vocab.json + merges.txt only: no model_max_length
-    return out
-
-
-@pytest.fixture(scope="session")
-def reference(folders):
-    """transformers' slow and fast tokenizers of every folder (the -json folders load the fast one only)."""
-    refs = {}
-    for name, folder in folders.items():
-        if name.endswith("-json"):
-            refs[name] = (None, transformers.CLIPTokenizerFast.from_pretrained(folder))
-        elif name != "tiny-raw":
-            refs[name] = (transformers.CLIPTokenizer.from_pretrained(folder),
-                          transformers.CLIPTokenizerFast.from_pretrained(folder))
-    return refs
-
-
 def _ids(tok, prompts, **kw):
     return np.asarray(tok(prompts, return_tensors="np", **kw).input_ids, dtype=np.int64)
 
@@ -136,9 +65,9 @@ SLOW_FOLDERS = ["tiny-sd", "tiny-sdxl2", "large-sd", "large-sdxl2"]
 
 
 @pytest.mark.parametrize("name", SLOW_FOLDERS)
-def test_ids_match_transformers_slow_tokenizer(folders, reference, name):
-    slow, _ = reference[name]
-    ours = OurTokenizer.from_folder(folders[name])
+def test_ids_match_transformers_slow_tokenizer(tokenizer_folders, reference_tokenizers, name):
+    slow, _ = reference_tokenizers[name]
+    ours = OurTokenizer.from_folder(tokenizer_folders[name])
     assert ours.model_max_length == slow.model_max_length == 77
     assert (ours.pad_token_id, ours.bos_token_id, ours.eos_token_id) == (slow.pad_token_id, slow.bos_token_id, slow.eos_token_id)
     out = ours(ALL_PROMPTS, padding="max_length", max_length=ours.model_max_length, truncation=True)
@@ -152,9 +81,9 @@ def test_ids_match_transformers_slow_tokenizer(folders, reference, name):
 
 
 @pytest.mark.parametrize("name", SLOW_FOLDERS)
-def test_untruncated_ids_and_removed_text_as_diffusers_reports_them(folders, reference, name):
-    slow, _ = reference[name]
-    ours = OurTokenizer.from_folder(folders[name])
+def test_untruncated_ids_and_removed_text_as_diffusers_reports_them(tokenizer_folders, reference_tokenizers, name):
+    slow, _ = reference_tokenizers[name]
+    ours = OurTokenizer.from_folder(tokenizer_folders[name])
     long = [p for p in ALL_PROMPTS if len(slow.tokenize(p)) > 75]
     assert len(long) >= 3
     batch = long[:3] + ["short one", ""]
@@ -169,20 +98,20 @@ def test_untruncated_ids_and_removed_text_as_diffusers_reports_them(folders, ref
 
 
 @pytest.mark.parametrize("name", SLOW_FOLDERS)
-def test_fast_flavor_matches_transformers_fast_tokenizer(folders, reference, name):
-    _, fast = reference[name]
-    ours = OurTokenizer.from_folder(folders[name], flavor="fast")
+def test_fast_flavor_matches_transformers_fast_tokenizer(tokenizer_folders, reference_tokenizers, name):
+    _, fast = reference_tokenizers[name]
+    ours = OurTokenizer.from_folder(tokenizer_folders[name], flavor="fast")
     out = ours(ALL_PROMPTS).input_ids
     ref = _ids(fast, ALL_PROMPTS, padding="max_length", max_length=77, truncation=True)
     bad = [p for p, a, b in zip(ALL_PROMPTS, out, ref) if not np.array_equal(a, b)]
     assert not bad, f"{len(bad)} prompts differ, first: {bad[0]!r}"
 
 
-def test_slow_and_fast_disagree_and_we_follow_slow(folders, reference):
+def test_slow_and_fast_disagree_and_we_follow_slow(tokenizer_folders, reference_tokenizers):
     """transformers' slow and fast CLIP tokenizers differ on CJK (slow splits ideographs apart) and on
     control / format characters (slow drops them); diffusers loads the slow one, so we match it."""
-    slow, fast = reference["large-sd"]
-    ours = OurTokenizer.from_folder(folders["large-sd"])
+    slow, fast = reference_tokenizers["large-sd"]
+    ours = OurTokenizer.from_folder(tokenizer_folders["large-sd"])
     ref_slow = _ids(slow, ALL_PROMPTS, padding="max_length", max_length=77, truncation=True)
     ref_fast = _ids(fast, ALL_PROMPTS, padding="max_length", max_length=77, truncation=True)
     differ = [i for i in range(len(ALL_PROMPTS)) if not np.array_equal(ref_slow[i], ref_fast[i])]
@@ -192,13 +121,13 @@ def test_slow_and_fast_disagree_and_we_follow_slow(folders, reference):
 
 
 @pytest.mark.parametrize("name", ["tiny-sd-json", "tiny-sdxl2-json", "large-sd-json", "large-sdxl2-json"])
-def test_from_tokenizer_json(folders, reference, name):
+def test_from_tokenizer_json(tokenizer_folders, reference_tokenizers, name):
     """A folder with only tokenizer.json (saved by CLIPTokenizerFast.save_pretrained): the slow flavor gives
     the slow tokenizer's ids of the original files, the fast flavor the fast tokenizer's."""
-    _, fast = reference[name]
-    slow, _ = reference[name.removesuffix("-json")]
-    ours_slow = OurTokenizer.from_folder(folders[name])
-    ours_fast = OurTokenizer.from_folder(folders[name], flavor="fast")
+    _, fast = reference_tokenizers[name]
+    slow, _ = reference_tokenizers[name.removesuffix("-json")]
+    ours_slow = OurTokenizer.from_folder(tokenizer_folders[name])
+    ours_fast = OurTokenizer.from_folder(tokenizer_folders[name], flavor="fast")
     assert ours_slow.pad_token_id == slow.pad_token_id and ours_fast.pad_token_id == fast.pad_token_id
     np.testing.assert_array_equal(ours_slow(ALL_PROMPTS).input_ids,
                                   _ids(slow, ALL_PROMPTS, padding="max_length", max_length=77, truncation=True))
@@ -206,28 +135,30 @@ def test_from_tokenizer_json(folders, reference, name):
                                   _ids(fast, ALL_PROMPTS, padding="max_length", max_length=77, truncation=True))
 
 
-def test_sdxl_second_tokenizer_pads_with_bang(folders, reference):
-    first = OurTokenizer.from_folder(folders["large-sd"])
-    second = OurTokenizer.from_folder(folders["large-sdxl2"])
+def test_sdxl_second_tokenizer_pads_with_bang(tokenizer_folders, reference_tokenizers):
+    first = OurTokenizer.from_folder(tokenizer_folders["large-sd"])
+    second = OurTokenizer.from_folder(tokenizer_folders["large-sdxl2"])
     assert first.pad_token == "<|endoftext|>" and second.pad_token == "!"
-    assert second.pad_token_id == reference["large-sdxl2"][0].convert_tokens_to_ids("!") != first.pad_token_id
+    bang = reference_tokenizers["large-sdxl2"][0].convert_tokens_to_ids("!")
+    assert second.pad_token_id == bang != first.pad_token_id
     a, b = first("a cat").input_ids[0], second("a cat").input_ids[0]
     n = int(first("a cat").attention_mask.sum())
     np.testing.assert_array_equal(a[:n], b[:n])
     assert (a[n:] == first.eos_token_id).all() and (b[n:] == second.pad_token_id).all()
 
 
-def test_folder_without_config_needs_max_length(folders):
-    ours = OurTokenizer.from_folder(folders["tiny-raw"])
-    slow = transformers.CLIPTokenizer(str(folders["tiny-raw"] / "vocab.json"), str(folders["tiny-raw"] / "merges.txt"))
+def test_folder_without_config_needs_max_length(tokenizer_folders):
+    ours = OurTokenizer.from_folder(tokenizer_folders["tiny-raw"])
+    raw = tokenizer_folders["tiny-raw"]
+    slow = transformers.CLIPTokenizer(str(raw / "vocab.json"), str(raw / "merges.txt"))
     np.testing.assert_array_equal(ours(PROMPTS, max_length=77).input_ids,
                                   _ids(slow, PROMPTS, padding="max_length", max_length=77, truncation=True))
     with pytest.raises(ValueError, match="max_length"):
         ours("a cat")
 
 
-def test_padding_modes(folders):
-    ours = OurTokenizer.from_folder(folders["tiny-sd"])
+def test_padding_modes(tokenizer_folders):
+    ours = OurTokenizer.from_folder(tokenizer_folders["tiny-sd"])
     assert ours("the cat", padding="do_not_pad").input_ids.shape == (1, 4)
     assert ours(["the cat", "a"], padding="longest").input_ids.shape == (2, 4)
     assert ours(["the cat", "a"], padding="max_length", max_length=10).input_ids.shape == (2, 10)
@@ -235,7 +166,7 @@ def test_padding_modes(folders):
         ours(["the cat", "a"], padding=False)
 
 
-def test_bad_input(folders, tmp_path):
+def test_bad_input(tokenizer_folders, tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         OurTokenizer.from_folder(tmp_path)
     assert str(tmp_path) in str(e.value) and "vocab.json" in str(e.value) and "tokenizer.json" in str(e.value)
@@ -243,12 +174,12 @@ def test_bad_input(folders, tmp_path):
         OurTokenizer.from_folder(tmp_path / "nope")
     only_vocab = tmp_path / "only-vocab"
     only_vocab.mkdir()
-    shutil.copy(folders["tiny-sd"] / "vocab.json", only_vocab)
+    shutil.copy(tokenizer_folders["tiny-sd"] / "vocab.json", only_vocab)
     with pytest.raises(FileNotFoundError, match="merges.txt"):
         OurTokenizer.from_folder(only_vocab)
     with pytest.raises(ValueError, match="flavor='rust'.*slow, fast"):
-        OurTokenizer.from_folder(folders["tiny-sd"], flavor="rust")
-    ours = OurTokenizer.from_folder(folders["tiny-sd"])
+        OurTokenizer.from_folder(tokenizer_folders["tiny-sd"], flavor="rust")
+    ours = OurTokenizer.from_folder(tokenizer_folders["tiny-sd"])
     with pytest.raises(ValueError, match="padding='maximum'.*max_length, longest"):
         ours("a", padding="maximum")
     with pytest.raises(TypeError, match="str"):
@@ -256,7 +187,7 @@ def test_bad_input(folders, tmp_path):
     with pytest.raises(ValueError, match="empty"):
         ours([])
     broken = tmp_path / "broken"
-    shutil.copytree(folders["tiny-sd"], broken)
+    shutil.copytree(tokenizer_folders["tiny-sd"], broken)
     (broken / "tokenizer_config.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match="tokenizer_config.json.*not valid JSON"):
         OurTokenizer.from_folder(broken)
@@ -268,13 +199,13 @@ def _legacy_token(content: str) -> dict:
 
 
 @pytest.mark.parametrize("pad", ["<|endoftext|>", "!"])
-def test_hub_style_legacy_configs(folders, tmp_path, pad):
+def test_hub_style_legacy_configs(tokenizer_folders, tmp_path, pad):
     """tokenizer_config.json as SD 1.x / SDXL checkpoints ship it (AddedToken dicts with __type, no
     added_tokens_decoder, do_lower_case, clean_up_tokenization_spaces=true); pad "!" is SDXL's tokenizer_2."""
     folder = tmp_path / "tok"
     folder.mkdir()
     for name in ("vocab.json", "merges.txt"):
-        shutil.copy(folders["large-sd"] / name, folder)
+        shutil.copy(tokenizer_folders["large-sd"] / name, folder)
     specials = {"bos_token": _legacy_token("<|startoftext|>"), "eos_token": _legacy_token("<|endoftext|>"),
                 "unk_token": _legacy_token("<|endoftext|>"), "pad_token": pad}
     config = {"add_prefix_space": False, "clean_up_tokenization_spaces": True, "do_lower_case": True,
