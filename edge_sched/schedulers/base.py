@@ -223,8 +223,7 @@ class SchedulerMixin(ConfigMixin):
             raise TypeError(f"num_inference_steps must be an int, got {num_inference_steps!r}.")
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
-        limit = self.config.num_train_timesteps
-        if not allow_more_than_train and num_inference_steps > limit:
+        if not allow_more_than_train and num_inference_steps > (limit := self.config.num_train_timesteps):
             raise ValueError(
                 f"num_inference_steps ({num_inference_steps}) cannot be larger than "
                 f"num_train_timesteps ({limit}): the model was trained on {limit} timesteps at most."

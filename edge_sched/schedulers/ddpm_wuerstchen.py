@@ -54,9 +54,7 @@ class DDPMWuerstchenScheduler(SchedulerMixin):
             if steps.size < 2:
                 raise ValueError(f"custom timesteps need at least 2 values (the last is the target), got {timesteps!r}.")
         else:
-            if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) \
-                    or num_inference_steps < 1:
-                raise ValueError(f"num_inference_steps must be an int >= 1, got {num_inference_steps!r}.")
+            self._check_num_inference_steps(num_inference_steps, allow_more_than_train=True)
             steps = linspace_f32(1.0, 0.0, num_inference_steps + 1)
         self.timesteps = steps
         self.num_inference_steps = len(steps) - 1

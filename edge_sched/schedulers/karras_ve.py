@@ -73,8 +73,7 @@ class KarrasVeScheduler(SchedulerMixin):
 
     def set_timesteps(self, num_inference_steps: int, device=None):
         """Timesteps n - 1 ... 0 and ``schedule[i]`` = sigma_max^2 (sigma_min^2 / sigma_max^2)^(i / (n - 1))."""
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) \
-                or num_inference_steps < 2:
+        if self._check_num_inference_steps(num_inference_steps, allow_more_than_train=True) < 2:
             raise ValueError(f"num_inference_steps must be an int >= 2 (the schedule interpolates between two "
                              f"sigmas), got {num_inference_steps!r}.")
         cfg = self.config

@@ -56,8 +56,8 @@ class RePaintScheduler(SchedulerMixin):
     def set_timesteps(self, num_inference_steps: int, jump_length: int = 10, jump_n_sample: int = 10, device=None):
         """The resampling schedule: descending steps with ``jump_length``-long jumps back up,
         ``jump_n_sample - 1`` of them at every ``jump_length``-th step (times T // n)."""
-        for name, value in (("num_inference_steps", num_inference_steps), ("jump_length", jump_length),
-                            ("jump_n_sample", jump_n_sample)):
+        self._check_num_inference_steps(num_inference_steps, allow_more_than_train=True)  # diffusers caps it
+        for name, value in (("jump_length", jump_length), ("jump_n_sample", jump_n_sample)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
         n = min(self.config.num_train_timesteps, num_inference_steps)

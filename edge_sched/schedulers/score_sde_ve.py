@@ -54,9 +54,7 @@ class ScoreSdeVeScheduler(SchedulerMixin):
 
     def set_timesteps(self, num_inference_steps: int, sampling_eps: float | None = None, device=None):
         """Continuous times from 1 down to ``sampling_eps`` (float32). Call ``set_sigmas`` after it."""
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) \
-                or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be an int >= 1, got {num_inference_steps!r}.")
+        self._check_num_inference_steps(num_inference_steps, allow_more_than_train=True)
         eps = self.config.sampling_eps if sampling_eps is None else sampling_eps
         self.timesteps = linspace_f32(1.0, eps, num_inference_steps)
 

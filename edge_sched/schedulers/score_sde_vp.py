@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..random import randn_tensor
-from .base import SchedulerMixin, expand_to
+from .base import SchedulerMixin, SchedulerNotReadyError, expand_to
 from .torch_numerics import linspace_f32
 
 _F32 = np.float32
@@ -32,15 +32,14 @@ class ScoreSdeVpScheduler(SchedulerMixin):
 
     def set_timesteps(self, num_inference_steps: int, device=None):
         """Continuous times from 1 down to ``sampling_eps`` (float32)."""
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)) \
-                or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be an int >= 1, got {num_inference_steps!r}.")
+        self._check_num_inference_steps(num_inference_steps, allow_more_than_train=True)
         self.timesteps = linspace_f32(1.0, self.config.sampling_eps, num_inference_steps)
 
     def step_pred(self, score: np.ndarray, x: np.ndarray, t, generator=None):
         """One reverse-SDE Euler-Maruyama step at time(s) ``t``; returns (x', mean)."""
         if self.timesteps is None:
-            raise ValueError("ScoreSdeVpScheduler: call `set_timesteps(num_inference_steps)` before `step_pred`.")
+            raise SchedulerNotReadyError(
+                "ScoreSdeVpScheduler: call `set_timesteps(num_inference_steps)` before `step_pred`.")
         cfg = self.config
         t = np.asarray(t, dtype=_F32)
         span = cfg.beta_max - cfg.beta_min

@@ -47,15 +47,3 @@ def loop(config, steps, seed=0):
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
 def test_loop(config, steps):
     loop(config, steps, seed=steps)
-
-
-def test_api():
-    s = ScoreSdeVpScheduler()
-    assert len(s) == 2000 and s.order == 1
-    public = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
-    assert public(s.config) == public(RefScoreSdeVp().config)
-    x = initial_sample()
-    with pytest.raises(ValueError, match="set_timesteps"):
-        s.step_pred(x, x, np.ones(2, np.float32))
-    with pytest.raises(ValueError, match="num_inference_steps"):
-        s.set_timesteps(0)
