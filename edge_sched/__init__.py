@@ -11,6 +11,12 @@ heap.keep_freed_memory()  # numpy temporaries of the latents' size are reused, n
 _PIPELINE_NAMES = (
     "DiffusionPipeline", "StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline",
     "StableDiffusionXLPipeline", "LatentConsistencyModelPipeline", "DDPMPipeline", "DDIMPipeline",
+    # optimum's names (pipelines/aliases.py) and diffusers' model classes (pipelines/models.py)
+    "ORTDiffusionPipeline", "ORTStableDiffusionPipeline", "ORTStableDiffusionImg2ImgPipeline",
+    "ORTStableDiffusionInpaintPipeline", "ORTStableDiffusionXLPipeline", "ORTLatentConsistencyModelPipeline",
+    "OVDiffusionPipeline", "OVStableDiffusionPipeline", "OVStableDiffusionImg2ImgPipeline",
+    "OVStableDiffusionInpaintPipeline", "OVStableDiffusionXLPipeline", "OVLatentConsistencyModelPipeline",
+    "AutoencoderKL", "CLIPTextModel", "CLIPTextModelWithProjection", "UNet2DConditionModel", "UNet2DModel",
 )
 
 

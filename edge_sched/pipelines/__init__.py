@@ -14,6 +14,22 @@ from .sd3 import StableDiffusion3Pipeline
 from .sdxl import StableDiffusionXLPipeline
 from .stable_diffusion import StableDiffusionPipeline
 from .unconditional import DDIMPipeline, DDPMPipeline
+from .aliases import (
+    ALIASES,
+    ORTDiffusionPipeline,
+    ORTLatentConsistencyModelPipeline,
+    ORTStableDiffusionImg2ImgPipeline,
+    ORTStableDiffusionInpaintPipeline,
+    ORTStableDiffusionPipeline,
+    ORTStableDiffusionXLPipeline,
+    OVDiffusionPipeline,
+    OVLatentConsistencyModelPipeline,
+    OVStableDiffusionImg2ImgPipeline,
+    OVStableDiffusionInpaintPipeline,
+    OVStableDiffusionPipeline,
+    OVStableDiffusionXLPipeline,
+)
+from .models import AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, UNet2DConditionModel, UNet2DModel
 
 __all__ = [
     "DDIMPipeline",
@@ -31,3 +47,6 @@ __all__ = [
     "StableDiffusionXLPipeline",
     "builtin_models",
 ]
+# optimum's names (aliases.py) and the model classes (models.py)
+__all__ += [*ALIASES, "AutoencoderKL", "CLIPTextModel", "CLIPTextModelWithProjection", "UNet2DConditionModel",
+            "UNet2DModel"]

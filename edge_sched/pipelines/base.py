@@ -13,17 +13,20 @@ import numpy as np
 from ..random import as_generator
 from ..runtime.base import Component
 from ..schedulers import SchedulerMixin
-from .common import check_common
+from .common import check_common, run_batched
 from .config_fixes import fix_scheduler_config, fix_unet_sample_size
+from .dropin import DiffusersMethods, assemble, component_names, part_name
+from .graphs import Graphs
+from .keywords import sort_keywords
+from .models import GraphModel, model_for
 from .loop import callback_names, check_guidance_interval
 from .loading import (
-    Components,
     PipelineLoadError,
+    check_exported,
     engine_options,
     graph_folders,
     load_scheduler,
     pick_backend,
-    as_scheduler,
     read_model_index,
     resolve_folder,
 )
@@ -46,8 +49,9 @@ class ImagePipelineOutput:
 StableDiffusionPipelineOutput = ImagePipelineOutput
 
 
-class DiffusionPipeline:
-    """Base class; ``DiffusionPipeline.from_pretrained(folder)`` returns the class ``model_index.json`` names."""
+class DiffusionPipeline(DiffusersMethods):
+    """Base class; ``DiffusionPipeline.from_pretrained(folder)`` returns the class ``model_index.json`` names.
+    ``SomePipeline(**pipe.components)`` (diffusers' constructor) builds one from another's parts."""
 
     #: graph components this pipeline cannot run without, and the inputs each must have
     required_graphs: dict[str, tuple[str, ...]] = {}
@@ -61,20 +65,28 @@ class DiffusionPipeline:
     _scheduler_config_fixes: tuple[str, ...] = ()
     _unet_sample_size_fix: str | None = None
 
-    def __init__(self, folder: Path, components: Components, scheduler: SchedulerMixin, model_index: dict,
-                 tokenizers: dict | None = None, compile: bool = True):
-        self.folder, self.components, self.model_index = folder, components, model_index
+    def __init__(self, *args, **kwargs):
+        """diffusers' constructor: the parts by name (``vae=``, ``text_encoder=``, ``tokenizer=``, ``unet=``,
+        ``scheduler=``, ...), as ``pipe.components`` holds them; see dropin.assemble."""
+        self._setup(**assemble(type(self), args, kwargs))
+
+    def _setup(self, folder: Path, graphs: Graphs, scheduler: SchedulerMixin, model_index: dict,
+               tokenizers: dict | None = None, models: dict | None = None, config: dict | None = None,
+               compile: bool = True):
+        self.folder, self.graphs, self.model_index = folder, graphs, model_index
+        self._models = dict(models or {})
+        self._pipeline_config = dict(config or {})
         self.scheduler = scheduler
         fix_scheduler_config(scheduler, self._scheduler_config_fixes)
-        if self._unet_sample_size_fix and "unet" in components.configs:
-            fix_unet_sample_size(components.configs["unet"], str(folder / "unet" / "config.json"),
+        if self._unet_sample_size_fix and "unet" in graphs.configs:
+            fix_unet_sample_size(graphs.configs["unet"], str(graphs.paths["unet"] / "config.json"),
                                  require_int=self._unet_sample_size_fix == "int")
         self.tokenizers = tokenizers or {}
         self._progress_bar_config: dict = {}
         self._guidance_scale, self._guidance_rescale = 1.0, 0.0
         self._interrupt, self._num_timesteps = False, None
         self._guidance_interval = None
-        if compile and not components.low_memory:
+        if compile and not graphs.low_memory:
             self.compile()
 
     def compile(self) -> "DiffusionPipeline":
@@ -82,72 +94,80 @@ class DiffusionPipeline:
         optimum-intel: ``from_pretrained(..., compile=False)``, then ``reshape(...)``, then ``compile()``
         compiles each graph once, with its final shapes."""
         # largest first: its loading transient (the engine's working copies) then stacks on nothing
-        for name in sorted(self.required_graphs, key=self.components.size_on_disk, reverse=True):
-            self._check_graph(self.components[name])
+        for name in sorted(self.required_graphs, key=self.graphs.size_on_disk, reverse=True):
+            self._check_graph(self.graphs[name])
         return self
 
     # ---- loading -------------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(
-        cls,
-        source,
-        backend: str = "auto",
-        device: str | None = None,
-        providers=None,
-        *,
-        provider_options=None,
-        allow_cpu_fallback: bool = False,
-        num_threads: int | None = None,
-        inference_precision: str | None = "f32",
-        cache_dir=None,
-        static_shapes: dict | None = None,
-        low_memory: bool = False,
-        compile: bool = True,
-        revision: str | None = None,
-        token=None,
-        hub_cache_dir=None,
-        local_files_only: bool = False,
-        scheduler=None,
-        **engine_kwargs,
-    ) -> "DiffusionPipeline":
+    def from_pretrained(cls, pretrained_model_name_or_path=None, backend: str = "auto", device: str | None = None,
+                        providers=None, **kwargs) -> "DiffusionPipeline":
         """Load a pipeline folder (optimum's layout), a Hub repo id, or a built-in model name.
 
         ``backend``: "auto" (OpenVINO IR -> openvino, ONNX -> onnxruntime, whichever is installed),
         "onnxruntime" or "openvino". ``providers`` (onnxruntime) and ``device`` (OpenVINO) pick the
-        hardware; ``low_memory`` keeps one graph in memory at a time. ``cpu_memory_arena=False``
+        hardware; ``low_memory=True`` keeps one graph in memory at a time. ``cpu_memory_arena=False``
         (onnxruntime; the default in low-memory mode) frees activations after each run instead of
         keeping them for the next: a lower peak, at some speed. ``static_shapes`` (OpenVINO):
         ``{component: {input: shape}}`` fixes graph shapes before compiling (NPUs need it); a UNet
         with a static batch of 1 gets classifier-free guidance as two calls. ``compile=False`` defers
         loading the graphs to ``pipe.compile()`` or their first use (reshape first: one compile each).
+        Also: ``provider_options``, ``allow_cpu_fallback``, ``num_threads``, ``inference_precision``
+        (OpenVINO, default "f32"), ``cache_dir`` (the Hub cache, and OpenVINO's compiled-graph cache),
+        ``hub_cache_dir``, ``revision``, ``token``, ``local_files_only``, ``variant`` ("fp16":
+        ``model.fp16.onnx``-style files where present), and the parts (``scheduler=``, ``unet=``...).
+        diffusers' and optimum's other keywords are mapped, accepted or refused as keywords.py lists.
         """
-        folder = resolve_folder(source, revision=revision, token=token, cache_dir=hub_cache_dir,
-                                local_files_only=local_files_only)
+        where = f"{cls.__name__}.from_pretrained"
+        source = pretrained_model_name_or_path
+        for alias in ("model_id", "model_name_or_path", "source"):
+            if alias in kwargs:
+                if source is not None:
+                    raise TypeError(f"{where}: the model is given twice (positionally and as {alias}=)")
+                source = kwargs.pop(alias)
+        if source is None:
+            raise TypeError(f"{where}: give a folder, a Hub repo id or a built-in model name")
+        given = {k: v for k, v in (("device", device), ("providers", providers)) if v is not None}
+        request = sort_keywords(where, {**kwargs, **given, "backend": backend})
+        folder = resolve_folder(source, backend=request.backend, variant=request.variant, **request.hub)
+        check_exported(folder, source, request.export)
         index = read_model_index(folder)
-        target = cls
-        if cls is DiffusionPipeline:
-            target = pipeline_class_for(index, folder)
+        target = cls._class_for(index, folder)
         names = graph_folders(folder, index)
-        missing = [n for n in target.required_graphs if n not in names]
+        parts = dict(request.parts)
+        supplied = {n for p, m in parts.items() if isinstance(m, GraphModel) for n in m.graphs.names}
+        missing = [n for n in target.required_graphs if n not in names and n not in supplied]
         if missing:
             raise PipelineLoadError(
                 f"{folder}: {target.__name__} needs the component folder(s) {', '.join(missing)} "
                 f"(found: {', '.join(names) or 'none'})"
             )
         names = [n for n in names if n in target.required_graphs or n in target.optional_graphs]
-        chosen = pick_backend(folder, names, backend)
-        options = engine_options(
-            chosen, device=device, providers=providers, provider_options=provider_options,
-            allow_cpu_fallback=allow_cpu_fallback, num_threads=num_threads, inference_precision=inference_precision,
-            cache_dir=cache_dir, static_shapes=static_shapes, **engine_kwargs,
-        )
-        if low_memory and chosen == "onnxruntime":
+        chosen = pick_backend(folder, names, request.backend)
+        options = engine_options(chosen, **request.engine)
+        if request.low_memory and chosen == "onnxruntime":
             options.setdefault("cpu_memory_arena", False)  # activations freed after each run, not kept for the next
-        components = Components(folder, names, chosen, options, low_memory=low_memory)
-        tokenizers = target._load_tokenizers(folder)
-        scheduler = load_scheduler(folder, index) if scheduler is None else as_scheduler(scheduler)
-        return target(folder, components, scheduler, index, tokenizers, compile=compile)
+        graphs = Graphs(folder, names, chosen, options, low_memory=request.low_memory, variant=request.variant)
+        wanted = component_names(target)
+        for name in names:
+            if part_name(name) in wanted:
+                parts.setdefault(part_name(name), model_for(graphs, name))
+        parts.update({k: v for k, v in target._load_tokenizers(folder).items() if parts.get(k) is None})
+        if parts.get("scheduler") is None:
+            parts["scheduler"] = load_scheduler(folder, index)
+        for key in ("requires_safety_checker", "force_zeros_for_empty_prompt"):
+            if key in index:
+                parts.setdefault(key, index[key])
+        pipe = object.__new__(target)
+        pipe._setup(**{**assemble(target, (), parts), "compile": request.compile})
+        pipe._use_precision(request.dtype, "torch_dtype")
+        return pipe
+
+    @classmethod
+    def _class_for(cls, index: dict, folder: Path) -> type:
+        """The class to build: this one, or (``DiffusionPipeline.from_pretrained``) the one the index names."""
+        return pipeline_class_for(index, folder) if cls is DiffusionPipeline else cls
 
     @classmethod
     def _load_tokenizers(cls, folder: Path) -> dict:
@@ -163,14 +183,14 @@ class DiffusionPipeline:
             )
 
     def graph(self, name: str) -> Component:
-        component = self.components[name]
-        if self.components.low_memory:
+        component = self.graphs[name]
+        if self.graphs.low_memory:
             self._check_graph(component)
         return component
 
     @property
     def backend(self) -> str:
-        return self.components.backend
+        return self.graphs.backend
 
     def set_progress_bar_config(self, **kwargs) -> None:
         """tqdm options for the denoising progress bar (``disable=True`` silences it), as in diffusers."""
@@ -221,7 +241,7 @@ class DiffusionPipeline:
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(folder={str(self.folder)!r}, backend={self.backend!r}, "
-                f"scheduler={type(self.scheduler).__name__}, graphs={self.components.names})")
+                f"scheduler={type(self.scheduler).__name__}, graphs={self.graphs.names})")
 
     # ---- loop plumbing shared by every pipeline -------------------------------------------------
 
@@ -278,22 +298,10 @@ class DiffusionPipeline:
         n = spec.shape[0] if spec.shape is not None and spec.shape and spec.shape[0] is not None else batch
         return np.full((n,), value.reshape(-1)[0], dtype=value.dtype)
 
-    @staticmethod
-    def run_batched(component: Component, feeds_for, n: int, batch_input: str) -> dict[str, np.ndarray]:
-        """Run ``component`` on ``n`` items; ``feeds_for(rows, count)`` gives the feeds of a slice. A graph
-        with a static batch (``batch_input``'s first dim) runs in chunks of that size."""
-        shape = component.inputs[batch_input].shape
-        size = shape[0] if shape else None
-        if size is None or size == n:
-            return component(**feeds_for(slice(0, n), n))
-        if n % size:
-            raise ValueError(f"{component.path}: the graph's static batch {size} cannot run {n} items; "
-                             f"export with a batch that divides {n}")
-        outs = [component(**feeds_for(slice(i, i + size), size)) for i in range(0, n, size)]
-        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    run_batched = staticmethod(run_batched)
 
     def release(self) -> None:
-        self.components.release_all()
+        self.graphs.release_all()
 
 
 PIPELINE_CLASSES: dict[str, type[DiffusionPipeline]] = {}

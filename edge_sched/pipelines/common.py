@@ -49,6 +49,20 @@ def spread_batch(x: np.ndarray, batch: int, what: str, strict: bool = True) -> n
     return np.concatenate([x] * (batch // x.shape[0]))
 
 
+def run_batched(component, feeds_for, n: int, batch_input: str) -> dict[str, np.ndarray]:
+    """Run ``component`` on ``n`` items; ``feeds_for(rows, count)`` gives the feeds of a slice. A graph
+    with a static batch (``batch_input``'s first dim) runs in chunks of that size."""
+    shape = component.inputs[batch_input].shape
+    size = shape[0] if shape else None
+    if size is None or size == n:
+        return component(**feeds_for(slice(0, n), n))
+    if n % size:
+        raise ValueError(f"{component.path}: the graph's static batch {size} cannot run {n} items; "
+                         f"export with a batch that divides {n}")
+    outs = [component(**feeds_for(slice(i, i + size), size)) for i in range(0, n, size)]
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
 def check_generator_count(generator, batch: int) -> None:
     if isinstance(generator, list) and len(generator) != batch:
         raise ValueError(f"got {len(generator)} generators for {batch} images: pass one per image")
@@ -72,16 +86,17 @@ def sample_latent_distribution(parameters: np.ndarray, generator) -> np.ndarray:
     return mean + std * randn_tensor(mean.shape, generator=generator, dtype=np.float32)
 
 
-def vae_latents(encoder, image: np.ndarray, generator, scaling_factor: float) -> np.ndarray:
-    """Images [n, 3, H, W] in [-1, 1] -> latents sampled from the VAE encoder and scaled, as diffusers'
-    ``retrieve_latents``: with a list of generators image i draws from generator i."""
+def vae_latents(parameters_of, image: np.ndarray, generator, scaling_factor: float) -> np.ndarray:
+    """Images [n, 3, H, W] in [-1, 1] -> latents sampled from the VAE encoder's distribution and scaled, as
+    diffusers' ``retrieve_latents``: with a list of generators image i draws from generator i.
+    ``parameters_of(images)``: the encoder's [mean, logvar] (``pipe.vae.latent_parameters``)."""
     if isinstance(generator, list):
         if len(generator) < image.shape[0]:
             raise ValueError(f"got {len(generator)} generators for {image.shape[0]} images: pass one per image")
         latents = np.concatenate([
-            sample_latent_distribution(encoder(sample=image[i:i + 1])["latent_parameters"], generator[i])
+            sample_latent_distribution(parameters_of(image[i:i + 1]), generator[i])
             for i in range(image.shape[0])
         ])
     else:
-        latents = sample_latent_distribution(encoder(sample=image)["latent_parameters"], generator)
+        latents = sample_latent_distribution(parameters_of(image), generator)
     return np.float32(scaling_factor) * latents

@@ -34,8 +34,9 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionBase):
         if isinstance(generator, list):
             check_generator_count(generator, batch)
             image = spread_batch(image, batch, "init images")
-        latents = vae_latents(self.graph("vae_encoder"), image, generator, self.scaling_factor)
-        self.components.done_with("vae_encoder")
+        self.graph("vae_encoder")  # checked (low-memory mode) before use
+        latents = vae_latents(self.vae.latent_parameters, image, generator, self.scaling_factor)
+        self.graphs.done_with("vae_encoder")
         return spread_batch(latents, batch, "init images")
 
     def __call__(
@@ -68,7 +69,7 @@ class StableDiffusionImg2ImgPipeline(StableDiffusionBase):
         from .image_io import image_processor  # needs Pillow
 
         init = image_processor(self.vae_scale_factor).preprocess(image)
-        embeds, negative = self.encode_prompt(prompt, num_images_per_prompt, self.do_classifier_free_guidance,
+        embeds, negative = self.encode_prompt(prompt, None, num_images_per_prompt, self.do_classifier_free_guidance,
                                               negative_prompt, prompt_embeds, negative_prompt_embeds)
         generator = self._generator(generator)
         self._set_timesteps(num_inference_steps, timesteps, sigmas)

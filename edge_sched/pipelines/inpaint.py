@@ -42,7 +42,8 @@ class StableDiffusionInpaintPipeline(StableDiffusionBase):
         return int(self.unet_config.get("in_channels", self.graph("unet").inputs["sample"].shape[1]))
 
     def _encode(self, image: np.ndarray, generator) -> np.ndarray:
-        return vae_latents(self.graph("vae_encoder"), image, generator, self.scaling_factor)
+        self.graph("vae_encoder")  # checked (low-memory mode) before use
+        return vae_latents(self.vae.latent_parameters, image, generator, self.scaling_factor)
 
     def __call__(
         self,
@@ -93,7 +94,7 @@ class StableDiffusionInpaintPipeline(StableDiffusionBase):
                              f"(inpainting UNet) or 4 (plain UNet, latent masking), this one has {channels}")
 
         do_cfg = self.do_classifier_free_guidance
-        embeds, negative = self.encode_prompt(prompt, num_images_per_prompt, do_cfg, negative_prompt,
+        embeds, negative = self.encode_prompt(prompt, None, num_images_per_prompt, do_cfg, negative_prompt,
                                               prompt_embeds, negative_prompt_embeds)
         batch = embeds.shape[0]
         generator = self._generator(generator)
@@ -144,7 +145,7 @@ class StableDiffusionInpaintPipeline(StableDiffusionBase):
             masked_image = np.asarray(masked_image_latents, dtype=np.float32)
         mask = resize_nearest(mask_condition, height // self.vae_scale_factor, width // self.vae_scale_factor)
         masked_latents = masked_image if masked_image.shape[1] == 4 else self._encode(masked_image, generator)
-        self.components.done_with("vae_encoder")
+        self.graphs.done_with("vae_encoder")
         mask = spread_batch(mask, batch, "masks")
         masked_latents = spread_batch(masked_latents, batch, "masked images")
         if do_cfg:

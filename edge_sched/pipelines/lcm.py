@@ -86,7 +86,7 @@ class LatentConsistencyModelPipeline(StableDiffusionBase):
                                  num_images_per_prompt=num_images_per_prompt, output_type=output_type)
         self.time_cond_proj_dim  # a UNet without a known embedding width is an error before any work
         # LCMs are distilled with CFG on the empty prompt: no negative prompt, no unconditional batch
-        embeds, _ = self.encode_prompt(prompt, num_images_per_prompt, False, None, prompt_embeds, None)
+        embeds, _ = self.encode_prompt(prompt, None, num_images_per_prompt, False, None, prompt_embeds, None)
         generator = self._generator(generator)
         timesteps = self._lcm_timesteps(num_inference_steps, original_inference_steps, timesteps)
         batch = embeds.shape[0]

@@ -13,20 +13,15 @@ import logging
 import os
 from pathlib import Path
 
-from ..runtime import EngineError, choose_backend, load_component
-from ..runtime.base import Component
-from ..heap import trim_heap
+from ..runtime import EngineError, choose_backend, graph_file
 from ..jsonfile import read_json
 from ..schedulers import SchedulerMixin, scheduler_class
+from .graphs import Graphs
 
 logger = logging.getLogger(__name__)
 
 GRAPH_COMPONENTS = ("text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer", "vae_encoder", "vae_decoder")
 BUILTIN_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-HUB_PATTERNS = [
-    "model_index.json", "edge_sched.json", "*/config.json", "*/*.json", "*/*.txt",
-    "*/model.onnx", "*/model.onnx_data", "*/*.onnx_data", "*/openvino_model.xml", "*/openvino_model.bin",
-]
 
 
 class PipelineLoadError(ValueError):
@@ -39,9 +34,11 @@ def builtin_models() -> list[str]:
     return sorted(p.name for p in BUILTIN_MODELS_DIR.iterdir() if (p / "model_index.json").is_file())
 
 
-def resolve_folder(source, *, revision=None, token=None, cache_dir=None, local_files_only=False) -> Path:
-    """A local folder as is; a built-in model name from the package; otherwise a Hub repo id (downloaded
-    or read from the huggingface_hub cache; HF_HUB_OFFLINE is honoured by huggingface_hub)."""
+def resolve_folder(source, *, backend: str = "auto", variant: str | None = None, revision=None, token=None,
+                   cache_dir=None, local_files_only=False, **hub) -> Path:
+    """A local folder as is; a built-in model name from the package; otherwise a Hub repo id: the files
+    the pipeline needs for ``backend`` downloaded (hub_files.py) or read from the huggingface_hub cache
+    (HF_HUB_OFFLINE is honoured by huggingface_hub)."""
     path = Path(os.fspath(source)).expanduser()
     if path.is_dir():
         return path
@@ -54,15 +51,32 @@ def resolve_folder(source, *, revision=None, token=None, cache_dir=None, local_f
         raise PipelineLoadError(
             f"{source}: no such folder, and not a Hub repo id ('owner/name') or a built-in model (built-in: {shipped})"
         )
-    from huggingface_hub import snapshot_download
+    from .hub_files import download_pipeline
 
     try:
-        return Path(snapshot_download(
-            name, revision=revision, token=token, cache_dir=cache_dir,
-            local_files_only=local_files_only, allow_patterns=HUB_PATTERNS,
-        ))
+        return download_pipeline(name, backend=backend, variant=variant, revision=revision, token=token,
+                                 cache_dir=cache_dir, local_files_only=local_files_only, **hub)
     except Exception as e:
         raise PipelineLoadError(f"{name}: could not get it from the Hugging Face Hub or its cache: {e}") from e
+
+
+#: files of a diffusers (torch) component folder
+TORCH_WEIGHTS = ("*.safetensors", "*.bin", "*.ckpt", "*.pt", "*.pth", "*.msgpack")
+
+
+def check_exported(folder: Path, source, export=None) -> None:
+    """A diffusers-layout folder (torch weights, no graphs) gets a message that says how to export it."""
+    components = [folder / n for n in (*GRAPH_COMPONENTS, "vae") if (folder / n).is_dir()]
+    has_graphs = any(graph_file(c, b) for c in components for b in ("onnxruntime", "openvino"))
+    has_torch = any(next(c.glob(pattern), None) for c in components for pattern in TORCH_WEIGHTS)
+    if has_torch and not has_graphs:
+        raise PipelineLoadError(
+            f"{source}: a diffusers (torch) pipeline, not an exported one; the runtime runs exported graphs. "
+            f"On a workstation with torch: `edge-sched export {source} OUT --format onnx` (or --format openvino), "
+            "then load OUT here (copy it to the device)" + ("; export=True cannot export here (no torch)"
+                                                           if export else ""))
+    if export:
+        logger.info("%s: export=True: the folder is already exported; loading its graphs", source)
 
 
 def read_model_index(folder: Path) -> dict:
@@ -107,71 +121,16 @@ def as_scheduler(scheduler) -> SchedulerMixin:
     return cls.from_config(dict(config))
 
 
-class Components:
-    """The pipeline's graphs, loaded on first use. With ``low_memory`` the pipeline releases each one
-    after its stage (load, run, release), so at most one graph is in memory at a time."""
-
-    def __init__(self, folder: Path, names: list[str], backend: str, options: dict, low_memory: bool = False):
-        self.folder, self.backend, self.options, self.low_memory = folder, backend, options, low_memory
-        self.names = list(names)
-        self._loaded: dict[str, Component] = {}
-        self.configs = {n: self._config(n) for n in self.names}
-
-    def _config(self, name: str) -> dict:
-        path = self.folder / name / "config.json"
-        return read_json(path, error=PipelineLoadError) if path.is_file() else {}
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.names
-
-    def __getitem__(self, name: str) -> Component:
-        if name not in self.names:
-            raise PipelineLoadError(f"{self.folder}: this pipeline has no {name} component")
-        if name not in self._loaded:
-            options = dict(self.options)
-            if options.get("static_shapes"):  # {component: {input: shape}}: this component's part only
-                options["static_shapes"] = options["static_shapes"].get(name)
-            self._loaded[name] = load_component(name, self.folder / name, self.backend, **options)
-            trim_heap()  # the engine's parsing buffers, freed but still held by malloc
-        return self._loaded[name]
-
-    def size_on_disk(self, name: str) -> int:
-        """Bytes of the component's folder (graph and weights)."""
-        return sum(f.stat().st_size for f in (self.folder / name).rglob("*") if f.is_file())
-
-    def set_static_shapes(self, shapes: dict) -> None:
-        """Fix graph input shapes ({component: {input: shape}}, OpenVINO); graphs already loaded are
-        reloaded with them now (default mode) or at their next use (low-memory mode)."""
-        if self.backend != "openvino":
-            raise EngineError("static shapes at load time are an OpenVINO feature; for onnxruntime export "
-                              "with static shapes (edge-sched export --static-shapes)")
-        self.options["static_shapes"] = {**(self.options.get("static_shapes") or {}), **shapes}
-        reload = [n for n in self._loaded if n in shapes]
-        for name in reload:
-            self._loaded.pop(name).release()
-        for name in reload:
-            self[name]
-
-    def done_with(self, name: str) -> None:
-        """End of a stage: in low-memory mode, free the graph (it is reloaded when needed again)."""
-        if self.low_memory and name in self._loaded:
-            self._loaded.pop(name).release()
-            trim_heap()
-
-    def release_all(self) -> None:
-        """Free every loaded graph (they are reloaded on next use)."""
-        while self._loaded:
-            self._loaded.popitem()[1].release()
-
-    @property
-    def loaded(self) -> list[str]:
-        return list(self._loaded)
+Components = Graphs  # the old name of pipe.graphs' class
 
 
 def engine_options(backend: str, *, device=None, providers=None, provider_options=None, allow_cpu_fallback=False,
                    num_threads=None, inference_precision="f32", cache_dir=None, static_shapes=None,
-                   graph_optimization_level="all", performance_hint="LATENCY", cpu_memory_arena=None) -> dict:
-    """Split the user's engine arguments into what the chosen engine takes; refuse ones it cannot use."""
+                   graph_optimization_level="all", performance_hint="LATENCY", cpu_memory_arena=None,
+                   session_options=None, ov_config=None) -> dict:
+    """Split the user's engine arguments into what the chosen engine takes; refuse ones it cannot use.
+    ``session_options`` (an onnxruntime SessionOptions, as optimum takes it) and ``ov_config`` (OpenVINO
+    properties, as optimum-intel takes them; they win over our defaults) go to their engine."""
     if static_shapes and not all(isinstance(v, dict) for v in static_shapes.values()):
         raise EngineError("static_shapes must map component names to {input name: shape}, e.g. "
                           "{'unet': {'sample': (1, 4, 64, 64), ...}}")
@@ -186,13 +145,19 @@ def engine_options(backend: str, *, device=None, providers=None, provider_option
                        graph_optimization_level=graph_optimization_level)
         if cpu_memory_arena is not None:
             options["cpu_memory_arena"] = bool(cpu_memory_arena)
+        if ov_config:
+            raise EngineError("ov_config is an OpenVINO option; for onnxruntime pass session_options= or providers=")
+        if session_options is not None:
+            options["session_options"] = session_options
         return options
     if cpu_memory_arena is not None:
         raise EngineError("cpu_memory_arena is an onnxruntime option; OpenVINO plans its own memory")
     if providers is not None:
         raise EngineError("providers= is an onnxruntime option; for OpenVINO pass device='CPU'|'GPU'|'NPU'|'AUTO'")
-    return dict(device=device or "CPU", inference_precision=inference_precision, num_threads=num_threads,
-                cache_dir=cache_dir, static_shapes=static_shapes, performance_hint=performance_hint,
+    if session_options is not None:
+        raise EngineError("session_options is an onnxruntime option; for OpenVINO pass ov_config={...}")
+    return dict(device=(device or "CPU").upper(), config=dict(ov_config or {}), inference_precision=inference_precision,
+                num_threads=num_threads, cache_dir=cache_dir, static_shapes=static_shapes, performance_hint=performance_hint,
                 # optimum-intel exports integer timesteps; fractional ones (Karras, custom sigmas) need float
                 float_inputs=("timestep",))
 

@@ -30,6 +30,9 @@ class StableDiffusionBase(DiffusionPipeline):
     }
     optional_graphs = ("vae_encoder",)
     _callback_tensor_inputs = ("latents", "prompt_embeds", "negative_prompt_embeds")
+    #: diffusers' constructor parts, in its order (pipe.components)
+    _component_names = ("vae", "text_encoder", "tokenizer", "unet", "scheduler", "safety_checker",
+                        "feature_extractor", "image_encoder")
 
     @classmethod
     def _load_tokenizers(cls, folder: Path) -> dict:
@@ -41,11 +44,11 @@ class StableDiffusionBase(DiffusionPipeline):
 
     @property
     def unet_config(self) -> dict:
-        return self.components.configs.get("unet", {})
+        return self.graphs.configs.get("unet", {})
 
     @property
     def vae_config(self) -> dict:
-        return self.components.configs.get("vae_decoder", {})
+        return self.graphs.configs.get("vae_decoder", {})
 
     @property
     def vae_scale_factor(self) -> int:
@@ -86,7 +89,7 @@ class StableDiffusionBase(DiffusionPipeline):
         for name, value in (("batch_size", batch_size), ("num_images_per_prompt", num_images_per_prompt)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.components.set_static_shapes(self.static_shape_plan(batch_size, height, width, num_images_per_prompt,
+        self.graphs.set_static_shapes(self.static_shape_plan(batch_size, height, width, num_images_per_prompt,
                                                                  guidance_scale > 1))
         return self
 
@@ -101,7 +104,7 @@ class StableDiffusionBase(DiffusionPipeline):
         unet.update({n: (unet_batch, None) for n in self.required_graphs["unet"] if n not in unet})
         plan = {n: {"input_ids": (batch, length)} for n in self.required_graphs if n.startswith("text_encoder")}
         plan.update(unet=unet, vae_decoder={"latent_sample": (images, None, *latent)})
-        if "vae_encoder" in self.components:
+        if "vae_encoder" in self.graphs:
             plan["vae_encoder"] = {"sample": (images, None, height, width)}
         return plan
 
@@ -116,12 +119,22 @@ class StableDiffusionBase(DiffusionPipeline):
         encoder = self.graph("text_encoder")
         out = self.run_batched(encoder, lambda rows, n: {"input_ids": ids[rows]}, ids.shape[0], "input_ids")
         hidden = out.get("last_hidden_state", next(iter(out.values())))
-        self.components.done_with("text_encoder")
+        self.graphs.done_with("text_encoder")
         return hidden.astype(np.float32, copy=False)
 
-    def encode_prompt(self, prompt, num_images_per_prompt: int, do_cfg: bool, negative_prompt=None,
-                      prompt_embeds=None, negative_prompt_embeds=None) -> tuple[np.ndarray, np.ndarray | None]:
-        """(prompt_embeds, negative_prompt_embeds), each repeated ``num_images_per_prompt`` times per prompt."""
+    def encode_prompt(self, prompt, device=None, num_images_per_prompt: int = 1, do_classifier_free_guidance: bool = True,
+                      negative_prompt=None, prompt_embeds=None, negative_prompt_embeds=None, lora_scale=None,
+                      clip_skip=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """diffusers' ``encode_prompt`` (same arguments, in order; ``device`` is not used): (prompt_embeds,
+        negative_prompt_embeds) as numpy arrays, each repeated ``num_images_per_prompt`` times per prompt.
+        ``lora_scale``: LoRA weights are fused into the exported text encoder, so only None is accepted;
+        ``clip_skip``: the exported text encoder gives its last hidden state only, so only None or 0."""
+        if lora_scale is not None:
+            raise ValueError(f"lora_scale={lora_scale!r}: LoRA weights are fused at export here; export the "
+                             "pipeline with the LoRA fused at the scale wanted")
+        if clip_skip:
+            raise ValueError(f"clip_skip={clip_skip!r}: this exported text encoder gives only its last hidden state")
+        do_cfg = do_classifier_free_guidance
         texts = prompt_list(prompt, prompt_embeds)
         if prompt_embeds is None:
             prompt_embeds = self._encode_text(texts)
@@ -204,12 +217,10 @@ class StableDiffusionBase(DiffusionPipeline):
         return self._record_timesteps(self.scheduler.timesteps[start * order:])
 
     def decode_latents(self, latents: np.ndarray) -> np.ndarray:
-        """latents -> images in [-1, 1] (NCHW)."""
-        vae = self.graph("vae_decoder")
-        scaled = latents / np.float32(self.scaling_factor)
-        images = self.run_batched(vae, lambda rows, n: {"latent_sample": scaled[rows]}, scaled.shape[0],
-                                  "latent_sample")["sample"]
-        self.components.done_with("vae_decoder")
+        """latents -> images in [-1, 1] (NCHW), sliced or tiled as ``pipe.vae`` is set."""
+        self.graph("vae_decoder")  # checked (low-memory mode) before use
+        images = self.vae.decode(latents / np.float32(self.scaling_factor), return_dict=False)[0]
+        self.graphs.done_with("vae_decoder")
         return images.astype(np.float32, copy=False)
 
     def _finish(self, latents, output_type, return_dict):

@@ -55,6 +55,8 @@ class StableDiffusionXLPipeline(StableDiffusionBase):
     }
     optional_graphs = ("text_encoder", "vae_encoder")
     _callback_tensor_inputs = ("latents", "prompt_embeds", "add_text_embeds", "add_time_ids")
+    _component_names = ("vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "unet", "scheduler",
+                        "image_encoder", "feature_extractor")
 
     @classmethod
     def _load_tokenizers(cls, folder: Path) -> dict:
@@ -65,14 +67,15 @@ class StableDiffusionXLPipeline(StableDiffusionBase):
 
     @property
     def force_zeros_for_empty_prompt(self) -> bool:
-        return bool(self.model_index.get("force_zeros_for_empty_prompt", True))
+        default = self.model_index.get("force_zeros_for_empty_prompt", True)
+        return bool(self._pipeline_config.get("force_zeros_for_empty_prompt", default))
 
     # ---- prompts ---------------------------------------------------------------------------------
 
     def _encoders(self) -> list[tuple[str, str]]:
         """(tokenizer, text encoder) pairs in diffusers' order; SDXL refiners have only the second."""
         pairs = [("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")]
-        return [p for p in pairs if p[0] in self.tokenizers and p[1] in self.components]
+        return [p for p in pairs if p[0] in self.tokenizers and p[1] in self.graphs]
 
     def _run_encoder(self, tokenizer_name: str, encoder_name: str, texts: list[str], clip_skip, max_length=None):
         """(penultimate hidden states or the clip_skip one, pooled embedding or None) of one text encoder."""
@@ -91,7 +94,7 @@ class StableDiffusionXLPipeline(StableDiffusionBase):
         if not 0 <= skip <= len(hidden) - 2:
             raise ValueError(f"clip_skip must be in [0, {len(hidden) - 2}] for this text encoder, got {clip_skip!r}")
         out = graph(input_ids=ids)
-        self.components.done_with(encoder_name)
+        self.graphs.done_with(encoder_name)
         # diffusers takes the pooled embedding from the first encoder whose first output is 2-d (the projection)
         first = out[next(iter(graph.outputs))]
         pooled = first.astype(np.float32) if first.ndim == 2 else None
@@ -108,6 +111,18 @@ class StableDiffusionXLPipeline(StableDiffusionBase):
             raise PipelineLoadError(f"{self.folder / 'text_encoder_2'}: its first output must be the pooled, projected "
                                     "text embedding (text_embeds, 2-d)")
         return np.concatenate(embeds, axis=-1), pooled
+
+    def encode_prompt(self, prompt, prompt_2=None, device=None, num_images_per_prompt: int = 1,
+                      do_classifier_free_guidance: bool = True, negative_prompt=None, negative_prompt_2=None,
+                      prompt_embeds=None, negative_prompt_embeds=None, pooled_prompt_embeds=None,
+                      negative_pooled_prompt_embeds=None, lora_scale=None, clip_skip=None):
+        """diffusers' SDXL ``encode_prompt`` (same arguments, in order; ``device`` is not used): numpy
+        (prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds)."""
+        if lora_scale is not None:
+            raise ValueError(f"lora_scale={lora_scale!r}: LoRA weights are fused at export here")
+        return self.encode_prompt_xl(prompt, prompt_2, num_images_per_prompt, do_classifier_free_guidance,
+                                     negative_prompt, negative_prompt_2, prompt_embeds, negative_prompt_embeds,
+                                     pooled_prompt_embeds, negative_pooled_prompt_embeds, clip_skip)
 
     def encode_prompt_xl(self, prompt, prompt_2, num_images_per_prompt: int, do_cfg: bool, negative_prompt=None,
                          negative_prompt_2=None, prompt_embeds=None, negative_prompt_embeds=None,

@@ -42,7 +42,7 @@ class StableDiffusionPipeline(StableDiffusionBase):
         height, width = self._default_size(height, width)
         names = self._begin_call(callback_on_step_end, callback_on_step_end_tensor_inputs, guidance_scale,
                                  guidance_rescale, num_images_per_prompt, output_type, guidance_interval)
-        embeds, negative = self.encode_prompt(prompt, num_images_per_prompt, self.do_classifier_free_guidance,
+        embeds, negative = self.encode_prompt(prompt, None, num_images_per_prompt, self.do_classifier_free_guidance,
                                               negative_prompt, prompt_embeds, negative_prompt_embeds)
         generator = self._generator(generator)
         timesteps = self._set_timesteps(num_inference_steps, timesteps, sigmas)

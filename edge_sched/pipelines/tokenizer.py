@@ -308,14 +308,18 @@ class CLIPTokenizer:
         return ids
 
     def __call__(self, prompts, padding="max_length", max_length: int | None = None,
-                 truncation: bool = True) -> TokenizerOutput:
+                 truncation: bool = True, return_tensors: str | None = None) -> TokenizerOutput:
         """Tokenize one prompt or a list: ``[bos] + ids + [eos]``, truncated and padded as asked.
 
         ``padding``: "max_length" (to ``max_length``, default ``model_max_length``), "longest"
         (to the longest in the batch) or "do_not_pad" / False (all prompts must then have
         the same length). ``truncation=True`` cuts the prompt tokens so that the sequence
         fits ``max_length``. With ``padding="longest", truncation=False`` this gives the
-        untruncated ids diffusers compares against to report what was cut off."""
+        untruncated ids diffusers compares against to report what was cut off. ``return_tensors``: None or
+        "np" (numpy int64 arrays either way); torch's "pt" is refused (no torch here)."""
+        if return_tensors not in (None, "np"):
+            raise ValueError(f"return_tensors={return_tensors!r}: this tokenizer returns numpy arrays; pass "
+                             "return_tensors='np' (or leave it out)")
         batch = [prompts] if isinstance(prompts, str) else list(prompts)
         if not batch:
             raise ValueError("prompts is empty: give a string or a non-empty list of strings")

@@ -26,11 +26,12 @@ CLASS_LABELS_FILE = "class_labels.json"
 
 class UnconditionalPipelineBase(DiffusionPipeline):
     required_graphs = {"unet": ("sample", "timestep")}
+    _component_names = ("unet", "scheduler")
     _null_labels: np.ndarray | None = None  # per call: the null class, one per image, when it can guide
 
     @property
     def unet_config(self) -> dict:
-        return self.components.configs.get("unet", {})
+        return self.graphs.configs.get("unet", {})
 
     @property
     def class_names(self) -> list[str] | None:
@@ -167,9 +168,8 @@ class DDPMPipeline(UnconditionalPipelineBase):
 class DDIMPipeline(UnconditionalPipelineBase):
     """diffusers' ``DDIMPipeline`` (its scheduler is turned into a DDIMScheduler, as diffusers does)."""
 
-    def __init__(self, folder, components, scheduler, model_index, tokenizers=None, compile: bool = True):
-        super().__init__(folder, components, DDIMScheduler.from_config(scheduler.config), model_index, tokenizers,
-                         compile=compile)
+    def _setup(self, folder, graphs, scheduler, model_index, *args, **kwargs):
+        super()._setup(folder, graphs, DDIMScheduler.from_config(scheduler.config), model_index, *args, **kwargs)
 
     def __call__(self, batch_size: int = 1, generator=None, eta: float = 0.0, num_inference_steps: int = 50,
                  use_clipped_model_output: bool | None = None, output_type: str = "pil", return_dict: bool = True,

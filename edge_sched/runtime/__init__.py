@@ -21,11 +21,14 @@ def installed_backends() -> list[str]:
     return [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
 
 
-def graph_file(folder: Path, backend: str) -> Path | None:
-    """The graph this backend would load from a component folder (OpenVINO also reads ONNX)."""
+def graph_file(folder: Path, backend: str, variant: str | None = None) -> Path | None:
+    """The graph this backend would load from a component folder (OpenVINO also reads ONNX); with a
+    ``variant`` ("fp16"), ``model.fp16.onnx`` / ``openvino_model.fp16.xml`` first where present."""
     for name in GRAPH_FILES[backend]:
-        if (folder / name).is_file():
-            return folder / name
+        stem, suffix = name.rsplit(".", 1)
+        for candidate in ([f"{stem}.{variant}.{suffix}"] if variant else []) + [name]:
+            if (folder / candidate).is_file():
+                return folder / candidate
     return None
 
 
@@ -52,10 +55,11 @@ def choose_backend(component_folders: list[Path], backend: str = "auto") -> str:
     )
 
 
-def load_component(name: str, folder: str | Path, backend: str, **options) -> Component:
-    """Load ``folder``'s graph with ``backend``; ``options`` go to the engine (providers=, device=, ...)."""
+def load_component(name: str, folder: str | Path, backend: str, variant: str | None = None, **options) -> Component:
+    """Load ``folder``'s graph (``variant`` first, see graph_file) with ``backend``; ``options`` go to the
+    engine (providers=, device=, ...)."""
     folder = Path(folder)
-    path = graph_file(folder, backend)
+    path = graph_file(folder, backend, variant)
     if path is None:
         raise EngineError(f"{name}: no graph for {backend} in {folder} (looked for {', '.join(GRAPH_FILES[backend])})")
     if backend == "onnxruntime":

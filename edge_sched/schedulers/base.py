@@ -138,7 +138,7 @@ class SchedulerMixin(ConfigMixin):
     ):
         """Load ``scheduler_config.json`` from a local folder or a Hub repo (``subfolder="scheduler"``
         for a pipeline); ``kwargs`` override config values."""
-        config, path = cls.load_config(
+        config, path = cls._load_config_file(
             pretrained_model_name_or_path,
             subfolder=subfolder,
             cache_dir=cache_dir,
@@ -164,8 +164,7 @@ class SchedulerMixin(ConfigMixin):
         return self._compatible_classes()
 
     def __repr__(self) -> str:
-        body = ",\n".join(f"  {k!r}: {v!r}" for k, v in self.config.items() if k != "_use_default_values")
-        return f"{type(self).__name__} {{\n{body}\n}}"
+        return f"{type(self).__name__} {self.to_json_string()}"  # diffusers' form: the class and its JSON config
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps

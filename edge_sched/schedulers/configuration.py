@@ -15,6 +15,7 @@ import logging
 import os
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def register_to_config(init):
+    """diffusers' ``@register_to_config`` decorator for a scheduler's ``__init__``: here every
+    ConfigMixin subclass records its ``__init__`` arguments already, so it returns ``init`` unchanged
+    (a custom scheduler written for diffusers keeps its decorator)."""
+    return init
+
+
 def read_config_file(path: str | os.PathLike) -> dict:
     """Parse a JSON config file; errors (ConfigError) name the file."""
     return read_json(path, "a scheduler config", error=ConfigError)
@@ -206,6 +214,16 @@ class ConfigMixin:
     @property
     def config(self) -> FrozenConfig:
         return self._internal_dict
+
+    def __getattr__(self, name: str) -> Any:
+        # diffusers still answers ``scheduler.num_train_timesteps`` from the config, with a deprecation
+        config = self.__dict__.get("_internal_dict")
+        if config is not None and not name.startswith("__") and name in config:
+            warnings.warn(f"Accessing config attribute `{name}` directly on a {type(self).__name__} is deprecated "
+                          f"(as in diffusers); read it from the config: `scheduler.config.{name}`.",
+                          FutureWarning, stacklevel=2)
+            return config[name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def _register_hidden(self, extra: dict) -> None:
         self._internal_dict = FrozenConfig({**self._internal_dict, **extra})
@@ -281,7 +299,28 @@ class ConfigMixin:
     # -- files -------------------------------------------------------------------------
 
     @classmethod
-    def load_config(
+    def load_config(cls, pretrained_model_name_or_path: str | os.PathLike, return_unused_kwargs: bool = False,
+                    return_commit_hash: bool = False, **kwargs):
+        """diffusers' ``load_config``: the config dict of a local folder, a JSON file or a Hub repo
+        (``subfolder=``, ``cache_dir=``, ``revision=``, ``token=``, ``local_files_only=``, ...), plus, as
+        asked, the keyword arguments it did not use and the Hub commit it came from (None for local files)."""
+        hub = {k: kwargs.pop(k) for k in ("cache_dir", "force_download", "local_files_only", "token", "revision")
+               if k in kwargs}
+        if "use_auth_token" in kwargs:
+            hub.setdefault("token", kwargs.pop("use_auth_token"))
+        for key in ("resume_download", "proxies", "user_agent", "_from_pipeline", "_commit_hash", "dduf_entries"):
+            kwargs.pop(key, None)  # transport details huggingface_hub handles itself
+        config, path = cls._load_config_file(pretrained_model_name_or_path, kwargs.pop("subfolder", None), **hub)
+        outputs = (config,)
+        if return_unused_kwargs:
+            outputs += (kwargs,)
+        if return_commit_hash:
+            parts = Path(path).parts
+            outputs += (parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None,)
+        return outputs if len(outputs) > 1 else config
+
+    @classmethod
+    def _load_config_file(
         cls,
         pretrained_model_name_or_path: str | os.PathLike,
         subfolder: str | None = None,
@@ -292,7 +331,7 @@ class ConfigMixin:
         token=None,
         revision: str | None = None,
     ) -> tuple[dict, Path]:
-        """Read ``config_name`` from a local folder, a JSON file, or a Hub repo (huggingface_hub)."""
+        """(config, the file it came from): ``config_name`` in a local folder, a JSON file, or a Hub repo."""
         source = Path(pretrained_model_name_or_path)
         if source.is_file():
             return read_config_file(source), source

@@ -99,7 +99,7 @@ def test_unknown_backend_device_provider(onnx_folder):
 
 def test_unavailable_provider_falls_back_when_allowed(onnx_folder, caplog):
     pipe = DiffusionPipeline.from_pretrained(onnx_folder, providers=["CoreML"], allow_cpu_fallback=True)
-    assert pipe.components["unet"].providers == ["CPUExecutionProvider"]
+    assert pipe.graphs["unet"].providers == ["CPUExecutionProvider"]
     assert "falling back to CPUExecutionProvider" in caplog.text
 
 
@@ -136,35 +136,35 @@ def test_nan_in_the_latents_says_at_which_step(pipe):
 def test_low_memory_mode_same_image_one_graph_at_a_time(onnx_folder):
     normal = DiffusionPipeline.from_pretrained(onnx_folder)
     lean = DiffusionPipeline.from_pretrained(onnx_folder, low_memory=True)
-    assert lean.components.loaded == []
+    assert lean.graphs.loaded == []
     seen = []
     for p in (normal, lean):
         p.set_progress_bar_config(disable=True)
 
     def watch(p, i, t, tensors):
-        seen.append(list(p.components.loaded))
+        seen.append(list(p.graphs.loaded))
         return {}
 
     a = normal("a cat", num_inference_steps=3, generator=1, output_type="np").images
     b = lean("a cat", num_inference_steps=3, generator=1, output_type="np", callback_on_step_end=watch).images
     np.testing.assert_array_equal(a, b)
     assert all(loaded == ["unet"] for loaded in seen), seen  # the text encoder was released before denoising
-    assert lean.components.loaded == []  # and the VAE after decoding
+    assert lean.graphs.loaded == []  # and the VAE after decoding
     normal.release()
-    assert normal.components.loaded == []
+    assert normal.graphs.loaded == []
     np.testing.assert_array_equal(normal("a cat", num_inference_steps=3, generator=1, output_type="np").images, a)
 
 
 def test_memory_arena_option(onnx_folder):
     default = DiffusionPipeline.from_pretrained(onnx_folder)
     lean = DiffusionPipeline.from_pretrained(onnx_folder, cpu_memory_arena=False)
-    assert default.components["unet"].session.get_session_options().enable_cpu_mem_arena
-    assert not lean.components["unet"].session.get_session_options().enable_cpu_mem_arena
+    assert default.graphs["unet"].session.get_session_options().enable_cpu_mem_arena
+    assert not lean.graphs["unet"].session.get_session_options().enable_cpu_mem_arena
     # low-memory mode turns the arena off unless asked otherwise
-    assert not DiffusionPipeline.from_pretrained(onnx_folder, low_memory=True).components["unet"].session \
+    assert not DiffusionPipeline.from_pretrained(onnx_folder, low_memory=True).graphs["unet"].session \
         .get_session_options().enable_cpu_mem_arena
     kept = DiffusionPipeline.from_pretrained(onnx_folder, low_memory=True, cpu_memory_arena=True)
-    assert kept.components["unet"].session.get_session_options().enable_cpu_mem_arena
+    assert kept.graphs["unet"].session.get_session_options().enable_cpu_mem_arena
     images = [p("a cat", num_inference_steps=2, generator=3, output_type="np").images for p in (default, lean)]
     np.testing.assert_array_equal(*images)
     with pytest.raises(EngineError, match="cpu_memory_arena is an onnxruntime option"):
