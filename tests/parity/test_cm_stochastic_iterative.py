@@ -59,20 +59,6 @@ def test_without_set_timesteps_float64_sigmas():
     record(NAME, worst)
 
 
-def test_add_noise_and_begin_index():
-    ref, ours = diffusers.CMStochasticIterativeScheduler(), CMStochasticIterativeScheduler()
-    ref.set_timesteps(10)
-    ours.set_timesteps(10)
-    x0, noise = initial_sample(1), initial_sample(2)
-    t = ours.timesteps[[2, 7]]
-    want = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
-    np.testing.assert_allclose(ours.add_noise(x0, noise, t), want, rtol=0, atol=RTOL * max(1, np.abs(want).max()))
-    ref.set_begin_index(3)
-    ours.set_begin_index(3)
-    want = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
-    np.testing.assert_allclose(ours.add_noise(x0, noise, t), want, rtol=0, atol=RTOL * max(1, np.abs(want).max()))
-
-
 def test_scalings_match():
     ref, ours = diffusers.CMStochasticIterativeScheduler(), CMStochasticIterativeScheduler()
     sigma = np.float32(3.7)
@@ -80,33 +66,3 @@ def test_scalings_match():
         want = getattr(ref, method)(torch.tensor(sigma))
         got = getattr(ours, method)(sigma)
         np.testing.assert_allclose(np.array(got, dtype=np.float32), torch.stack(want).numpy(), rtol=1e-7)
-
-
-def test_return_dict_false():
-    s = CMStochasticIterativeScheduler()
-    s.set_timesteps(3)
-    x = initial_sample()
-    t = s.timesteps[0]
-    out = s.step(model_fn(x, t), t, x, generator=TorchGenerator(0), return_dict=False)
-    assert isinstance(out, tuple) and len(out) == 1 and out[0].shape == x.shape
-
-
-def test_bad_input():
-    ref, ours = diffusers.CMStochasticIterativeScheduler(), CMStochasticIterativeScheduler()
-    for kwargs, words in [
-        (dict(num_inference_steps=41), "41"),
-        (dict(num_inference_steps=5, timesteps=[3, 1]), "exactly one"),
-        (dict(timesteps=[1, 3]), "descending"),
-        (dict(timesteps=[40, 3]), "40"),
-    ]:
-        with pytest.raises(ValueError):
-            ref.set_timesteps(**kwargs)
-        with pytest.raises(ValueError, match=words):
-            ours.set_timesteps(**kwargs)
-    ours.set_timesteps(5)
-    x = initial_sample()
-    with pytest.raises(ValueError):
-        ref.set_timesteps(5)
-        ref.step(torch.from_numpy(x), 3, torch.from_numpy(x))
-    with pytest.raises(ValueError, match="integer"):
-        ours.step(x, 3, x)

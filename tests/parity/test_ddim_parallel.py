@@ -99,7 +99,7 @@ def test_batch_step_agrees_with_step_where_both_apply():
         np.testing.assert_allclose(batched[i : i + 1], one, rtol=0, atol=1e-6)
 
 
-def test_bad_input():
+def test_bad_batch_step_input():
     s = DDIMParallelScheduler()
     x = initial_sample()
     with pytest.raises(SchedulerNotReadyError, match="set_timesteps"):
@@ -111,21 +111,3 @@ def test_bad_input():
         s.batch_step_no_noise(x, np.array([10, 20, 30]), x)
     with pytest.raises(ValueError, match="1000"):
         s.batch_step_no_noise(x, np.array([10, 1000]), x)
-    with pytest.raises(ValueError, match="prediction_type"):
-        DDIMParallelScheduler(prediction_type="x0")
-
-
-def test_config_and_api():
-    s = DDIMParallelScheduler(**SD)
-    ref = diffusers.DDIMParallelScheduler(**SD)
-    public = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
-    assert public(s.config) == public(ref.config)
-    assert s.order == ref.order == 1
-    assert "DDIMScheduler" in {c.__name__ for c in s.compatibles}
-    s.set_timesteps(5)
-    x = initial_sample()
-    t = s.timesteps[0]
-    tup = s.step(model_fn(x, t), t, x, return_dict=False)
-    assert isinstance(tup, tuple) and len(tup) == 2
-    want = ref.add_noise(torch.from_numpy(x), torch.from_numpy(x), torch.tensor([5, 900])).numpy()
-    np.testing.assert_allclose(s.add_noise(x, x, np.array([5, 900])), want, rtol=0, atol=RTOL)
