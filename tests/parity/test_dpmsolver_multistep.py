@@ -1,7 +1,6 @@
 """DPMSolverMultistepScheduler: numpy vs diffusers over its config grid."""
 
 import itertools
-import json
 import warnings
 
 import numpy as np
@@ -12,7 +11,7 @@ import diffusers
 import edge_sched.schedulers.dpmsolver_multistep  # noqa: F401  (registers DPMSolverMultistepScheduler)
 from edge_sched import AysSchedules
 from edge_sched.random import TorchGenerator
-from edge_sched.schedulers import SchedulerNotReadyError, scheduler_class
+from edge_sched.schedulers import scheduler_class
 
 from .harness import RTOL, check_parity, initial_sample, max_step_error, model_fn, run_ours, run_reference
 
@@ -207,41 +206,6 @@ def test_image_to_image_begin_index_and_add_noise():
         assert np.abs(x_ours - x_ref).max() <= RTOL * max(1.0, np.abs(x_ref).max())
 
 
-@pytest.mark.parametrize("config", [SD, dict(SD, rescale_betas_zero_snr=True),
-                                    dict(use_flow_sigmas=True, flow_shift=3.0)], ids=_id)
-def test_add_noise_matches_diffusers(config):
-    ref = diffusers.DPMSolverMultistepScheduler.from_config(config)
-    ours = scheduler_class(NAME).from_config(config)
-    x0, noise = initial_sample(4), initial_sample(5)
-    # before set_timesteps (training use), then on a schedule, with timesteps per batch item
-    for prepare in (lambda s: None, lambda s: s.set_timesteps(25)):
-        prepare(ref)
-        prepare(ours)
-        t = np.asarray(ours.timesteps)[[3, 17]]
-        expected = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
-        np.testing.assert_allclose(ours.add_noise(x0, noise, t), expected, rtol=0, atol=RTOL)
-
-
-def test_return_dict_false_and_no_x0():
-    s = scheduler_class(NAME).from_config(SD)
-    s.set_timesteps(5)
-    x = initial_sample(0)
-    out = s.step(model_fn(x, s.timesteps[0]), s.timesteps[0], x, return_dict=False)
-    assert isinstance(out, tuple) and len(out) == 1 and out[0].shape == x.shape and out[0].dtype == np.float32
-    out = s.step(model_fn(x, s.timesteps[1]), s.timesteps[1], x)
-    assert out.pred_original_sample is None  # diffusers' output has no x0 either
-
-
-def test_timesteps_before_and_after_set_timesteps():
-    ref, ours = diffusers.DPMSolverMultistepScheduler(), scheduler_class(NAME)()
-    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
-    assert ours.timesteps.dtype == np.float32
-    np.testing.assert_allclose(ours.sigmas, ref.sigmas.numpy(), rtol=1e-6)
-    ref.set_timesteps(7)
-    ours.set_timesteps(7)
-    assert ours.timesteps.dtype == np.int64 and ours.num_inference_steps == ref.num_inference_steps
-
-
 def test_legacy_solver_names_from_a_sibling_config():
     # configs written by DEIS / UniPC name solvers DPM-Solver does not have; diffusers maps them
     for extra in ({"algorithm_type": "deis", "solver_type": "logrho", "final_sigmas_type": "sigma_min"},
@@ -251,16 +215,6 @@ def test_legacy_solver_names_from_a_sibling_config():
         ours = scheduler_class(NAME).from_config(config)
         assert ours.config.algorithm_type == ref.config.algorithm_type
         assert ours.config.solver_type == ref.config.solver_type
-
-
-def test_config_round_trip_through_diffusers(tmp_path):
-    ours = scheduler_class(NAME)(**SD, use_karras_sigmas=True, algorithm_type="sde-dpmsolver++", solver_order=3)
-    ours.save_pretrained(tmp_path)
-    assert json.loads((tmp_path / "scheduler_config.json").read_text())["lambda_min_clipped"] == -float("inf")
-    ref = diffusers.DPMSolverMultistepScheduler.from_pretrained(tmp_path)
-    for key, value in ours.config.items():
-        if not key.startswith("_"):
-            assert ref.config[key] == value, key
 
 
 # -- bad input: the same failures as diffusers, with clear messages -------------------------
@@ -280,23 +234,11 @@ def _both_raise(config=None, set_kwargs=None, ours_exc=ValueError, match=None):
 
 
 def test_bad_input():
-    _both_raise({"algorithm_type": "dpm3"}, match="algorithm_type")
-    _both_raise({"solver_type": "rk4"}, match="solver_type")
     _both_raise({"algorithm_type": "dpmsolver"}, match="final_sigmas_type")
     _both_raise({"use_karras_sigmas": True, "use_beta_sigmas": True}, match="Only one")
-    _both_raise({"beta_schedule": "cubic"}, match="beta_schedule")
     _both_raise({"use_karras_sigmas": True}, {"timesteps": [900, 500, 100]}, match="use_karras_sigmas")
     _both_raise({"use_lu_lambdas": True}, {"timesteps": [900, 500, 100]}, match="use_lu_lambdas")
-    _both_raise({}, {"num_inference_steps": 10, "timesteps": [900, 500, 100]}, match="exactly one")
-    _both_raise({}, {}, match="exactly one")
     _both_raise({}, {"num_inference_steps": 5, "mu": 0.5}, match="mu")
-
-
-def test_step_before_set_timesteps():
-    s = scheduler_class(NAME)()
-    x = initial_sample(0)
-    with pytest.raises(SchedulerNotReadyError, match="set_timesteps"):
-        s.step(x, 999, x)
 
 
 def test_sde_dpmsolver_has_no_third_order():
