@@ -187,8 +187,6 @@ def test_init_state_equals_diffusers():
         np.testing.assert_array_equal(ours.sigmas, ref.sigmas.numpy())
         assert (ours.sigma_min, ours.sigma_max, ours.shift) == (ref.sigma_min, ref.sigma_max, ref.shift)
         assert ours.timesteps.dtype == np.float32
-    assert not hasattr(diffusers.FlowMatchEulerDiscreteScheduler, "scale_model_input")
-    assert not hasattr(scheduler_class(NAME), "scale_model_input")
 
 
 def test_set_shift_changes_the_schedule_like_diffusers():
@@ -200,38 +198,6 @@ def test_set_shift_changes_the_schedule_like_diffusers():
     assert ours.shift == 2.5
     np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
     np.testing.assert_array_equal(ours.sigmas, ref.sigmas.numpy())
-
-
-@pytest.mark.parametrize("when", ["training", "begin_index", "after_step", "by_timestep"])
-def test_scale_noise(when):
-    ref, ours = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0), scheduler_class(NAME)(shift=3.0)
-    x0, noise = initial_sample(1), initial_sample(2)
-    if when == "training":  # no set_timesteps: the training grid
-        t = np.array([1000.0, ref.timesteps[500].item()], dtype=np.float32)
-    else:
-        ref.set_timesteps(10)
-        ours.set_timesteps(10)
-        t = np.array([ours.timesteps[3], ours.timesteps[7]], dtype=np.float32)
-    if when in ("begin_index", "after_step"):
-        ref.set_begin_index(2)
-        ours.set_begin_index(2)
-    if when == "after_step":
-        v = model_fn(x0, ours.timesteps[2])
-        ref.step(torch.from_numpy(v), ref.timesteps[2], torch.from_numpy(x0))
-        ours.step(v, ours.timesteps[2], x0)
-    want = ref.scale_noise(torch.from_numpy(x0), torch.from_numpy(t), torch.from_numpy(noise)).numpy()
-    got = ours.scale_noise(x0, t, noise)
-    assert got.dtype == np.float32
-    np.testing.assert_allclose(got, want, rtol=0, atol=RTOL * max(1, np.abs(want).max()))
-
-
-def test_return_dict_false():
-    s = scheduler_class(NAME)(shift=3.0)
-    s.set_timesteps(4)
-    x = initial_sample()
-    (prev,) = s.step(model_fn(x, s.timesteps[0]), s.timesteps[0], x, return_dict=False)
-    s.set_timesteps(4)
-    np.testing.assert_array_equal(prev, s.step(model_fn(x, s.timesteps[0]), s.timesteps[0], x).prev_sample)
 
 
 @pytest.mark.parametrize("config,kwargs", [
@@ -247,41 +213,12 @@ def test_bad_set_timesteps_raise_like_diffusers(config, kwargs):
         scheduler_class(NAME)(**config).set_timesteps(**kwargs)
 
 
-def test_no_schedule_at_all_is_a_clear_error():
-    with pytest.raises(ValueError, match="num_inference_steps"):
-        scheduler_class(NAME)().set_timesteps()
-
-
-@pytest.mark.parametrize("config", [dict(use_karras_sigmas=True, use_beta_sigmas=True),
-                                    dict(time_shift_type="quadratic")])
-def test_bad_config_raises_like_diffusers(config):
+def test_bad_config_raises_like_diffusers():
+    config = dict(use_karras_sigmas=True, use_beta_sigmas=True)
     with pytest.raises(ValueError):
         diffusers.FlowMatchEulerDiscreteScheduler(**config)
     with pytest.raises(ValueError):
         scheduler_class(NAME)(**config)
-
-
-def test_integer_timestep_is_rejected():
-    s = scheduler_class(NAME)()
-    s.set_timesteps(4)
-    x = initial_sample()
-    for bad in (3, np.int64(3), np.array(3)):
-        with pytest.raises(ValueError, match="integer index"):
-            s.step(x, bad, x)
-
-
-def test_step_before_set_timesteps_raises():
-    s = scheduler_class(NAME)()
-    x = initial_sample()
-    with pytest.raises(RuntimeError, match="set_timesteps"):
-        s.step(x, s.timesteps[0], x)
-
-
-def test_config_round_trip_with_none_fields(tmp_path):
-    # shift_terminal is annotated `float = None` in diffusers: a saved null must load back
-    ref = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True)
-    ref.save_pretrained(tmp_path)
-    ours = scheduler_class(NAME).from_pretrained(tmp_path)
-    assert ours.config.shift_terminal is None and ours.config.shift == 3.0
+    # shift_terminal is annotated `float = None` in diffusers: None (a saved null) or a number
     with pytest.raises(ConfigError, match="shift_terminal"):
         scheduler_class(NAME)(shift_terminal="far")

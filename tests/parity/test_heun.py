@@ -4,15 +4,13 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
-import diffusers
 import edge_sched.schedulers.heun  # noqa: F401  (registers HeunDiscreteScheduler)
 from edge_sched import AysSchedules
 from edge_sched.schedulers import SchedulerNotReadyError
 from edge_sched.schedulers.heun import HeunDiscreteScheduler
 
-from .harness import RTOL, check_parity
+from .harness import check_parity
 
 NAME = "HeunDiscreteScheduler"
 SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -65,20 +63,6 @@ def test_custom_timesteps_and_train_range():
         check_parity(NAME, dict(SD, timestep_spacing=spacing), {"num_inference_steps": 10, "num_train_timesteps": 500})
 
 
-def test_schedule_interleaves_like_diffusers():
-    ours, ref = HeunDiscreteScheduler(**SD), diffusers.HeunDiscreteScheduler(**SD)
-    # a fresh scheduler is already set to the full training schedule, interleaved
-    assert ours.num_inference_steps == ref.num_inference_steps == 1000
-    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
-    np.testing.assert_allclose(ours.sigmas, ref.sigmas.numpy(), rtol=RTOL)
-    ours.set_timesteps(4)
-    ref.set_timesteps(4)
-    assert len(ours.timesteps) == 7 and len(ours.sigmas) == 8
-    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
-    np.testing.assert_allclose(ours.sigmas, ref.sigmas.numpy(), rtol=RTOL)
-    assert ours.order == ref.order == 2
-
-
 def test_state_alternates_between_predictor_and_corrector():
     s = HeunDiscreteScheduler(**SD)
     s.set_timesteps(3)
@@ -90,51 +74,9 @@ def test_state_alternates_between_predictor_and_corrector():
     assert states == [True, False, True, False, True]
 
 
-@pytest.mark.parametrize("spacing", SPACINGS)
-def test_add_noise(spacing):
-    ours = HeunDiscreteScheduler(**SD, timestep_spacing=spacing)
-    ref = diffusers.HeunDiscreteScheduler(**SD, timestep_spacing=spacing)
-    ours.set_timesteps(20)
-    ref.set_timesteps(20)
-    rng = np.random.default_rng(1)
-    x0 = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
-    noise = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
-    t = ours.timesteps[[0, 11]]  # a unique first timestep and a repeated one
-    expected = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
-    np.testing.assert_allclose(ours.add_noise(x0, noise, t), expected, rtol=RTOL, atol=RTOL)
-    ours.set_begin_index(6)
-    ref.set_begin_index(6)
-    expected = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
-    np.testing.assert_allclose(ours.add_noise(x0, noise, t), expected, rtol=RTOL, atol=RTOL)
-
-
-def test_return_dict_false():
-    s = HeunDiscreteScheduler(**SD)
-    s.set_timesteps(5)
-    x = np.ones((1, 4, 8, 8), np.float32)
-    out = s.step(np.zeros_like(x), s.timesteps[0], x, return_dict=False)
-    assert isinstance(out, tuple) and len(out) == 2
-    np.testing.assert_array_equal(out[1], x)
-
-
 def test_bad_input():
-    with pytest.raises(ValueError, match=r"'laplace'.*'linear'.*'exp'"):
-        HeunDiscreteScheduler(beta_schedule="laplace")
     with pytest.raises(ValueError, match="Only one of"):
         HeunDiscreteScheduler(use_karras_sigmas=True, use_exponential_sigmas=True)
-    with pytest.raises(ValueError, match="'flow'.*'epsilon'"):
-        HeunDiscreteScheduler(prediction_type="flow")
-    with pytest.raises(ValueError, match="timestep_spacing.*'ddim'"):
-        HeunDiscreteScheduler(timestep_spacing="ddim")
-    s = HeunDiscreteScheduler()
-    with pytest.raises(ValueError, match="exactly one"):
-        s.set_timesteps()
-    with pytest.raises(ValueError, match="exactly one"):
-        s.set_timesteps(10, timesteps=[900, 500])
-    with pytest.raises(ValueError, match="descending"):
-        s.set_timesteps(timesteps=[100, 500, 900])
-    with pytest.raises(ValueError, match="cannot be larger"):
-        s.set_timesteps(1001)
     with pytest.raises(ValueError, match="use_karras_sigmas"):
         HeunDiscreteScheduler(use_karras_sigmas=True).set_timesteps(timesteps=[900, 500])
     with pytest.raises(SchedulerNotReadyError):
