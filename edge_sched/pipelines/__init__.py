@@ -9,8 +9,9 @@ from .loop import NonFiniteLatentsError
 from .loading import PipelineLoadError, builtin_models
 from .img2img import StableDiffusionImg2ImgPipeline
 from .inpaint import StableDiffusionInpaintPipeline
+from .flux import FluxImg2ImgPipeline, FluxPipeline
 from .lcm import LatentConsistencyModelPipeline
-from .sd3 import StableDiffusion3Pipeline
+from .sd3 import StableDiffusion3Img2ImgPipeline, StableDiffusion3Pipeline
 from .sdxl import StableDiffusionXLPipeline
 from .stable_diffusion import StableDiffusionPipeline
 from .unconditional import DDIMPipeline, DDPMPipeline
@@ -35,6 +36,8 @@ __all__ = [
     "DDIMPipeline",
     "DDPMPipeline",
     "DiffusionPipeline",
+    "FluxImg2ImgPipeline",
+    "FluxPipeline",
     "ImagePipelineOutput",
     "LatentConsistencyModelPipeline",
     "NonFiniteLatentsError",
@@ -42,6 +45,7 @@ __all__ = [
     "StableDiffusionImg2ImgPipeline",
     "StableDiffusionPipeline",
     "StableDiffusionInpaintPipeline",
+    "StableDiffusion3Img2ImgPipeline",
     "StableDiffusion3Pipeline",
     "StableDiffusionPipelineOutput",
     "StableDiffusionXLPipeline",

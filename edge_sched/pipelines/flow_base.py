@@ -16,8 +16,9 @@ import logging
 
 import numpy as np
 
+from ..random import randn_tensor
 from .base import DiffusionPipeline, ImagePipelineOutput
-from .common import prompt_list
+from .common import check_strength, prompt_list, sample_latent_distribution
 from .loading import PipelineLoadError
 from .loop import Denoiser
 
@@ -176,8 +177,9 @@ class FlowPipelineBase(DiffusionPipeline):
         """diffusers' ``retrieve_timesteps`` with ``mu`` when given; checks the scheduler first."""
         check_flow_scheduler(self.scheduler, type(self).__name__)
         extra = {}
-        if mu is not None:
-            if "mu" not in inspect.signature(self.scheduler.set_timesteps).parameters:
+        params = inspect.signature(self.scheduler.set_timesteps).parameters
+        if mu is not None and (sigmas is None or "sigmas" in params):  # else _set_timesteps refuses the sigmas
+            if "mu" not in params:
                 raise ValueError(f"{type(self.scheduler).__name__} takes no mu (no dynamic shifting); "
                                  f"{type(self).__name__} passes one: use a scheduler with use_dynamic_shifting")
             extra["mu"] = mu
@@ -188,6 +190,55 @@ class FlowPipelineBase(DiffusionPipeline):
         cfg = self.scheduler.config
         return calculate_shift(image_seq_len, cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096),
                                cfg.get("base_shift", 0.5), cfg.get("max_shift", default_max_shift))
+
+    # ---- image-to-image --------------------------------------------------------------------------
+
+    def preprocess_image(self, image, height: int, width: int) -> np.ndarray:
+        from .image_io import image_processor  # needs Pillow
+
+        if image is None:
+            raise ValueError(f"{type(self).__name__} needs an init image (image=...)")
+        return image_processor(self.vae_scale_factor).preprocess(image, height=height, width=width)
+
+    def encode_image_latents(self, image: np.ndarray, generator) -> np.ndarray:
+        """Init images [n, 3, H, W] in [-1, 1] -> ``(latents - shift) * scaling`` of a sample of the VAE encoder's
+        Gaussian (diffusers' ``retrieve_latents``); with a list of generators image i draws from generator i."""
+        encoder = self.graph("vae_encoder")
+        if isinstance(generator, list):
+            if len(generator) < image.shape[0]:
+                raise ValueError(f"got {len(generator)} generators for {image.shape[0]} init images: pass one per image")
+            latents = np.concatenate([
+                sample_latent_distribution(encoder(sample=image[i:i + 1])["latent_parameters"], generator[i])
+                for i in range(image.shape[0])])
+        else:
+            latents = sample_latent_distribution(encoder(sample=image)["latent_parameters"], generator)
+        self.graphs.done_with("vae_encoder")
+        return (latents - np.float32(self.shift_factor)) * np.float32(self.scaling_factor)
+
+    def strength_timesteps(self, timesteps: np.ndarray, num_inference_steps: int, strength) -> np.ndarray:
+        """The tail of the schedule that ``strength`` keeps, as the flow pipelines' ``get_timesteps`` computes it
+        (``num_inference_steps * strength`` as a float); the scheduler's begin index set to its start."""
+        check_strength(strength)
+        init = min(num_inference_steps * strength, num_inference_steps)
+        start = int(max(num_inference_steps - init, 0))
+        order = self.scheduler.order
+        kept = timesteps[start * order:]
+        if len(kept) < 1:
+            raise ValueError(f"strength={strength} with {num_inference_steps} steps leaves no step to run; "
+                             "use a larger strength or more steps")
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(start * order)
+        return self._record_timesteps(kept)
+
+    def noised_latents(self, clean: np.ndarray, timestep, generator) -> np.ndarray:
+        """``clean`` moved to ``timestep`` along the flow: ``scheduler.scale_noise`` with fresh noise."""
+        scale_noise = getattr(self.scheduler, "scale_noise", None)
+        if scale_noise is None:
+            raise ValueError(f"{type(self.scheduler).__name__} has no scale_noise (the flow-matching forward process); "
+                             f"image-to-image with {type(self).__name__} needs {' or '.join(FLOW_MATCH_SCHEDULERS)}, "
+                             "as in diffusers")
+        noise = randn_tensor(clean.shape, generator=generator, dtype=np.float32)
+        return scale_noise(clean, np.repeat(np.asarray(timestep).reshape(1), clean.shape[0]), noise)
 
     # ---- VAE -----------------------------------------------------------------------------------
 

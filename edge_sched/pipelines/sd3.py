@@ -21,7 +21,7 @@ import numpy as np
 
 from ..random import randn_tensor
 from .base import PipelineLoadError, register_pipeline
-from .common import check_generator_count, load_tokenizer
+from .common import check_generator_count, check_strength, load_tokenizer, spread_batch
 from .fast_tokenizer import load_fast_tokenizer
 from .flow_base import FlowPipelineBase, as_prompts, check_prompt_args
 from .loop import LoopHooks, denoise
@@ -222,6 +222,76 @@ class StableDiffusion3Pipeline(FlowPipelineBase):
         state["latents"] = self.prepare_latents(state.pop("batch"), height, width, generator, latents)
         latent_h, latent_w = state["latents"].shape[-2:]
         timesteps = self.flow_timesteps(num_inference_steps, sigmas, self.schedule_mu(latent_h, latent_w, mu))
+        state = denoise(self, timesteps, state, self.hooks(), self._step_kwargs(generator, None),
+                        callback_on_step_end, names)
+        return self.finish(state["latents"], output_type, return_dict)
+
+
+@register_pipeline
+class StableDiffusion3Img2ImgPipeline(StableDiffusion3Pipeline):
+    """``pipe(prompt, image=init_image, strength=0.6, ...)``: the init image is encoded (a sample of the VAE
+    encoder's Gaussian, ``(z - shift) * scaling``), moved along the flow to the first kept timestep with
+    ``scheduler.scale_noise`` and denoised from there, as diffusers' ``StableDiffusion3Img2ImgPipeline``."""
+
+    required_graphs = {**StableDiffusion3Pipeline.required_graphs, "vae_encoder": ("sample",)}
+    optional_graphs = ("text_encoder_3",)
+
+    def image_to_image_arguments(self, image, mask, strength) -> dict:
+        if mask is not None:
+            raise ValueError("--mask is for inpainting pipelines; this one does image-to-image")
+        return {"image": image} if strength is None else {"image": image, "strength": strength}
+
+    def __call__(
+        self,
+        prompt=None,
+        prompt_2=None,
+        prompt_3=None,
+        height: int | None = None,
+        width: int | None = None,
+        image=None,
+        strength: float = 0.6,
+        num_inference_steps: int = 50,
+        sigmas=None,
+        guidance_scale: float = 7.0,
+        negative_prompt=None,
+        negative_prompt_2=None,
+        negative_prompt_3=None,
+        num_images_per_prompt: int = 1,
+        generator=None,
+        latents=None,
+        prompt_embeds=None,
+        negative_prompt_embeds=None,
+        pooled_prompt_embeds=None,
+        negative_pooled_prompt_embeds=None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        clip_skip: int | None = None,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs=("latents",),
+        max_sequence_length: int = 256,
+        mu: float | None = None,
+    ):
+        height, width = self.default_size(height, width)
+        check_strength(strength)
+        names = self._begin_call(callback_on_step_end, callback_on_step_end_tensor_inputs, guidance_scale, 0.0,
+                                 num_images_per_prompt, output_type)
+        state = self.conditioning(prompt, prompt_2, prompt_3, negative_prompt, negative_prompt_2, negative_prompt_3,
+                                  num_images_per_prompt, prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds,
+                                  negative_pooled_prompt_embeds, clip_skip, max_sequence_length, None)
+        batch = state.pop("batch")
+        init = self.preprocess_image(image, height, width)
+        generator = self._generator(generator)
+        check_generator_count(generator, batch)
+        latent_h, latent_w = height // self.vae_scale_factor, width // self.vae_scale_factor
+        timesteps = self.flow_timesteps(num_inference_steps, sigmas, self.schedule_mu(latent_h, latent_w, mu))
+        steps = len(timesteps) if sigmas is not None else num_inference_steps
+        timesteps = self.strength_timesteps(timesteps, steps, strength)
+        if latents is None:
+            if isinstance(generator, list):  # diffusers encodes image i with generator i, one per image
+                init = spread_batch(init, batch, "init images")
+            clean = spread_batch(self.encode_image_latents(init, generator), batch, "init images")
+            latents = self.noised_latents(clean, timesteps[0], generator)
+        state["latents"] = self.prepare_latents(batch, height, width, generator, latents)
         state = denoise(self, timesteps, state, self.hooks(), self._step_kwargs(generator, None),
                         callback_on_step_end, names)
         return self.finish(state["latents"], output_type, return_dict)

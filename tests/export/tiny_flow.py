@@ -101,6 +101,16 @@ def flow_vae(latent_channels: int = 4, scaling_factor: float = 1.5035, shift_fac
     ).eval()
 
 
+def _amplify_output(transformer, factor: float) -> None:
+    """Scale the transformer's output projection: at random init the predicted velocity is small and the image
+    stays close to the decoded noise; larger, the schedule and the prompt move the image (what parity tests)."""
+    import torch
+
+    with torch.no_grad():
+        transformer.proj_out.weight.mul_(factor)
+        transformer.proj_out.bias.mul_(factor)
+
+
 def build_tiny_sd3(folder: Path, *, seed: int = 0, with_t5: bool = True, shift: float = 3.0) -> Path:
     """A tiny StableDiffusion3Pipeline: two CLIP encoders with projection (pooled 32 + 32), T5 (d_model 64,
     the joint attention width), an SD3 transformer (patch 2, one joint block), a 4-channel flow VAE."""
@@ -114,6 +124,7 @@ def build_tiny_sd3(folder: Path, *, seed: int = 0, with_t5: bool = True, shift: 
         joint_attention_dim=64, caption_projection_dim=32, pooled_projection_dim=64, out_channels=4,
         pos_embed_max_size=32,
     ).eval()
+    _amplify_output(transformer, 4.0)
     clip = clip_tokenizer(folder)
     t5 = t5_tokenizer()
     pipe = StableDiffusion3Pipeline(
@@ -149,6 +160,7 @@ def build_tiny_flux(folder: Path, *, seed: int = 0, guidance_embeds: bool = True
         num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=guidance_embeds,
         axes_dims_rope=(4, 4, 8),
     ).eval()
+    _amplify_output(transformer, 10.0)
     clip = clip_tokenizer(folder)
     t5 = t5_tokenizer()
     scheduler = FlowMatchEulerDiscreteScheduler(
