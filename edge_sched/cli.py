@@ -152,6 +152,21 @@ def cmd_set_scheduler(args) -> int:
     return 0
 
 
+def cmd_export_loop(args) -> int:
+    try:
+        import export
+    except ImportError as e:
+        raise RuntimeError(f"`edge-sched export-loop` needs the export extra: pip install 'edge-sched[export]' ({e})") from e
+    settings = dict(export.parse_override(item) for item in args.set or [])
+    manifest = export.export_loop(args.source, args.output, steps=args.steps, size=export.parse_size(args.size),
+                                  scheduler=args.scheduler, overrides=settings, batch=args.batch, rng=args.rng,
+                                  overwrite=args.overwrite)
+    loop = manifest["loop"]
+    print(f"exported the {loop['scheduler']['class']} loop ({loop['num_model_calls']} model calls, rng {loop['rng']}) "
+          f"to {args.output}/{loop['graph']}")
+    return 0
+
+
 def cmd_compare(args) -> int:
     from .compare import cmd_compare as run
 
@@ -225,6 +240,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", metavar="KEY=VALUE", action="append", help="scheduler config override (repeatable)")
     p.set_defaults(func=cmd_set_scheduler)
 
+    p = sub.add_parser("export-loop", help="write an exported ONNX folder plus denoise/model.onnx: the whole denoising "
+                       "loop (UNet, guidance, scheduler step) as one graph, for apps without Python")
+    p.add_argument("source", metavar="SOURCE", help="a folder made by `edge-sched export --format onnx` or optimum")
+    p.add_argument("output", metavar="OUTPUT", help="folder to create")
+    p.add_argument("--steps", type=int, required=True, help="inference steps")
+    p.add_argument("--size", required=True, metavar="HxW", help="image height x width, e.g. 512x512")
+    p.add_argument("--scheduler", metavar="NAME", help="diffusers class name or A1111 name (default: the folder's)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append",
+                   help="scheduler config key or step option, e.g. use_karras_sigmas=true, eta=0.5 (repeatable)")
+    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    p.add_argument("--rng", default="input", choices=["input", "cuda", "cpu"],
+                   help="noise: graph inputs, or drawn in the graph from a seed as torch's CUDA generator")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it is an earlier export")
+    p.set_defaults(func=cmd_export_loop)
+
     p = sub.add_parser("generate", help="generate images from an exported pipeline folder, Hub repo or built-in model")
     p.add_argument("prompt", metavar="PROMPT", nargs="?", help="the prompt (class names for class-conditional models)")
     p.add_argument("--model", required=True, help="pipeline folder, Hub repo id, or built-in model name")
@@ -282,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _interrupted(args) -> str:
-    if args.command == "export":
+    if args.command in ("export", "export-loop"):
         return f"interrupted; {args.output} was left as it was"
     if args.command == "generate":
         return "interrupted; no image was written"

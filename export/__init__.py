@@ -18,6 +18,10 @@ This package uses torch, diffusers and optimum; the device runtime (``edge_sched
 - ``export_step(scheduler, output, num_inference_steps=... | timesteps= | sigmas=, step_options=...)``:
   one scheduler step as an ONNX graph traced from the numpy scheduler, plus its plan
   (``export/step_graph.py``; the tracer is ``export/numpy_trace.py``).
+- ``export_loop(source, output, steps=N, size=(H, W), scheduler=, overrides=, batch=, rng="input"|"cuda")``:
+  an exported ONNX text-to-image folder plus ``denoise/model.onnx``, the whole denoising loop (UNet,
+  guidance, scheduler step) as one ONNX ``Loop`` (``export/loop_graph.py``; torch's CUDA noise in the
+  graph: ``export/philox_graph.py``); the manifest gains ``components.denoise`` and ``loop``.
 
 The manifest ``edge_sched.json`` (version 1):
 
@@ -40,6 +44,7 @@ The manifest ``edge_sched.json`` (version 1):
 """
 
 from .errors import ExportError, SchedulerConversionError, SourceError, ValidationError
+from .loop_graph import LoopExportError, export_loop, parse_size
 from .pipeline import MANIFEST, export_pipeline, set_scheduler, verify_manifest
 from .scheduler import available_schedulers, convert_scheduler, parse_override
 from .static import parse_static_shapes
@@ -48,15 +53,18 @@ from .step_graph import StepExportError, export_step
 __all__ = [
     "MANIFEST",
     "ExportError",
+    "LoopExportError",
     "SchedulerConversionError",
     "SourceError",
     "StepExportError",
     "ValidationError",
     "available_schedulers",
     "convert_scheduler",
+    "export_loop",
     "export_pipeline",
     "export_step",
     "parse_override",
+    "parse_size",
     "parse_static_shapes",
     "set_scheduler",
     "verify_manifest",

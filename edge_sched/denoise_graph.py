@@ -1,0 +1,73 @@
+"""Running a whole-loop denoising graph (``denoise/model.onnx``, made by ``edge-sched export-loop``) from
+Python: the same call an app makes from C, C#, Java or JavaScript, through edge_sched's engines.
+
+``DenoiseLoop(folder, backend="onnxruntime" | "openvino")`` reads the folder's ``edge_sched.json``
+(``loop``) and loads the graph; ``loop(prompt_embeds=..., guidance_scale=..., seed=... | initial_latents=...,
+noise=...)`` returns the final latents. ``loop.draw_noise(generator)`` draws ``initial_latents`` and
+``noise`` for ``rng="input"`` graphs from a noise source (``TorchGenerator(seed)``: torch's CPU
+generator) in the order diffusers draws them.
+
+A ``rng="cuda"`` graph computes Philox in 64-bit integer arithmetic, which OpenVINO's CPU plugin does not
+compute exactly: it is refused for OpenVINO.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .jsonfile import read_json
+from .random import as_generator
+from .runtime import EngineError, load_component
+
+MANIFEST = "edge_sched.json"
+OPENVINO_CUDA_REASON = (
+    "its Philox noise multiplies 32-bit words into 64-bit products, and OpenVINO's CPU plugin does not compute "
+    "uint64 products exactly (OpenVINO 2026.4 returned the low 32 bits sign-extended, and NaN for every noise "
+    "value of the graph); run it with ONNX Runtime, or export the loop with rng='input' and feed the noise"
+)
+
+
+class DenoiseLoop:
+    """A loaded ``denoise/model.onnx``; ``engine_options`` go to the engine (providers=, device=...)."""
+
+    def __init__(self, folder: str | Path, backend: str = "onnxruntime", **engine_options):
+        self.folder = Path(folder)
+        manifest = read_json(self.folder / MANIFEST, "the export's manifest", error=EngineError)
+        self.spec = manifest.get("loop")
+        if not isinstance(self.spec, dict):
+            raise EngineError(f"{self.folder / MANIFEST}: no 'loop' section; not a folder made by edge-sched export-loop")
+        self.rng = self.spec.get("rng")
+        if backend == "openvino" and self.rng == "cuda":
+            raise EngineError(f"{self.folder}: this loop graph draws torch's CUDA noise (rng 'cuda') and cannot run on "
+                              f"OpenVINO: {OPENVINO_CUDA_REASON}")
+        graph = self.folder / self.spec["graph"]
+        self.graph = load_component("denoise", graph.parent, backend, **engine_options)
+        self.latent_shape = tuple(self.spec["latent_shape"])
+
+    def draw_noise(self, generator) -> dict[str, np.ndarray]:
+        """``initial_latents`` and (where the steps draw any) ``noise`` from ``generator`` (an int seed, a
+        TorchGenerator, any NoiseSource), drawn as diffusers draws them from one generator."""
+        if self.rng != "input":
+            raise EngineError(f"{self.folder}: the loop graph draws its own noise (rng {self.rng!r}); pass seed=")
+        gen = as_generator(generator)
+        feeds = {"initial_latents": gen.randn(self.latent_shape, np.float32)}
+        rows = []
+        for d in self.spec["noise"]["draws"]:
+            if d["kind"] == "normal":
+                rows.append(gen.randn(self.latent_shape, np.float32))
+            elif d["kind"] == "uniform":
+                rows.append(gen.rand(self.latent_shape, np.float32))
+            else:
+                raise EngineError(f"draw {len(rows)} is {d['kind']} noise (the scheduler's Brownian tree), which a "
+                                  "generator does not give: compute it with the scheduler's noise_sampler")
+        if rows:
+            feeds["noise"] = np.stack(rows)
+        return feeds
+
+    def __call__(self, **feeds) -> np.ndarray:
+        return self.graph(**feeds)["latents"]
+
+
+__all__ = ["DenoiseLoop", "OPENVINO_CUDA_REASON"]
