@@ -123,7 +123,10 @@ def cmd_generate(args) -> int:
     if args.mask:  # an inpainting folder keeps its class; a plain SD folder inpaints by latent masking
         cls = DiffusionPipeline if "Inpaint" in index_class else StableDiffusionInpaintPipeline
     elif args.init_image:
-        cls = StableDiffusionImg2ImgPipeline
+        from .pipelines.base import PIPELINE_CLASSES
+
+        # a family's own image-to-image class where there is one (SD3, FLUX: <Name>Img2ImgPipeline), else SD's
+        cls = PIPELINE_CLASSES.get(index_class.replace("Pipeline", "Img2ImgPipeline"), StableDiffusionImg2ImgPipeline)
     else:
         cls = DiffusionPipeline
     pipe = cls.from_pretrained(args.model, backend=args.backend, device=args.device,

@@ -125,6 +125,37 @@ class FlowPipelineBase(DiffusionPipeline):
                              f"got {value!r}")
         return int(value)
 
+    # ---- static shapes -------------------------------------------------------------------------
+
+    def reshape(self, batch_size: int = 1, height: int | None = None, width: int | None = None,
+                num_images_per_prompt: int = 1, guided: bool = False, max_sequence_length: int | None = None):
+        """Fix every graph's input shapes for this image size, batch, guidance on/off and text length
+        (OpenVINO; as optimum-intel's ``pipe.reshape``): NPUs run static shapes only, and a static batch
+        smaller than the transformer's (classifier-free guidance doubles it) runs in chunks. Later calls must
+        use the same size, batch, guidance and ``max_sequence_length`` (another is an error naming both
+        shapes). Returns the pipeline."""
+        height, width = self.default_size(height, width)
+        for name, value in (("batch_size", batch_size), ("num_images_per_prompt", num_images_per_prompt)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if max_sequence_length is None:
+            max_sequence_length = inspect.signature(type(self).__call__).parameters["max_sequence_length"].default
+        length = self.check_max_sequence_length(max_sequence_length, self.t5_tokenizer_name)
+        self.graphs.set_static_shapes(self.static_shape_plan(int(batch_size), height, width, int(num_images_per_prompt),
+                                                             bool(guided), length))
+        return self
+
+    def static_shape_plan(self, batch: int, height: int, width: int, per_prompt: int, guided: bool,
+                          max_sequence_length: int) -> dict:  # pragma: no cover - each pipeline has its own
+        raise NotImplementedError
+
+    def vae_shapes(self, images: int, height: int, width: int) -> dict:
+        latent = (height // self.vae_scale_factor, width // self.vae_scale_factor)
+        plan = {"vae_decoder": {"latent_sample": (images, None, *latent)}}
+        if "vae_encoder" in self.graphs:
+            plan["vae_encoder"] = {"sample": (images, None, height, width)}
+        return plan
+
     # ---- text encoders -------------------------------------------------------------------------
 
     def _tokenize(self, name: str, texts: list[str], max_length: int):

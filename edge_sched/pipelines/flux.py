@@ -112,6 +112,31 @@ class FluxPipeline(FlowPipelineBase):
         # diffusers warns and rounds down; a different image size than asked is refused here instead
         return self.check_size(height, width, self.vae_scale_factor * 2)
 
+    t5_tokenizer_name = "tokenizer_2"
+
+    def reshape(self, batch_size: int = 1, height: int | None = None, width: int | None = None,
+                num_images_per_prompt: int = 1, true_cfg_scale: float = 1.0, max_sequence_length: int = 512):
+        """Static shapes (OpenVINO) for calls of this size; ``true_cfg_scale > 1`` (with a negative prompt in the
+        calls) doubles the transformer batch."""
+        return super().reshape(batch_size, height, width, num_images_per_prompt, true_cfg_scale > 1,
+                               max_sequence_length)
+
+    def static_shape_plan(self, batch: int, height: int, width: int, per_prompt: int, guided: bool,
+                          max_sequence_length: int) -> dict:
+        """{component: {input: shape}}; None keeps a graph's own static dim."""
+        images = batch * per_prompt
+        rows = images * (2 if guided else 1)
+        h, w = self.latent_size(height, width)
+        tokens = (h // 2) * (w // 2)
+        transformer = {"hidden_states": (rows, tokens, None), "timestep": (rows,),
+                       "encoder_hidden_states": (rows, max_sequence_length, None), "pooled_projections": (rows, None),
+                       "img_ids": (tokens, None), "txt_ids": (max_sequence_length, None)}
+        if self.guidance_embeds:
+            transformer["guidance"] = (rows,)
+        plan = {"text_encoder": {"input_ids": (batch, self.tokenizers["tokenizer"].model_max_length)},
+                "text_encoder_2": {"input_ids": (batch, max_sequence_length)}, "transformer": transformer}
+        return {**plan, **self.vae_shapes(images, height, width)}
+
     # ---- prompts ---------------------------------------------------------------------------------
 
     def encode_prompt(self, prompt, prompt_2=None, num_images_per_prompt: int = 1, prompt_embeds=None,

@@ -78,6 +78,29 @@ class StableDiffusion3Pipeline(FlowPipelineBase):
         width = width or size * self.vae_scale_factor
         return self.check_size(height, width, self.vae_scale_factor * self.patch_size)
 
+    t5_tokenizer_name = "tokenizer_3"
+
+    def reshape(self, batch_size: int = 1, height: int | None = None, width: int | None = None,
+                num_images_per_prompt: int = 1, guidance_scale: float = 7.0, max_sequence_length: int = 256):
+        """Static shapes (OpenVINO) for calls of this size; ``guidance_scale > 1`` doubles the transformer batch."""
+        return super().reshape(batch_size, height, width, num_images_per_prompt, guidance_scale > 1,
+                               max_sequence_length)
+
+    def static_shape_plan(self, batch: int, height: int, width: int, per_prompt: int, guided: bool,
+                          max_sequence_length: int) -> dict:
+        """{component: {input: shape}}; None keeps a graph's own static dim."""
+        clip = self.tokenizers["tokenizer"].model_max_length
+        images = batch * per_prompt
+        rows = images * (2 if guided else 1)
+        latent = (height // self.vae_scale_factor, width // self.vae_scale_factor)
+        plan = {n: {"input_ids": (batch, clip)} for n in ("text_encoder", "text_encoder_2")}
+        if "text_encoder_3" in self.graphs:
+            plan["text_encoder_3"] = {"input_ids": (batch, max_sequence_length)}
+        plan["transformer"] = {"hidden_states": (rows, None, *latent), "timestep": (rows,),
+                               "encoder_hidden_states": (rows, clip + max_sequence_length, None),
+                               "pooled_projections": (rows, None)}
+        return {**plan, **self.vae_shapes(images, height, width)}
+
     # ---- prompts ---------------------------------------------------------------------------------
 
     def _t5_or_zeros(self, texts: list[str], max_sequence_length: int) -> np.ndarray:

@@ -1,0 +1,136 @@
+"""export/ on the flow-matching pipelines (SD3, FLUX): what the folder holds and says, the validation per
+component against torch, optimum's own pipelines loading our folders, and optimum-onnx's FLUX export after
+optimum-intel was imported in the same process (optimum-intel's import deletes optimum-onnx's op fixes)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import export
+from export import SourceError
+from tests.runtime.flow_folders import BUILD_SECONDS, flow_folder  # noqa: F401
+
+GRAPH = {"onnx": "model.onnx", "openvino": "openvino_model.xml"}
+EXPECTED = {
+    "sd3": {"text_encoder", "text_encoder_2", "text_encoder_3", "transformer", "vae_encoder", "vae_decoder"},
+    "flux": {"text_encoder", "text_encoder_2", "transformer", "vae_encoder", "vae_decoder"},
+}
+
+
+def folder_size(folder) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_manifest_components_tokenizers_and_validation(kind, fmt, flow_folder):
+    folder = flow_folder(kind, f"edge-{fmt}")
+    manifest = json.loads((folder / export.MANIFEST).read_text())
+    assert manifest["family"] == kind and manifest["format"] == fmt
+    assert manifest["prediction_type"] == "flow_prediction"
+    assert set(manifest["components"]) == EXPECTED[kind]
+    for name in EXPECTED[kind]:
+        assert (folder / name / GRAPH[fmt]).is_file() and (folder / name / "config.json").is_file()
+    # T5's tokenizer.json is what the runtime reads: tokenizer_3 for SD3, tokenizer_2 for FLUX
+    t5 = "tokenizer_3" if kind == "sd3" else "tokenizer_2"
+    assert manifest[t5] == f"{t5}/tokenizer.json"
+    assert json.loads((folder / t5 / "tokenizer.json").read_text())["model"]["type"] == "Unigram"
+    for name, numbers in manifest["validation"].items():
+        assert numbers["max_rel"] <= numbers["threshold_rel"] == 1e-3, name
+        assert numbers["max_abs"] < 1e-4, (name, numbers)
+    assert export.verify_manifest(folder) == []
+    transformer = {i["name"] for i in manifest["components"]["transformer"]["inputs"]}
+    if kind == "flux":
+        assert {"img_ids", "txt_ids", "guidance"} <= transformer
+    else:
+        assert transformer == {"hidden_states", "timestep", "encoder_hidden_states", "pooled_projections"}
+    print(f"\n{kind} {fmt}: {folder_size(folder) / 2**20:.2f} MiB, exported in {manifest['export_seconds']} s")
+
+
+def _ort_image(folder, cls_name, seed=1):
+    import torch
+    import optimum.onnxruntime
+
+    pipe = getattr(optimum.onnxruntime, cls_name).from_pretrained(str(folder))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe("a cat", height=32, width=32, num_inference_steps=3, generator=torch.Generator().manual_seed(seed),
+                output_type="np").images
+
+
+@pytest.mark.parametrize("kind, ort_class", [("sd3", "ORTStableDiffusion3Pipeline"), ("flux", "ORTFluxPipeline")])
+def test_optimum_onnxruntime_pipelines_load_our_folders(kind, ort_class, flow_folder):
+    import diffusers
+    import torch
+
+    ref = getattr(diffusers, {"sd3": "StableDiffusion3Pipeline", "flux": "FluxPipeline"}[kind]).from_pretrained(
+        flow_folder(kind, "source"))
+    ref.set_progress_bar_config(disable=True)
+    expected = ref("a cat", height=32, width=32, num_inference_steps=3, generator=torch.Generator().manual_seed(1),
+                   output_type="np").images
+    got = _ort_image(flow_folder(kind, "edge-onnx"), ort_class)
+    assert float(np.abs(got - expected).max()) <= 1e-3
+
+
+def test_optimum_openvino_pipeline_loads_our_sd3_folder(flow_folder):
+    import diffusers
+    import torch
+    from optimum.intel import OVStableDiffusion3Pipeline
+
+    ref = diffusers.StableDiffusion3Pipeline.from_pretrained(flow_folder("sd3", "source"))
+    ref.set_progress_bar_config(disable=True)
+    pipe = OVStableDiffusion3Pipeline.from_pretrained(str(flow_folder("sd3", "edge-openvino")),
+                                                      ov_config={"INFERENCE_PRECISION_HINT": "f32"})
+    pipe.set_progress_bar_config(disable=True)
+    call = dict(height=32, width=32, num_inference_steps=3, output_type="np")
+    expected = ref("a cat", generator=torch.Generator().manual_seed(1), **call).images
+    got = pipe("a cat", generator=torch.Generator().manual_seed(1), **call).images
+    assert float(np.abs(got - expected).max()) <= 1e-3
+
+
+_AFTER_OPENVINO = """
+import sys, torch
+torch.set_num_threads(1)
+from optimum.intel import OVFluxPipeline  # noqa: F401  (its import deletes optimum-onnx's op fixes)
+from optimum.exporters.onnx import model_patcher
+before = [s.name for s in model_patcher.UNSUPPORTED_OPS_PATCHING_SPEC]
+assert "rms_norm" not in before, before
+import export
+manifest = export.export_pipeline(sys.argv[1], sys.argv[2], format="onnx", progress=None)
+after = [s.name for s in model_patcher.UNSUPPORTED_OPS_PATCHING_SPEC]
+assert after == before, (before, after)  # optimum-intel's list is given back
+print(max(v["max_rel"] for v in manifest["validation"].values()))
+"""
+
+
+def test_flux_onnx_export_after_optimum_intel_import(flow_folder, tmp_path):
+    done = subprocess.run([sys.executable, "-c", _AFTER_OPENVINO, str(flow_folder("flux", "source")),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float(done.stdout.split()[-1]) <= 1e-3
+
+
+def test_flux_source_without_t5_is_refused(flow_folder, tmp_path):
+    source = tmp_path / "flux"
+    shutil.copytree(flow_folder("flux", "source"), source)
+    index = json.loads((source / "model_index.json").read_text())
+    del index["text_encoder_2"]
+    (source / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(SourceError, match="missing components: text_encoder_2"):
+        export.export_pipeline(source, tmp_path / "out", progress=None)
+
+
+def test_build_and_export_times_are_reported(flow_folder):
+    """Not a timing assertion: prints what each tiny build / export took in this run (the report's numbers)."""
+    for kind in ("sd3", "flux"):
+        for how in ("source", "edge-onnx", "edge-openvino"):
+            flow_folder(kind, how)
+    lines = [f"{kind:14s} {how:17s} {seconds:6.1f} s  {folder_size(flow_folder(kind, how)) / 2**20:6.2f} MiB"
+             for (kind, how), seconds in sorted(BUILD_SECONDS.items())]
+    print("\n" + "\n".join(lines))
+    assert all(seconds > 0 for seconds in BUILD_SECONDS.values())
