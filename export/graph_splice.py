@@ -60,6 +60,26 @@ def spliced(graph: onnx.GraphProto, prefix: str, bind: dict[str, str]):
     return list(g.node), list(g.initializer), list(g.value_info), [v.name for v in g.output]
 
 
+def _inputs_read(graph: onnx.GraphProto) -> set[str]:
+    """Every value name a node of ``graph`` or of its subgraphs reads."""
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attr in node.attribute:
+            for g in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else
+                      attr.graphs if attr.type == onnx.AttributeProto.GRAPHS else []):
+                names |= _inputs_read(g)
+    return names
+
+
+def drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """In place: the graph's initializers that no node (nor a subgraph) reads."""
+    read = _inputs_read(graph) | {v.name for v in graph.output}
+    kept = [t for t in graph.initializer if t.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+
+
 def _op_types(graph: onnx.GraphProto, domain: str = "") -> set[str]:
     ops = set()
     for node in graph.node:
@@ -132,4 +152,4 @@ def foreign_opsets(models) -> list[onnx.OperatorSetIdProto]:
     return [onnx.helper.make_opsetid(d, v) for d, v in sorted(seen.items())]
 
 
-__all__ = ["changed_ops", "default_opset", "foreign_opsets", "opset_for", "spliced"]
+__all__ = ["changed_ops", "default_opset", "drop_unused_initializers", "foreign_opsets", "opset_for", "spliced"]

@@ -41,7 +41,7 @@ from edge_sched.schedulers.configuration import init_parameters
 
 from .atomic import MANIFEST, PARTIAL_MARKER, atomic_folder, check_not_nested, check_replaceable
 from .errors import ExportError, SourceError
-from .graph_splice import foreign_opsets, opset_for, spliced
+from .graph_splice import drop_unused_initializers, foreign_opsets, opset_for, spliced
 from .onnx_nodes import Nodes
 from .philox_graph import MIN_OPSET as PHILOX_OPSET
 from .philox_graph import cuda_draws
@@ -348,6 +348,7 @@ def build_loop_model(unet: onnx.ModelProto, step_graphs, shapes: _Shapes, *, rng
     body_outputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, latent_dims) for n in outs[1:]]
     body_graph = helper.make_graph(body.nodes, "denoising_step", body_inputs, body_outputs, body.initializers,
                                    value_info=unet_infos)
+    drop_unused_initializers(body_graph)
 
     initial_carried = [x0, mi0, *[zeros for _ in states]] + ([zeros] if decode_denoised else [])
     finals = top.ops("Loop", [top.const(np.int64(plan["num_model_calls"])), top.const(np.bool_(True)),
@@ -356,6 +357,7 @@ def build_loop_model(unet: onnx.ModelProto, step_graphs, shapes: _Shapes, *, rng
     graph = helper.make_graph(top.nodes, "denoising_loop", graph_inputs,
                               [helper.make_tensor_value_info("latents", TensorProto.FLOAT, list(shapes.latent))],
                               top.initializers)
+    drop_unused_initializers(graph)  # e.g. the first scaling's step index, for schedulers that scale nothing
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
                                                     *foreign_opsets([unet])],
                               producer_name="edge_sched.export.loop_graph")
@@ -437,8 +439,20 @@ def export_loop(source, output, *, steps: int | None = None, size=(512, 512), sc
         size_bytes = _save_model(model, tmp / LOOP_FOLDER)
         manifest = loop_manifest(src, graphs.plan, io, shapes, rng=rng, size=(height, width), batch=int(batch),
                                  keep_unet=keep_unet, graph_bytes=size_bytes, tmp=tmp)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return manifest
+
+
+def _strict_json(value):
+    """JSON that every parser reads: infinities and NaN (lambda_min_clipped: -inf) as the strings
+    "Infinity", "-Infinity", "NaN" (scheduler_config.json keeps Python's spelling)."""
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return "NaN" if np.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
 
 
 def _copy_source(source: Path, tmp: Path, keep_unet: bool) -> None:
@@ -500,7 +514,7 @@ def loop_manifest(src: _Source, plan: dict, io: dict, shapes: _Shapes, *, rng, s
         "latent_shape": list(shapes.latent),
         "inputs": io["inputs"],
         "outputs": io["outputs"],
-        "scheduler": {"class": plan["scheduler"]["class"], "config": plan["scheduler"]["config"],
+        "scheduler": {"class": plan["scheduler"]["class"], "config": _strict_json(plan["scheduler"]["config"]),
                       "set_timesteps": plan["set_timesteps"], "step_options": plan["step_options"]},
         "steps": plan["num_inference_steps"],
         "num_model_calls": plan["num_model_calls"],

@@ -15,7 +15,10 @@ The summary at the end lists every case's worst difference per runner and the gr
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,6 +45,7 @@ from export.step_graph import StepExportError  # noqa: E402
 from tests.runtime.conftest import pipeline_folder, reference_pipeline  # noqa: E402,F401  (session fixtures)
 from tests.shared_fixtures import load_meta, require  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[2]
 BOUND = 1e-3
 SIZE = (32, 32)
 PROMPT, SEED = "a cat and a dog", 7
@@ -379,3 +383,69 @@ def test_cuda_loop_matches_gpu_images(case, gpu_fixture, tmp_path):
         np.testing.assert_array_equal(fed_loop(**feeds, **noise), loop(**feeds, seed=np.array(case["seed"], np.int64)))
         with pytest.raises(EngineError, match="cannot run on OpenVINO: its Philox noise multiplies 32-bit words"):
             DenoiseLoop(out, backend="openvino")
+
+
+# ---------------------------------------------------------------------------- the Node client (examples/node)
+NODE_CLIENT = REPO / "examples" / "node"
+
+
+@pytest.fixture(scope="module")
+def node_client(tmp_path_factory):
+    """examples/node installed from its lock file (`npm ci`) in a scratch copy; the test runs wherever node is."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node / npm are not installed: the Node client is not run")
+    work = tmp_path_factory.mktemp("node-client")
+    for name in ("package.json", "package-lock.json", "generate.mjs"):
+        shutil.copy(NODE_CLIENT / name, work / name)
+    env = {**os.environ, "ONNXRUNTIME_NODE_INSTALL": "skip"}
+    res = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefer-offline"], cwd=work, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, f"npm ci failed:\n{res.stdout}\n{res.stderr}"
+    return node, work / "generate.mjs"
+
+
+def _levels(image: np.ndarray) -> np.ndarray:
+    """diffusers' numpy_to_pil: (x * 255).round() as uint8."""
+    return (image * 255).round().astype(np.int32)
+
+
+@pytest.mark.parametrize("key", ["p1_5", "p2_5"])
+def test_node_client_png_matches_gpu_image(key, node_client, gpu_fixture, tmp_path):
+    from PIL import Image
+
+    require("cuda_rng")
+    case = next(c for c in CUDA_META["pipeline"]["cases"] if c["key"] == key)
+    source, pipe, images = gpu_fixture
+    kw = CUDA_META["pipeline"]["kw"]
+    folder = tmp_path / "loop"
+    export.export_loop(source, folder, steps=kw["num_inference_steps"], size=(kw["height"], kw["width"]),
+                       scheduler=case["scheduler"], overrides={**case["overrides"], **case["call"]}, rng="cuda")
+    node, script = node_client
+    out = tmp_path / "image.png"
+    cmd = [node, str(script), str(folder), "--prompt", kw["prompt"], "--negative", kw["negative_prompt"],
+           "--seed", str(case["seed"]), "--guidance", str(kw["guidance_scale"]), "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    image = Image.open(out)
+    got = np.asarray(image.convert("RGB")).astype(np.int32)
+    want = _levels(images[case["key"]][0])
+    worst = int(np.abs(got - want).max())
+    _record(f"node {key}", json.loads((folder / "edge_sched.json").read_text()), folder, "node (PNG levels)", worst)
+    assert worst <= 1, f"{case['scheduler']}: the Node client's PNG is {worst} levels from the GPU image"
+    assert image.info["parameters"] == (
+        f"{kw['prompt']}\nNegative prompt: {kw['negative_prompt']}\nSteps: {kw['num_inference_steps']}, "
+        f"Sampler: {case['scheduler']}, CFG scale: {kw['guidance_scale']}, Seed: {case['seed']}, "
+        f"Size: {kw['width']}x{kw['height']}, Model: loop, RNG: NV")
+
+
+def test_node_client_errors(node_client, exported_loops, tmp_path):
+    node, script = node_client
+    folder, _ = exported_loops("euler-a")  # rng "input": the client cannot draw torch's CPU noise
+    res = subprocess.run([node, str(script), str(folder), "--prompt", "a cat", "--seed", "1", "--out",
+                          str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "rng \"input\"" in res.stderr and "--rng cuda" in res.stderr
+    res = subprocess.run([node, str(script), str(folder), "--prompt", "a cat", "--seed", "x", "--out", "x.png"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--seed must be an integer" in res.stderr
+    assert not (tmp_path / "x.png").exists()
