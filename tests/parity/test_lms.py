@@ -107,33 +107,6 @@ def test_get_lms_coefficient_matches_diffusers():
         assert ours.get_lms_coefficient(order, t, j) == pytest.approx(ref.get_lms_coefficient(order, t, j), rel=1e-5)
 
 
-def test_fresh_scheduler_is_set_to_the_training_schedule_like_diffusers():
-    ours, ref = LMSDiscreteScheduler(**SD), diffusers.LMSDiscreteScheduler(**SD)
-    assert ours.num_inference_steps == ref.num_inference_steps == 1000
-    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
-    np.testing.assert_allclose(ours.sigmas, ref.sigmas.numpy(), rtol=RTOL)
-    assert ours.init_noise_sigma == pytest.approx(float(ref.init_noise_sigma), rel=1e-6)
-
-
-@pytest.mark.parametrize("spacing", SPACINGS)
-def test_add_noise(spacing):
-    ours = LMSDiscreteScheduler(**SD, timestep_spacing=spacing)
-    ref = diffusers.LMSDiscreteScheduler(**SD, timestep_spacing=spacing)
-    ours.set_timesteps(20)
-    ref.set_timesteps(20)
-    rng = np.random.default_rng(1)
-    x0 = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
-    noise = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
-    t = ours.timesteps[[3, 11]]
-    expected = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
-    np.testing.assert_allclose(ours.add_noise(x0, noise, t), expected, rtol=RTOL, atol=RTOL)
-    # image-to-image: a begin index pins every item to that step
-    ours.set_begin_index(5)
-    ref.set_begin_index(5)
-    expected = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
-    np.testing.assert_allclose(ours.add_noise(x0, noise, t), expected, rtol=RTOL, atol=RTOL)
-
-
 def test_begin_index_mid_schedule_matches_diffusers():
     # a pipeline starting mid-schedule: diffusers' effective order follows the step index
     ours, ref = LMSDiscreteScheduler(**SD), diffusers.LMSDiscreteScheduler(**SD)
@@ -151,32 +124,13 @@ def test_begin_index_mid_schedule_matches_diffusers():
         assert np.abs(x - xr.numpy()).max() <= RTOL * scale
 
 
-def test_return_dict_false():
-    s = LMSDiscreteScheduler(**SD)
-    s.set_timesteps(5)
-    x = np.ones((1, 4, 8, 8), np.float32)
-    out = s.step(np.zeros_like(x), s.timesteps[0], x, return_dict=False)
-    assert isinstance(out, tuple) and len(out) == 2
-    np.testing.assert_array_equal(out[1], x)
-
-
 def test_bad_input():
-    with pytest.raises(ValueError, match=r"'cubic'.*'linear'"):
-        LMSDiscreteScheduler(beta_schedule="cubic")
     with pytest.raises(ValueError, match="Only one of"):
         LMSDiscreteScheduler(use_karras_sigmas=True, use_beta_sigmas=True)
-    with pytest.raises(ValueError, match="timestep_spacing.*'ddim'"):
-        LMSDiscreteScheduler(timestep_spacing="ddim")
-    with pytest.raises(ValueError, match="prediction_type"):
-        LMSDiscreteScheduler(prediction_type="flow")
     s = LMSDiscreteScheduler()
-    with pytest.raises(ValueError, match="at least 1"):
-        s.set_timesteps(0)
     s.set_timesteps(4)
     x = np.ones((1, 4, 8, 8), np.float32)
     with pytest.raises(ValueError, match="order"):
         s.step(x, s.timesteps[0], x, order=0)
-    with pytest.raises(ValueError, match="not in this scheduler's timesteps"):
-        s.step(x, 1.5, x)
     with pytest.raises(SchedulerNotReadyError):
         object.__new__(LMSDiscreteScheduler).step(x, 1.0, x)

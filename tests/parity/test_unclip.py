@@ -92,31 +92,6 @@ def test_default_timesteps_walk_every_training_timestep():
         x, xr = out.prev_sample, res.prev_sample
 
 
-def test_add_noise():
-    ref, ours = diffusers.UnCLIPScheduler(), UnCLIPScheduler()
-    x0, noise = initial_sample(1), initial_sample(2)
-    t = np.array([3, 999])
-    want = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t))
-    assert _rel(ours.add_noise(x0, noise, t), want) <= RTOL
-
-
-def test_return_dict_false():
-    s = UnCLIPScheduler()
-    s.set_timesteps(5)
-    x = initial_sample()
-    t = s.timesteps[0]
-    out = s.step(model_fn(x, t), t, x, generator=TorchGenerator(0))
-    tup = s.step(model_fn(x, t), t, x, generator=TorchGenerator(0), return_dict=False)
-    assert isinstance(tup, tuple) and len(tup) == 2
-    np.testing.assert_array_equal(tup[0], out.prev_sample)
-    np.testing.assert_array_equal(tup[1], out.pred_original_sample)
-
-
-def test_config_matches_diffusers():
-    public = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
-    assert public(UnCLIPScheduler(clip_sample=False).config) == public(diffusers.UnCLIPScheduler(clip_sample=False).config)
-
-
 def test_bad_input():
     with pytest.raises(ValueError):
         diffusers.UnCLIPScheduler(beta_schedule="linear")
