@@ -210,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "export",
         help="export a Stable Diffusion pipeline (local diffusers folder or Hub repo id) to ONNX or OpenVINO",
-        description="Export a Stable Diffusion 1.x/2.x text-to-image pipeline to graphs the runtime loads "
-        "(needs the export extra: torch, diffusers, optimum).",
+        description="Export a diffusers pipeline (Stable Diffusion 1.x/2.x, SDXL, LCM, DDPM/DDIM, Stable Diffusion 3, "
+        "FLUX) to graphs the runtime loads (needs the export extra: torch, diffusers, optimum).",
     )
     p.add_argument("source", metavar="SOURCE",
                    help="Hub repo id (owner/name), local diffusers folder, or a .safetensors file (with --config)")

@@ -283,7 +283,7 @@ def onnx_op_patches():
     finally:
         current[:] = saved
 
-INT4_COMPONENTS = ("unet",)
+INT4_COMPONENTS = ("unet", "transformer")  # the denoiser; text encoders and VAEs keep int8
 INT4_GROUP_SIZE = 64  # int4 weights are quantized in groups of input channels (SD's 320/640/1280 divide by 64)
 
 

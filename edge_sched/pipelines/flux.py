@@ -285,9 +285,13 @@ class FluxImg2ImgPipeline(FluxPipeline):
     optional_graphs = ()
 
     def image_to_image_arguments(self, image, mask, strength) -> dict:
+        """The command line's image-to-image call: at the init image's size (rounded down to what the
+        transformer takes), where diffusers' call would default to the model's size."""
         if mask is not None:
             raise ValueError("--mask is for inpainting pipelines; this one does image-to-image")
-        return {"image": image} if strength is None else {"image": image, "strength": strength}
+        multiple = self.vae_scale_factor * 2
+        size = {"height": image.height // multiple * multiple, "width": image.width // multiple * multiple}
+        return {"image": image, **size, **({} if strength is None else {"strength": strength})}
 
     def __call__(
         self,

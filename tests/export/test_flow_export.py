@@ -134,3 +134,45 @@ def test_build_and_export_times_are_reported(flow_folder):
              for (kind, how), seconds in sorted(BUILD_SECONDS.items())]
     print("\n" + "\n".join(lines))
     assert all(seconds > 0 for seconds in BUILD_SECONDS.values())
+
+
+def test_sd3_fp16_onnx_export_validates(flow_folder, tmp_path):
+    manifest = export.export_pipeline(flow_folder("sd3", "source"), tmp_path / "fp16", format="onnx", dtype="fp16",
+                                      progress=None)
+    assert manifest["dtype"] == "fp16"
+    for name, numbers in manifest["validation"].items():
+        assert numbers["max_rel"] <= numbers["threshold_rel"] == 2e-2, name
+
+
+def test_static_shapes_at_export_are_refused_for_flow_pipelines(flow_folder, tmp_path):
+    with pytest.raises(export.ExportError, match=r"pipe.reshape"):
+        export.export_pipeline(flow_folder("flux", "source"), tmp_path / "out", progress=None,
+                               static_shapes={"batch": 1, "height": 32, "width": 32})
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+def test_cli_info_and_generate_text_and_image_to_image(kind, flow_folder, tmp_path):
+    """edge-sched info / generate on a flow folder; --init-image picks the family's Img2Img pipeline."""
+    folder = str(flow_folder(kind, "edge-onnx"))
+
+    def cli(*args):
+        done = subprocess.run([sys.executable, "-m", "edge_sched.cli", *args], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    info = cli("info", folder)
+    assert {"StableDiffusion3Pipeline" if kind == "sd3" else "FluxPipeline", "transformer: model.onnx"} <= set(
+        line.split(" (")[0].removeprefix("pipeline: ") for line in info.splitlines())
+    first = tmp_path / "a.png"
+    cli("generate", "a photo of a cat", "--model", folder, "--steps", "2", "--size", "32x32", "--seed", "3",
+        "--out", str(first), "--quiet")
+    second = tmp_path / "b.png"
+    cli("generate", "a red cat", "--model", folder, "--steps", "3", "--seed", "3", "--init-image", str(first),
+        "--strength", "0.7", "--out", str(second), "--quiet")
+    from PIL import Image
+
+    with Image.open(second) as image:
+        assert image.size == (32, 32)
+        assert "Denoising strength: 0.7" in image.info["parameters"]
