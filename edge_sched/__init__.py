@@ -17,6 +17,7 @@ _PIPELINE_NAMES = (
     "OVDiffusionPipeline", "OVStableDiffusionPipeline", "OVStableDiffusionImg2ImgPipeline",
     "OVStableDiffusionInpaintPipeline", "OVStableDiffusionXLPipeline", "OVLatentConsistencyModelPipeline",
     "AutoencoderKL", "CLIPTextModel", "CLIPTextModelWithProjection", "UNet2DConditionModel", "UNet2DModel",
+    "AutoPipelineForText2Image", "AutoPipelineForImage2Image", "AutoPipelineForInpainting",
 )
 
 

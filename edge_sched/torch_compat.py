@@ -7,7 +7,8 @@ ports by changing its imports: ``import edge_sched.torch_compat as torch``.
 - ``torch.device(...)``, ``torch.cuda.is_available()`` (False: nothing here runs on CUDA through torch),
   ``torch.backends.mps.is_available()`` (False), ``torch.cuda.empty_cache()`` (nothing to free);
 - ``torch.no_grad()`` / ``torch.inference_mode()`` (context managers and decorators that do nothing:
-  there are no gradients here), ``torch.randn(shape, generator=...)`` (numpy, torch's numbers).
+  there are no gradients here), ``torch.randn(shape, generator=...)`` (numpy, torch's numbers),
+  ``torch.tensor`` / ``from_numpy`` / ``cat`` (numpy arrays).
 
 Anything else a script takes from torch is not here: this is not torch, and tensors are numpy arrays.
 """
@@ -81,6 +82,18 @@ def no_grad() -> _NoGrad:
 
 def inference_mode(mode: bool = True) -> _NoGrad:
     return _NoGrad()
+
+
+def tensor(data, dtype=None, device=None, **_ignored) -> np.ndarray:
+    return np.asarray(data, dtype=dtype)
+
+
+def from_numpy(array) -> np.ndarray:
+    return np.asarray(array)
+
+
+def cat(tensors, dim: int = 0) -> np.ndarray:
+    return np.concatenate(tensors, axis=dim)
 
 
 def randn(*shape, generator=None, dtype=None, device=None, **_ignored) -> np.ndarray:

@@ -30,6 +30,7 @@ from .aliases import (
     OVStableDiffusionPipeline,
     OVStableDiffusionXLPipeline,
 )
+from .auto_pipeline import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 from .models import AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, UNet2DConditionModel, UNet2DModel
 
 __all__ = [
@@ -53,4 +54,4 @@ __all__ = [
 ]
 # optimum's names (aliases.py) and the model classes (models.py)
 __all__ += [*ALIASES, "AutoencoderKL", "CLIPTextModel", "CLIPTextModelWithProjection", "UNet2DConditionModel",
-            "UNet2DModel"]
+            "UNet2DModel", "AutoPipelineForText2Image", "AutoPipelineForImage2Image", "AutoPipelineForInpainting"]

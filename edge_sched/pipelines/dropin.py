@@ -275,8 +275,12 @@ class DiffusersMethods:
     # ---- memory ---------------------------------------------------------------------------------
 
     def enable_model_cpu_offload(self, gpu_id=None, device=None):
-        """Our low-memory mode: each graph is loaded for its stage and released after it."""
-        self.graphs.reconfigure(low_memory=True)
+        """Our low-memory mode: each graph is loaded for its stage and released after it (onnxruntime:
+        activations freed after each run too, as from_pretrained(low_memory=True) does)."""
+        changes = {}
+        if self.graphs.backend == "onnxruntime" and "cpu_memory_arena" not in self.graphs.options:
+            changes["cpu_memory_arena"] = False
+        self.graphs.reconfigure(low_memory=True, **changes)
 
     enable_sequential_cpu_offload = enable_model_cpu_offload
 

@@ -109,9 +109,22 @@ class GraphModel:
                         low_memory=request.low_memory, variant=request.variant)
         return cls(graphs, component)
 
-    def save_pretrained(self, save_directory, **kwargs) -> None:
-        """Copy the component's folder (graph, weights, config) to ``save_directory``."""
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs) -> None:
+        """Copy the component's folder (graph, weights, config) to ``save_directory`` (``variant``,
+        ``safe_serialization``: torch weight-file options, nothing to choose for a graph)."""
         shutil.copytree(self.path, Path(save_directory), dirs_exist_ok=True)
+        if push_to_hub:
+            self.push_to_hub(kwargs.get("repo_id") or Path(save_directory).name, token=kwargs.get("token"))
+
+    def push_to_hub(self, repo_id: str, commit_message: str | None = None, private: bool | None = None,
+                    token=None, create_pr: bool = False, **kwargs):
+        """Upload the component's folder to a Hub repo (created if needed), as diffusers' push_to_hub."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        return api.upload_folder(repo_id=repo, folder_path=str(self.path), create_pr=create_pr,
+                                 commit_message=commit_message or f"Upload {type(self).__name__}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.component}: {self.path}, {self.graphs.backend})"

@@ -51,6 +51,13 @@ class StableDiffusionBase(DiffusionPipeline):
         return self.graphs.configs.get("vae_decoder", {})
 
     @property
+    def image_processor(self):
+        """diffusers' ``pipe.image_processor`` (VaeImageProcessor: preprocess / postprocess)."""
+        from .image_io import image_processor  # needs Pillow
+
+        return image_processor(self.vae_scale_factor)
+
+    @property
     def vae_scale_factor(self) -> int:
         return 2 ** (len(self.vae_config.get("block_out_channels", [0, 0, 0, 0])) - 1)
 
