@@ -125,11 +125,11 @@ def outcome(run):
 
 # -- how a step is called ----------------------------------------------------------------------
 
-def denoiser_step(side, s, x, gen, t=None, **kwargs):
-    """``step(model_output, t, sample)`` at the first timestep (or ``t``), the model given its scaled input."""
-    scaled = t is None and hasattr(s, "scale_model_input")  # an off-schedule t is for step to refuse
+def denoiser_step(side, s, x, gen, t=None, scale=True, **kwargs):
+    """``step(model_output, t, sample)`` at the first timestep (or ``t``), the model given its scaled
+    input (``scale=False``: the sample itself, for a timestep that step is to refuse)."""
     t = first_timestep(s) if t is None else t
-    model_in = s.scale_model_input(side.tensor(x), t) if scaled else side.tensor(x)
+    model_in = s.scale_model_input(side.tensor(x), t) if scale and hasattr(s, "scale_model_input") else side.tensor(x)
     out = side.tensor(model_fn(side.numpy(model_in), side.numpy(t)))
     if takes(s.step, "generator"):
         kwargs.setdefault("generator", gen)
@@ -236,6 +236,7 @@ class Spec:
     #: configs for the noising and schedule contracts, besides the defaults
     configs: tuple = ()
     schedule_configs: tuple = ()  # more configs for the schedule contract only
+    img2img: tuple = ({}, 6)  # (config, begin index of 20 steps) for the image-to-image contract
     #: configs for the save / round-trip contracts, besides the defaults and the SD 1.5 pipeline config
     saved_configs: tuple = ()
     noising: str | None = "add_noise"  # the forward-process method (flow matching: scale_noise)
@@ -279,10 +280,13 @@ SPECS.update({
         configs=(dict(scaler=2.0), dict(scaler=0.5), dict(s=0.02)),
         # any time ratio, one per batch item
         noise_timesteps=lambda side, s: side.tensor(np.array([0.9, 0.01], dtype=np.float32))),
-    "DEISMultistepScheduler": Spec(configs=(SD, FLOW), saved_configs=(dict(SD, use_karras_sigmas=True, solver_order=3),)),
-    "DPMSolverMultistepScheduler": Spec(configs=(SD, ZERO_SNR, FLOW), saved_configs=DPM_SAVED, schedule_rtol=1e-6),
+    "DEISMultistepScheduler": Spec(configs=(SD, FLOW),
+                                   saved_configs=(dict(SD, use_karras_sigmas=True, solver_order=3),)),
+    "DPMSolverMultistepScheduler": Spec(configs=(SD, ZERO_SNR, FLOW), saved_configs=DPM_SAVED, schedule_rtol=1e-6,
+                                        img2img=(SD, 8)),
     "DPMSolverMultistepInverseScheduler": Spec(configs=(SD, FLOW), saved_configs=DPM_SAVED),
-    "DPMSolverSinglestepScheduler": Spec(configs=(SD, FLOW), schedule_rtol=1e-6),
+    # begin mid-group: the order falls back until enough model outputs exist
+    "DPMSolverSinglestepScheduler": Spec(configs=(SD, FLOW), schedule_rtol=1e-6, img2img=(dict(SD, solver_order=3), 7)),
     "DPMSolverSDEScheduler": Spec(config={"noise_sampler_seed": 0}, configs=tuple(SPACINGS), ulp_timesteps=True),
     "CosineDPMSolverMultistepScheduler": Spec(ulp_timesteps=True),
     "DDIMInverseScheduler": Spec(configs=(dict(timestep_spacing="trailing"),)),
@@ -314,7 +318,7 @@ SPECS.update({
     "KDPM2DiscreteScheduler": Spec(configs=tuple(SPACINGS), ulp_timesteps=True),
     "KDPM2AncestralDiscreteScheduler": Spec(configs=tuple(SPACINGS), ulp_timesteps=True),
     "LCMScheduler": Spec(configs=(ZERO_SNR, dict(beta_schedule="linear"))),
-    "LMSDiscreteScheduler": Spec(configs=tuple(SPACINGS)),
+    "LMSDiscreteScheduler": Spec(configs=tuple(SPACINGS), img2img=(SD, 8)),  # its order follows the step index
     "PNDMScheduler": Spec(configs=(SD,)),
     "RePaintScheduler": Spec(calls={"step": repaint_step}),
     "SASolverScheduler": Spec(configs=(SD,), noise_stages_diffusers_lacks={
@@ -323,7 +327,7 @@ SPECS.update({
                                 calls={"step_pred": score_sde_ve_step_pred, "step_correct": score_sde_ve_step_correct},
                                 noise_timesteps=lambda side, s: side.tensor(np.array([0, 7]))),  # sigma indices
     "ScoreSdeVpScheduler": Spec(calls={"step_pred": score_sde_vp_step_pred}),
-    "UniPCMultistepScheduler": Spec(configs=(SD, ZERO_SNR, FLOW),
+    "UniPCMultistepScheduler": Spec(configs=(SD, ZERO_SNR, FLOW), img2img=(dict(SD, solver_order=3), 6),
                                     refused_schedules=frozenset({"ascending sigmas"})),  # sigmas need flow sigmas
     "UnCLIPScheduler": Spec(saved_configs=(dict(clip_sample=False),)),
     "VQDiffusionScheduler": Spec(kwargs={"num_vec_classes": VQ_CLASSES}, calls={"step": vq_step},

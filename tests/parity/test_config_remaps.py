@@ -14,6 +14,7 @@ import diffusers
 from edge_sched.schedulers import ConfigError, scheduler_class
 
 from .harness import check_parity
+from .scheduler_contract import SD
 
 NAMES = (
     "DEISMultistepScheduler",
@@ -101,6 +102,37 @@ REMAPPED = [
     if _outcome(lambda: getattr(diffusers, name)(**kwargs))[1] is None
     and any(getattr(diffusers, name)(**kwargs).config[k] != v for k, v in kwargs.items())
 ]
+
+
+# option pairs as a sibling's config carries them (both names remapped at once), with SD betas
+DEIS_NAMES = {"algorithm_type": "deis", "solver_type": "logrho"}
+SIBLING_PAIRS = [
+    ("DEISMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_type": "midpoint"}),
+    ("DEISMultistepScheduler", {"solver_type": "bh2"}),
+    ("DEISMultistepScheduler", {"algorithm_type": "dpmsolver", "solver_type": "heun"}),
+    ("DPMSolverMultistepScheduler", dict(DEIS_NAMES, final_sigmas_type="sigma_min")),
+    ("DPMSolverMultistepScheduler", {"solver_type": "bh2"}),
+    ("DPMSolverMultistepScheduler", {"solver_type": "bh1", "algorithm_type": "dpmsolver++"}),
+    ("DPMSolverMultistepInverseScheduler", DEIS_NAMES),
+    ("DPMSolverMultistepInverseScheduler", {"solver_type": "bh2"}),
+    ("DPMSolverSinglestepScheduler", dict(DEIS_NAMES, final_sigmas_type="sigma_min")),
+    ("DPMSolverSinglestepScheduler", {"solver_type": "bh2"}),
+    ("UniPCMultistepScheduler", {"solver_type": "midpoint"}),
+    ("UniPCMultistepScheduler", {"solver_type": "heun"}),
+    ("UniPCMultistepScheduler", {"solver_type": "logrho"}),
+]
+
+
+@pytest.mark.parametrize("case", SIBLING_PAIRS + [  # EDM has no betas
+    ("EDMDPMSolverMultistepScheduler", dict(DEIS_NAMES, final_sigmas_type="sigma_min")),
+    ("EDMDPMSolverMultistepScheduler", {"solver_type": "bh2"}),
+], ids=_id)
+def test_a_siblings_config_loads_like_diffusers(case):
+    name, extra = case
+    config = extra if name.startswith("EDM") else dict(SD, **extra)
+    loaded = _same_outcome(lambda: scheduler_class(name).from_config(config),
+                           lambda: getattr(diffusers, name).from_config(config))
+    assert loaded is not None, "diffusers takes this config"
 
 
 def test_every_class_has_remapped_names():

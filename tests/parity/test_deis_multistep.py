@@ -91,17 +91,6 @@ def test_dynamic_shifting_mu_sets_flow_shift():
     assert ours.config.flow_shift == pytest.approx(ref.config.flow_shift)
 
 
-def test_legacy_solver_names_from_a_sibling_config():
-    # a DPM-Solver / UniPC config names solvers DEIS does not have; diffusers maps them to DEIS's
-    for extra in ({"algorithm_type": "dpmsolver++", "solver_type": "midpoint"}, {"solver_type": "bh2"},
-                  {"algorithm_type": "dpmsolver", "solver_type": "heun"}):
-        config = dict(SD, **extra)
-        ref = diffusers.DEISMultistepScheduler.from_config(config)
-        ours = scheduler_class(NAME).from_config(config)
-        assert ours.config.algorithm_type == ref.config.algorithm_type == "deis"
-        assert ours.config.solver_type == ref.config.solver_type == "logrho"
-
-
 def test_bad_input():
     config = {"use_karras_sigmas": True, "use_beta_sigmas": True}
     with pytest.raises(Exception):

@@ -162,15 +162,6 @@ def test_schedule_matches_diffusers():
             assert ours.noisiest_timestep == ref.noisiest_timestep
 
 
-def test_legacy_solver_names_from_a_sibling_config():
-    for extra in ({"algorithm_type": "deis", "solver_type": "logrho"}, {"solver_type": "bh2"}):
-        config = dict(SD, **extra)
-        ref = diffusers.DPMSolverMultistepInverseScheduler.from_config(config)
-        ours = scheduler_class(NAME).from_config(config)
-        assert ours.config.algorithm_type == ref.config.algorithm_type
-        assert ours.config.solver_type == ref.config.solver_type
-
-
 def test_bad_input():
     config = {"use_karras_sigmas": True, "use_beta_sigmas": True}
     with pytest.raises(Exception):

@@ -164,37 +164,6 @@ def test_order_list_and_lower_order_final_like_diffusers(order, lower_final, fin
         assert singlestep_order_list(steps, order, ours.config.lower_order_final, final == "zero") == ref.order_list
 
 
-def test_image_to_image_begin_index_and_add_noise():
-    config = dict(SD, solver_order=3)
-    ref = diffusers.DPMSolverSinglestepScheduler.from_config(config)
-    ours = scheduler_class(NAME).from_config(config)
-    ref.set_timesteps(20)
-    ours.set_timesteps(20)
-    # begin mid-group: the order falls back until enough model outputs exist
-    ref.set_begin_index(7)
-    ours.set_begin_index(7)
-    x0, noise = initial_sample(4), initial_sample(5)
-    t = ours.timesteps[7:8]
-    x_ref = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
-    x_ours = ours.add_noise(x0, noise, t)
-    np.testing.assert_allclose(x_ours, x_ref, rtol=0, atol=RTOL)
-    for t_ref, t_ours in zip(ref.timesteps[7:], ours.timesteps[7:]):
-        x_ref = ref.step(torch.from_numpy(model_fn(x_ref, t_ref.numpy())), t_ref, torch.from_numpy(x_ref)).prev_sample
-        x_ref = x_ref.numpy()
-        x_ours = ours.step(model_fn(x_ours, t_ours), t_ours, x_ours).prev_sample
-        assert np.abs(x_ours - x_ref).max() <= RTOL * max(1.0, np.abs(x_ref).max())
-
-
-def test_legacy_solver_names_from_a_sibling_config():
-    for extra in ({"algorithm_type": "deis", "solver_type": "logrho", "final_sigmas_type": "sigma_min"},
-                  {"solver_type": "bh2"}):
-        config = dict(SD, **extra)
-        ref = diffusers.DPMSolverSinglestepScheduler.from_config(config)
-        ours = scheduler_class(NAME).from_config(config)
-        assert ours.config.algorithm_type == ref.config.algorithm_type
-        assert ours.config.solver_type == ref.config.solver_type
-
-
 def _both_raise(config=None, set_kwargs=None, ours_exc=ValueError, match=None):
     config = config or {}
     with warnings.catch_warnings():

@@ -52,15 +52,6 @@ def test_sde_seeds():
         check_parity(NAME, {"algorithm_type": "sde-dpmsolver++"}, {"num_inference_steps": 20}, seed=seed)
 
 
-def test_legacy_solver_names_from_a_sibling_config():
-    for extra in ({"algorithm_type": "deis", "solver_type": "logrho", "final_sigmas_type": "sigma_min"},
-                  {"solver_type": "bh2"}):
-        ref = diffusers.EDMDPMSolverMultistepScheduler.from_config(extra)
-        ours = scheduler_class(NAME).from_config(extra)
-        assert ours.config.algorithm_type == ref.config.algorithm_type
-        assert ours.config.solver_type == ref.config.solver_type
-
-
 def test_sample_prediction_fails_at_the_step_like_diffusers():
     # "sample" is a valid config value, but the EDM preconditioning has no such output: both fail at step
     ref, ours = (cls(prediction_type="sample") for cls in (diffusers.EDMDPMSolverMultistepScheduler,

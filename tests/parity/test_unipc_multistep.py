@@ -168,33 +168,6 @@ def test_solver_p_replaces_the_predictor():
         assert np.abs(x_ours - x_ref).max() <= RTOL * max(1.0, np.abs(x_ref).max())
 
 
-def test_image_to_image_begin_index_and_add_noise():
-    config = dict(SD, solver_order=3)
-    ref = diffusers.UniPCMultistepScheduler.from_config(config)
-    ours = scheduler_class(NAME).from_config(config)
-    ref.set_timesteps(20)
-    ours.set_timesteps(20)
-    ref.set_begin_index(6)
-    ours.set_begin_index(6)
-    x0, noise = initial_sample(4), initial_sample(5)
-    t = ours.timesteps[6:7]
-    x_ref = ref.add_noise(torch.from_numpy(x0), torch.from_numpy(noise), torch.from_numpy(t)).numpy()
-    x_ours = ours.add_noise(x0, noise, t)
-    np.testing.assert_allclose(x_ours, x_ref, rtol=0, atol=RTOL)
-    for t_ref, t_ours in zip(ref.timesteps[6:], ours.timesteps[6:]):
-        x_ref = ref.step(torch.from_numpy(model_fn(x_ref, t_ref.numpy())), t_ref, torch.from_numpy(x_ref)).prev_sample
-        x_ref = x_ref.numpy()
-        x_ours = ours.step(model_fn(x_ours, t_ours), t_ours, x_ours).prev_sample
-        assert np.abs(x_ours - x_ref).max() <= RTOL * max(1.0, np.abs(x_ref).max())
-
-
-def test_legacy_solver_names_from_a_sibling_config():
-    for solver_type in ("midpoint", "heun", "logrho"):
-        ref = diffusers.UniPCMultistepScheduler.from_config(dict(SD, solver_type=solver_type))
-        ours = scheduler_class(NAME).from_config(dict(SD, solver_type=solver_type))
-        assert ours.config.solver_type == ref.config.solver_type == "bh2"
-
-
 def test_config_of_a_flow_model_with_float_sigma_max():
     # diffusers annotates sigma_max / shift_terminal as bool but uses them as floats
     config = dict(SD, use_karras_sigmas=True, sigma_max=12.5, sigma_min=0.05)
