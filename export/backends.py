@@ -37,6 +37,10 @@ class OnnxBackend:
         import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX export configs)
         from optimum.exporters.utils import get_diffusion_models_for_export
 
+        if family == "sana":  # Gemma2, the Sana transformer and the DC-AE have their own submodel list
+            from optimum.exporters.onnx.utils import get_sana_models_for_export
+
+            return get_sana_models_for_export(pipe, int_dtype="int64", float_dtype="fp32")
         return get_diffusion_models_for_export(pipe, int_dtype="int64", float_dtype="fp32", exporter="onnx")
 
     def export_component(self, name: str, model, config, path: Path) -> None:

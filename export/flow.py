@@ -50,7 +50,8 @@ def make_inputs(name: str, pipe, graph: dict, seed: int = 0) -> dict:
     def normal(*shape):
         return lambda s, dt: rng.standard_normal(_shape(s, shape)).astype(dt)
 
-    vae_factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    vae_factor = 2 ** (len(getattr(pipe.vae.config, "block_out_channels", None)
+                           or pipe.vae.config.encoder_block_out_channels) - 1)  # AutoencoderKL or DC-AE
     if name in _TEXT_ENCODERS:
         tokenizer = _tokenizer_for(name, pipe)
         vocab, seq = int(getattr(pipe, name).config.vocab_size), _text_length(tokenizer)
@@ -114,10 +115,7 @@ def torch_reference(name: str, pipe, inputs: dict) -> dict:
     """The diffusers / transformers module on the same inputs, outputs named like the graph's."""
     import torch
 
-    from .validate import torch_reference as sd_reference
-
-    if name in ("vae_encoder", "vae_decoder") and family_of(pipe) != "sana":
-        return sd_reference(name, pipe, inputs)
+    dcae = family_of(pipe) == "sana"
     t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
     with torch.inference_mode():
         if name in _TEXT_ENCODERS:
@@ -137,10 +135,34 @@ def torch_reference(name: str, pipe, inputs: dict) -> dict:
                 kwargs["encoder_attention_mask"] = t["encoder_attention_mask"]
             sample = pipe.transformer(**kwargs, return_dict=False)[0]
             result = {"out_hidden_states": sample, "out_sample": sample}
+        elif name == "vae_encoder" and dcae:  # optimum-onnx names the DC-AE latent latent_sample, optimum-intel latent
+            latent = pipe.vae.encode(t["sample"].float()).latent
+            result = {"latent_sample": latent, "latent": latent}
         elif name == "vae_encoder":
-            result = {"latent_sample": pipe.vae.encode(t["sample"].float()).latent}
+            result = {"latent_parameters": pipe.vae.encode(t["sample"].float()).latent_dist.parameters}
         elif name == "vae_decoder":
             result = {"sample": pipe.vae.decode(t["latent_sample"].float()).sample}
         else:
             raise ValueError(f"no torch reference for component {name!r}")
     return {k: v.float().numpy() for k, v in result.items()}
+
+
+# Sana's transformer sample_size -> the aspect-ratio table diffusers' SanaPipeline bins sizes to
+_SANA_BINS = {128: "ASPECT_RATIO_4096_BIN", 64: "ASPECT_RATIO_2048_BIN", 32: "ASPECT_RATIO_1024_BIN",
+              16: "ASPECT_RATIO_512_BIN"}
+PIPELINE_DEFAULTS = "pipeline_defaults.json"
+
+
+def pipeline_defaults(pipe, family: str) -> dict | None:
+    """Call defaults the runtime needs that are data in diffusers (written to ``pipeline_defaults.json``): Sana's
+    ``complex_human_instruction`` (its __call__ default) and the aspect-ratio bins of ``use_resolution_binning``."""
+    if family != "sana":
+        return None
+    import inspect
+
+    import diffusers.pipelines.sana.pipeline_sana as sana
+
+    default = inspect.signature(type(pipe).__call__).parameters["complex_human_instruction"].default
+    table = _SANA_BINS.get(int(pipe.transformer.config.sample_size))
+    bins = None if table is None else {k: [int(v[0]), int(v[1])] for k, v in getattr(sana, table).items()}
+    return {"complex_human_instruction": list(default) if default else None, "aspect_ratio_bins": bins}

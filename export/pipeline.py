@@ -244,6 +244,12 @@ def _export_into(tmp: Path, resolved, backend, dtype: str, our_scheduler, valida
             if graphs_written:
                 say(f"{tok}: wrote {', '.join(graphs_written)} (openvino-tokenizers)")
 
+    from .flow import PIPELINE_DEFAULTS, pipeline_defaults
+
+    defaults = pipeline_defaults(pipe, family)
+    if defaults is not None:  # call defaults that are data in diffusers (Sana's instruction and size bins)
+        (tmp / PIPELINE_DEFAULTS).write_text(json.dumps(defaults, indent=2) + "\n", encoding="utf-8")
+
     say(f"scheduler: {type(our_scheduler).__name__}")
     our_scheduler.save_pretrained(tmp / "scheduler")
     pipe.save_config(tmp)  # model_index.json, as optimum writes it

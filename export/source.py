@@ -24,6 +24,8 @@ _UNET2D = ("unet2d", ("unet",), ("scheduler",))
 # optional as in diffusers); flux: CLIP + T5 (text_encoder_2)
 _SD3 = ("sd3", ("text_encoder", "text_encoder_2", "transformer", "vae"), ("tokenizer", "tokenizer_2", "scheduler"))
 _FLUX = ("flux", ("text_encoder", "text_encoder_2", "transformer", "vae"), ("tokenizer", "tokenizer_2", "scheduler"))
+# sana: Gemma2 + the Sana transformer + a DC-AE (optimum-onnx's get_sana_models_for_export)
+_SANA = ("sana", ("text_encoder", "transformer", "vae"), ("tokenizer", "scheduler"))
 OPTIONAL_MODELS = ("text_encoder_3",)  # exported when the pipeline has it
 PIPELINES = {
     "StableDiffusionPipeline": _SD,
@@ -37,6 +39,7 @@ PIPELINES = {
     "StableDiffusion3Img2ImgPipeline": _SD3,
     "FluxPipeline": _FLUX,
     "FluxImg2ImgPipeline": _FLUX,
+    "SanaPipeline": _SANA,
 }
 SUPPORTED_PIPELINES = tuple(PIPELINES)
 # every model component any supported pipeline turns into graphs (what a Hub download may need)
@@ -151,7 +154,14 @@ def _download(repo_id, revision, token, cache_dir, local_files_only, allow_pickl
         RevisionNotFoundError,
     )
 
+    from edge_sched.hub import HubOfflineError, hub_access
+
     offline = _offline(local_files_only)
+    if not offline:  # no network: said at once, not after the Hub client's timeouts and retries
+        try:
+            offline = hub_access(repo_id, revision=revision, cache_dir=cache_dir)
+        except HubOfflineError as e:
+            raise SourceError(str(e)) from None
     try:
         folder = Path(
             snapshot_download(

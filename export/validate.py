@@ -86,7 +86,7 @@ def torch_reference(name: str, pipe, inputs: dict) -> dict:
     """The original diffusers / transformers module on the same inputs, outputs named like the graph."""
     import torch
 
-    if getattr(pipe, "transformer", None) is not None and name not in ("vae_encoder", "vae_decoder"):
+    if getattr(pipe, "transformer", None) is not None:
         from .flow import torch_reference as flow_reference
 
         return flow_reference(name, pipe, inputs)

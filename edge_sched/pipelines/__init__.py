@@ -11,6 +11,7 @@ from .img2img import StableDiffusionImg2ImgPipeline
 from .inpaint import StableDiffusionInpaintPipeline
 from .flux import FluxImg2ImgPipeline, FluxPipeline
 from .lcm import LatentConsistencyModelPipeline
+from .sana import SanaPipeline
 from .sd3 import StableDiffusion3Img2ImgPipeline, StableDiffusion3Pipeline
 from .sdxl import StableDiffusionXLPipeline
 from .stable_diffusion import StableDiffusionPipeline
@@ -43,6 +44,7 @@ __all__ = [
     "LatentConsistencyModelPipeline",
     "NonFiniteLatentsError",
     "PipelineLoadError",
+    "SanaPipeline",
     "StableDiffusionImg2ImgPipeline",
     "StableDiffusionPipeline",
     "StableDiffusionInpaintPipeline",

@@ -77,6 +77,8 @@ class FlowPipelineBase(DiffusionPipeline):
     """Sizes, text encoders, schedules and VAE decoding shared by the flow-matching transformer pipelines."""
 
     denoiser = TRANSFORMER
+    #: diffusers' bound on max_sequence_length (SD3, FLUX: 512; Sana checks none)
+    max_sequence_limit: float = 512
 
     # ---- configs -------------------------------------------------------------------------------
 
@@ -115,11 +117,11 @@ class FlowPipelineBase(DiffusionPipeline):
                                  f"{self.vae_scale_factor} times the transformer's patch size), got {value!r}")
         return int(height), int(width)
 
-    def check_max_sequence_length(self, value, tokenizer_name: str, limit: int = 512) -> int:
-        """diffusers refuses more than ``limit`` (512) T5 tokens; the tokenizer's own limit is checked too."""
+    def check_max_sequence_length(self, value, tokenizer_name: str, limit: float = 512) -> int:
+        """diffusers refuses more than ``limit`` (512) T5 tokens; the tokenizer's own limit is checked too
+        (not with an infinite ``limit``: Sana's instruction makes its texts longer than the tokenizer's)."""
         tokenizer = self.tokenizers.get(tokenizer_name)
-        own = getattr(tokenizer, "model_max_length", limit)
-        bound = min(limit, own) if own else limit
+        bound = limit if limit == float("inf") else min(limit, getattr(tokenizer, "model_max_length", limit) or limit)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= bound:
             raise ValueError(f"max_sequence_length must be an integer in [1, {bound}] (the text encoder's limit), "
                              f"got {value!r}")
@@ -140,7 +142,7 @@ class FlowPipelineBase(DiffusionPipeline):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if max_sequence_length is None:
             max_sequence_length = inspect.signature(type(self).__call__).parameters["max_sequence_length"].default
-        length = self.check_max_sequence_length(max_sequence_length, self.t5_tokenizer_name)
+        length = self.check_max_sequence_length(max_sequence_length, self.t5_tokenizer_name, self.max_sequence_limit)
         self.graphs.set_static_shapes(self.static_shape_plan(int(batch_size), height, width, int(num_images_per_prompt),
                                                              bool(guided), length))
         return self
@@ -204,7 +206,7 @@ class FlowPipelineBase(DiffusionPipeline):
 
     # ---- schedule ------------------------------------------------------------------------------
 
-    def flow_timesteps(self, num_inference_steps, sigmas=None, mu=None) -> np.ndarray:
+    def flow_timesteps(self, num_inference_steps, sigmas=None, mu=None, timesteps=None) -> np.ndarray:
         """diffusers' ``retrieve_timesteps`` with ``mu`` when given; checks the scheduler first."""
         check_flow_scheduler(self.scheduler, type(self).__name__)
         extra = {}
@@ -214,7 +216,7 @@ class FlowPipelineBase(DiffusionPipeline):
                 raise ValueError(f"{type(self.scheduler).__name__} takes no mu (no dynamic shifting); "
                                  f"{type(self).__name__} passes one: use a scheduler with use_dynamic_shifting")
             extra["mu"] = mu
-        return self._set_timesteps(num_inference_steps, sigmas=sigmas, **extra)
+        return self._set_timesteps(num_inference_steps, timesteps=timesteps, sigmas=sigmas, **extra)
 
     def dynamic_shift_mu(self, image_seq_len: int, default_max_shift: float) -> float:
         """``calculate_shift`` with the scheduler config's bounds (diffusers' defaults where it has none)."""

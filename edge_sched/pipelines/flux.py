@@ -84,9 +84,9 @@ class FluxPipeline(FlowPipelineBase):
                                     f"{', '.join(missing)}")
         return {"tokenizer": load_tokenizer(folder, "tokenizer"), "tokenizer_2": load_fast_tokenizer(folder, "tokenizer_2")}
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def _setup(self, *args, **kwargs):
         self._true_cfg_scale, self._true_cfg = 1.0, False
+        super()._setup(*args, **kwargs)
 
     @property
     def latent_channels(self) -> int:

@@ -1,4 +1,4 @@
-"""export/ on the flow-matching pipelines (SD3, FLUX): what the folder holds and says, the validation per
+"""export/ on the flow-matching pipelines (SD3, FLUX, Sana): what the folder holds and says, the validation per
 component against torch, optimum's own pipelines loading our folders, and optimum-onnx's FLUX export after
 optimum-intel was imported in the same process (optimum-intel's import deletes optimum-onnx's op fixes)."""
 
@@ -20,14 +20,23 @@ GRAPH = {"onnx": "model.onnx", "openvino": "openvino_model.xml"}
 EXPECTED = {
     "sd3": {"text_encoder", "text_encoder_2", "text_encoder_3", "transformer", "vae_encoder", "vae_decoder"},
     "flux": {"text_encoder", "text_encoder_2", "transformer", "vae_encoder", "vae_decoder"},
+    "sana": {"text_encoder", "transformer", "vae_encoder", "vae_decoder"},
 }
+TRANSFORMER_INPUTS = {
+    "sd3": {"hidden_states", "timestep", "encoder_hidden_states", "pooled_projections"},
+    "flux": {"hidden_states", "timestep", "encoder_hidden_states", "pooled_projections", "img_ids", "txt_ids",
+             "guidance"},
+    "sana": {"hidden_states", "timestep", "encoder_hidden_states", "encoder_attention_mask"},
+}
+# the tokenizer.json of the text encoder whose ids come from fast_tokenizer.py, and its model type
+LONG_TEXT_TOKENIZER = {"sd3": ("tokenizer_3", "Unigram"), "flux": ("tokenizer_2", "Unigram"), "sana": ("tokenizer", "BPE")}
 
 
 def folder_size(folder) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("kind", ["sd3", "flux"])
+@pytest.mark.parametrize("kind", ["sd3", "flux", "sana"])
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_manifest_components_tokenizers_and_validation(kind, fmt, flow_folder):
     folder = flow_folder(kind, f"edge-{fmt}")
@@ -37,19 +46,15 @@ def test_manifest_components_tokenizers_and_validation(kind, fmt, flow_folder):
     assert set(manifest["components"]) == EXPECTED[kind]
     for name in EXPECTED[kind]:
         assert (folder / name / GRAPH[fmt]).is_file() and (folder / name / "config.json").is_file()
-    # T5's tokenizer.json is what the runtime reads: tokenizer_3 for SD3, tokenizer_2 for FLUX
-    t5 = "tokenizer_3" if kind == "sd3" else "tokenizer_2"
-    assert manifest[t5] == f"{t5}/tokenizer.json"
-    assert json.loads((folder / t5 / "tokenizer.json").read_text())["model"]["type"] == "Unigram"
+    # T5's / Gemma's tokenizer.json is what the runtime reads
+    name, model_type = LONG_TEXT_TOKENIZER[kind]
+    assert manifest[name] == f"{name}/tokenizer.json"
+    assert json.loads((folder / name / "tokenizer.json").read_text())["model"]["type"] == model_type
     for name, numbers in manifest["validation"].items():
         assert numbers["max_rel"] <= numbers["threshold_rel"] == 1e-3, name
         assert numbers["max_abs"] < 1e-4, (name, numbers)
     assert export.verify_manifest(folder) == []
-    transformer = {i["name"] for i in manifest["components"]["transformer"]["inputs"]}
-    if kind == "flux":
-        assert {"img_ids", "txt_ids", "guidance"} <= transformer
-    else:
-        assert transformer == {"hidden_states", "timestep", "encoder_hidden_states", "pooled_projections"}
+    assert {i["name"] for i in manifest["components"]["transformer"]["inputs"]} == TRANSFORMER_INPUTS[kind]
     print(f"\n{kind} {fmt}: {folder_size(folder) / 2**20:.2f} MiB, exported in {manifest['export_seconds']} s")
 
 
@@ -74,6 +79,36 @@ def test_optimum_onnxruntime_pipelines_load_our_folders(kind, ort_class, flow_fo
     expected = ref("a cat", height=32, width=32, num_inference_steps=3, generator=torch.Generator().manual_seed(1),
                    output_type="np").images
     got = _ort_image(flow_folder(kind, "edge-onnx"), ort_class)
+    assert float(np.abs(got - expected).max()) <= 1e-3
+
+
+def test_sana_folder_records_diffusers_call_defaults(flow_folder):
+    """Sana's complex human instruction and aspect-ratio bins are data of diffusers' pipeline: the export copies
+    them from diffusers into pipeline_defaults.json (the runtime's defaults)."""
+    import inspect
+
+    import diffusers
+    from diffusers.pipelines.sana.pipeline_sana import ASPECT_RATIO_512_BIN
+
+    defaults = json.loads((flow_folder("sana", "edge-onnx") / "pipeline_defaults.json").read_text())
+    expected = inspect.signature(diffusers.SanaPipeline.__call__).parameters["complex_human_instruction"].default
+    assert defaults["complex_human_instruction"] == list(expected)
+    assert defaults["aspect_ratio_bins"] == {k: [int(v[0]), int(v[1])] for k, v in ASPECT_RATIO_512_BIN.items()}
+
+
+def test_optimum_ort_sana_pipeline_loads_our_folder(flow_folder):
+    """ORTSanaPipeline is importable from optimum.onnxruntime.modeling_diffusion only."""
+    import diffusers
+    import torch
+    from optimum.onnxruntime.modeling_diffusion import ORTSanaPipeline
+
+    call = dict(height=32, width=32, num_inference_steps=3, output_type="np", use_resolution_binning=False)
+    ref = diffusers.SanaPipeline.from_pretrained(flow_folder("sana", "source"))
+    ref.set_progress_bar_config(disable=True)
+    expected = ref("a cat", generator=torch.Generator().manual_seed(1), **call).images
+    pipe = ORTSanaPipeline.from_pretrained(str(flow_folder("sana", "edge-onnx")))
+    pipe.set_progress_bar_config(disable=True)
+    got = pipe("a cat", generator=torch.Generator().manual_seed(1), **call).images
     assert float(np.abs(got - expected).max()) <= 1e-3
 
 
@@ -127,7 +162,7 @@ def test_flux_source_without_t5_is_refused(flow_folder, tmp_path):
 
 def test_build_and_export_times_are_reported(flow_folder):
     """Not a timing assertion: prints what each tiny build / export took in this run (the report's numbers)."""
-    for kind in ("sd3", "flux"):
+    for kind in ("sd3", "flux", "sana"):
         for how in ("source", "edge-onnx", "edge-openvino"):
             flow_folder(kind, how)
     lines = [f"{kind:14s} {how:17s} {seconds:6.1f} s  {folder_size(flow_folder(kind, how)) / 2**20:6.2f} MiB"

@@ -173,3 +173,45 @@ def build_tiny_flux(folder: Path, *, seed: int = 0, guidance_embeds: bool = True
     )
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def gemma2_encoder(tokenizer, hidden: int = 16):
+    from transformers import Gemma2Config, Gemma2Model
+
+    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=37, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=1024,
+                          pad_token_id=0, eos_token_id=1, bos_token_id=2, sliding_window=64,
+                          attn_implementation="eager")
+    return Gemma2Model(config).eval()
+
+
+def build_tiny_sana(folder: Path, *, seed: int = 0, sample_size: int = 16) -> Path:
+    """A tiny SanaPipeline: Gemma2 (16 wide) with a byte-fallback BPE tokenizer, a Sana transformer (linear
+    self-attention, cross-attention to the text), a DC-AE (two blocks: scale factor 2), flow-matching DPM-Solver.
+    ``sample_size`` 16 picks diffusers' 512 aspect-ratio bins for use_resolution_binning."""
+    import torch
+    from diffusers import AutoencoderDC, DPMSolverMultistepScheduler, SanaPipeline, SanaTransformer2DModel
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    transformer = SanaTransformer2DModel(
+        in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=2,
+        num_cross_attention_heads=2, cross_attention_head_dim=8, cross_attention_dim=16, caption_channels=16,
+        sample_size=sample_size, patch_size=1,
+    ).eval()
+    _amplify_output(transformer, 4.0)
+    vae = AutoencoderDC(
+        in_channels=3, latent_channels=4, attention_head_dim=2,
+        encoder_block_types=("ResBlock", "EfficientViTBlock"), decoder_block_types=("ResBlock", "EfficientViTBlock"),
+        encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+        encoder_qkv_multiscales=((), (5,)), decoder_qkv_multiscales=((), (5,)),
+        encoder_layers_per_block=(1, 1), decoder_layers_per_block=(1, 1),
+        downsample_block_type="conv", upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm", decoder_act_fns="silu", scaling_factor=0.41407,
+    ).eval()
+    tokenizer = gemma_tokenizer()
+    scheduler = DPMSolverMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    pipe = SanaPipeline(tokenizer=tokenizer, text_encoder=gemma2_encoder(tokenizer), vae=vae,
+                        transformer=transformer, scheduler=scheduler)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder

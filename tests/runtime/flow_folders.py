@@ -18,16 +18,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.export.tiny_flow import build_tiny_flux, build_tiny_sd3
+from tests.export.tiny_flow import build_tiny_flux, build_tiny_sana, build_tiny_sd3
 
 FLOW_BUILDERS = {
     "sd3": build_tiny_sd3,
     "sd3-no-t5": functools.partial(build_tiny_sd3, with_t5=False, seed=1),
     "flux": build_tiny_flux,
     "flux-schnell": functools.partial(build_tiny_flux, guidance_embeds=False, seed=1),
+    "sana": build_tiny_sana,
 }
 REFERENCE_CLASSES = {"sd3": "StableDiffusion3Pipeline", "sd3-no-t5": "StableDiffusion3Pipeline",
-                     "flux": "FluxPipeline", "flux-schnell": "FluxPipeline"}
+                     "flux": "FluxPipeline", "flux-schnell": "FluxPipeline", "sana": "SanaPipeline"}
 OPTIMUM_OPENVINO = {"StableDiffusion3Pipeline": "OVStableDiffusion3Pipeline", "FluxPipeline": "OVFluxPipeline"}
 HOWS = ("source", "edge-onnx", "edge-openvino", "optimum-onnx", "optimum-openvino")
 #: seconds each build / export took, printed by test_flow_export's summary test
