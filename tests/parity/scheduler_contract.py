@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from typing import Callable
 
 import numpy as np
+import pytest
 import torch
 
 import diffusers
@@ -213,6 +215,43 @@ def default_plan(s, steps):
     s.set_timesteps(steps)
 
 
+# -- checks the per-scheduler files share ------------------------------------------------------
+
+def refused_by_both(name, config=None, set_kwargs=None, ours_error=ValueError, match=None):
+    """diffusers refuses this config (or these set_timesteps arguments) in some way; ours with
+    ``ours_error`` matching ``match``."""
+    config = config or {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(Exception):  # noqa: B017 - diffusers fails in many ways
+            ref = reference_class(name).from_config(config)
+            if set_kwargs is not None:
+                ref.set_timesteps(**set_kwargs)
+    with pytest.raises(ours_error, match=match):
+        ours = scheduler_class(name).from_config(config)
+        if set_kwargs is not None:
+            ours.set_timesteps(**set_kwargs)
+
+
+def repeated_first_timestep_fails_like_diffusers(name, config, steps, ref_error=IndexError, ours_error=IndexError,
+                                                 match=None):
+    """A schedule whose first timestep repeats (several sigmas round to one timestep): diffusers then
+    starts at step index 1 and runs past the end; ours plans the same timesteps and fails the same way."""
+    ref = reference_class(name).from_config(config)
+    ours = scheduler_class(name).from_config(config)
+    ref.set_timesteps(steps)
+    ours.set_timesteps(steps)
+    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
+    assert ours.timesteps[0] == ours.timesteps[1]
+    x = initial_sample(0)
+    with pytest.raises(ref_error):
+        for t in ref.timesteps:
+            ref.step(torch.from_numpy(model_fn(x, t.numpy())), t, torch.from_numpy(x))
+    with pytest.raises(ours_error, match=match):
+        for t in ours.timesteps:
+            ours.step(model_fn(x, t), t, x)
+
+
 # -- the table -----------------------------------------------------------------------------
 
 SPACINGS = [dict(SD, timestep_spacing=s) for s in ("linspace", "leading", "trailing")]
@@ -237,6 +276,8 @@ class Spec:
     configs: tuple = ()
     schedule_configs: tuple = ()  # more configs for the schedule contract only
     img2img: tuple = ({}, 6)  # (config, begin index of 20 steps) for the image-to-image contract
+    learned_variance: tuple = ()  # configs whose model predicts (mean, variance): the step takes the mean
+    variance_noise: tuple = ()  # (config, step kwargs) where step takes the noise itself (variance_noise)
     #: configs for the save / round-trip contracts, besides the defaults and the SD 1.5 pipeline config
     saved_configs: tuple = ()
     noising: str | None = "add_noise"  # the forward-process method (flow matching: scale_noise)
@@ -273,7 +314,9 @@ PLAN_LESS = ("CMStochasticIterativeScheduler", "DDPMScheduler", "DDPMParallelSch
 SPECS: dict[str, Spec] = {name: Spec() for name in NAMES}
 SPECS.update({
     "DPMAdaptiveScheduler": Spec(adaptive=True),
-    "DDIMScheduler": Spec(configs=(SD, ZERO_SNR)),
+    "DDIMScheduler": Spec(configs=(SD, ZERO_SNR), variance_noise=tuple(
+        (dict(SD, timestep_spacing="trailing"), {"eta": eta}) for eta in (0.0, 0.5, 1.0))),
+    "DDIMParallelScheduler": Spec(variance_noise=((dict(SD, timestep_spacing="trailing"), {"eta": 1.0}),)),
     "DDPMScheduler": Spec(configs=(SD, ZERO_SNR, dict(beta_schedule="sigmoid"))),
     "DDPMWuerstchenScheduler": Spec(
         calls={"step": per_item_step},
@@ -282,11 +325,21 @@ SPECS.update({
         noise_timesteps=lambda side, s: side.tensor(np.array([0.9, 0.01], dtype=np.float32))),
     "DEISMultistepScheduler": Spec(configs=(SD, FLOW),
                                    saved_configs=(dict(SD, use_karras_sigmas=True, solver_order=3),)),
-    "DPMSolverMultistepScheduler": Spec(configs=(SD, ZERO_SNR, FLOW), saved_configs=DPM_SAVED, schedule_rtol=1e-6,
-                                        img2img=(SD, 8)),
-    "DPMSolverMultistepInverseScheduler": Spec(configs=(SD, FLOW), saved_configs=DPM_SAVED),
+    "DPMSolverMultistepScheduler": Spec(
+        configs=(SD, ZERO_SNR, FLOW), saved_configs=DPM_SAVED, schedule_rtol=1e-6, img2img=(SD, 8),
+        learned_variance=tuple(dict(SD, variance_type=v, algorithm_type=a)
+                               for v in ("learned", "learned_range") for a in ("dpmsolver++", "sde-dpmsolver++")),
+        variance_noise=((dict(SD, algorithm_type="sde-dpmsolver++", solver_order=3), {}),)),
+    # inverting runs h < 0, where the SDE noise weight sqrt(1 - e^-2h) is NaN in diffusers: the same NaNs
+    "DPMSolverMultistepInverseScheduler": Spec(
+        configs=(SD, FLOW), saved_configs=DPM_SAVED,
+        learned_variance=tuple(dict(SD, variance_type=v) for v in ("learned", "learned_range")),
+        variance_noise=((dict(SD, algorithm_type="sde-dpmsolver++"), {}),)),
     # begin mid-group: the order falls back until enough model outputs exist
-    "DPMSolverSinglestepScheduler": Spec(configs=(SD, FLOW), schedule_rtol=1e-6, img2img=(dict(SD, solver_order=3), 7)),
+    "DPMSolverSinglestepScheduler": Spec(
+        configs=(SD, FLOW), schedule_rtol=1e-6, img2img=(dict(SD, solver_order=3), 7),
+        learned_variance=tuple(dict(SD, variance_type=v, algorithm_type=a, solver_order=3)
+                               for v in ("learned", "learned_range") for a in ("dpmsolver++", "sde-dpmsolver++"))),
     "DPMSolverSDEScheduler": Spec(config={"noise_sampler_seed": 0}, configs=tuple(SPACINGS), ulp_timesteps=True),
     "CosineDPMSolverMultistepScheduler": Spec(ulp_timesteps=True),
     "DDIMInverseScheduler": Spec(configs=(dict(timestep_spacing="trailing"),)),

@@ -2,15 +2,14 @@
 
 import itertools
 
-import numpy as np
 import pytest
-import torch
 
 import diffusers
 import edge_sched.schedulers.deis_multistep  # noqa: F401  (registers DEISMultistepScheduler)
 from edge_sched.schedulers import scheduler_class
 
-from .harness import check_parity, initial_sample, model_fn
+from .harness import check_parity
+from .scheduler_contract import repeated_first_timestep_fails_like_diffusers
 
 NAME = "DEISMultistepScheduler"
 SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -66,19 +65,7 @@ def test_grid(config, steps):
 @pytest.mark.parametrize("config,steps", [(dict(SD, use_beta_sigmas=True), 50), (COSINE_KARRAS, 10)],
                          ids=["beta-50", "cosine-karras-10"])
 def test_repeated_first_timestep_fails_like_diffusers(config, steps):
-    ref = diffusers.DEISMultistepScheduler.from_config(config)
-    ours = scheduler_class(NAME).from_config(config)
-    ref.set_timesteps(steps)
-    ours.set_timesteps(steps)
-    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
-    assert ours.timesteps[0] == ours.timesteps[1]
-    x = initial_sample(0)
-    with pytest.raises(IndexError):
-        for t in ref.timesteps:
-            ref.step(torch.from_numpy(model_fn(x, t.numpy())), t, torch.from_numpy(x))
-    with pytest.raises(IndexError):
-        for t in ours.timesteps:
-            ours.step(model_fn(x, t), t, x)
+    repeated_first_timestep_fails_like_diffusers(NAME, config, steps)
 
 
 def test_dynamic_shifting_mu_sets_flow_shift():

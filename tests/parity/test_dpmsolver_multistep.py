@@ -1,9 +1,7 @@
 """DPMSolverMultistepScheduler: numpy vs diffusers over its config grid."""
 
 import itertools
-import warnings
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,7 +11,8 @@ from edge_sched import AysSchedules
 from edge_sched.random import TorchGenerator
 from edge_sched.schedulers import scheduler_class
 
-from .harness import RTOL, check_parity, initial_sample, max_step_error, model_fn, run_ours, run_reference
+from .harness import check_parity, initial_sample, model_fn
+from .scheduler_contract import refused_by_both, repeated_first_timestep_fails_like_diffusers
 
 NAME = "DPMSolverMultistepScheduler"
 SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -114,19 +113,7 @@ def test_schedules(config, steps):
 @pytest.mark.parametrize("config,steps", [(dict(SD, use_beta_sigmas=True), 50), (COSINE_KARRAS, 10)],
                          ids=["beta-50", "cosine-karras-10"])
 def test_repeated_first_timestep_fails_like_diffusers(config, steps):
-    ref = diffusers.DPMSolverMultistepScheduler.from_config(config)
-    ours = scheduler_class(NAME).from_config(config)
-    ref.set_timesteps(steps)
-    ours.set_timesteps(steps)
-    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
-    assert ours.timesteps[0] == ours.timesteps[1]
-    x = initial_sample(0)
-    with pytest.raises(IndexError):
-        for t in ref.timesteps:
-            ref.step(torch.from_numpy(model_fn(x, t.numpy())), t, torch.from_numpy(x))
-    with pytest.raises(IndexError):
-        for t in ours.timesteps:
-            ours.step(model_fn(x, t), t, x)
+    repeated_first_timestep_fails_like_diffusers(NAME, config, steps)
 
 
 @pytest.mark.parametrize("seed", [0, 7])
@@ -135,22 +122,6 @@ def test_sde_noise_from_the_generator(seed):
     check_parity(NAME, dict(SD, algorithm_type="sde-dpmsolver++"), {"num_inference_steps": 20}, seed=seed)
     check_parity(NAME, dict(SD, algorithm_type="sde-dpmsolver", final_sigmas_type="sigma_min"),
                  {"num_inference_steps": 20}, seed=seed)
-
-
-def test_variance_noise_replaces_the_generator():
-    config = dict(SD, algorithm_type="sde-dpmsolver++", solver_order=3)
-    ref = diffusers.DPMSolverMultistepScheduler.from_config(config)
-    ours = scheduler_class(NAME).from_config(config)
-    ref.set_timesteps(12)
-    ours.set_timesteps(12)
-    rng = np.random.default_rng(3)
-    x_ref = x_ours = initial_sample(3)
-    for t_ref, t_ours in zip(ref.timesteps, ours.timesteps):
-        z = rng.standard_normal(x_ours.shape).astype(np.float32)
-        x_ref = ref.step(torch.from_numpy(model_fn(x_ref, t_ref.numpy())), t_ref, torch.from_numpy(np.asarray(x_ref)),
-                         variance_noise=torch.from_numpy(z)).prev_sample.numpy()
-        x_ours = ours.step(model_fn(x_ours, t_ours), t_ours, x_ours, variance_noise=z).prev_sample
-        assert np.abs(x_ours - x_ref).max() <= RTOL * max(1.0, np.abs(x_ref).max())
 
 
 @pytest.mark.parametrize("key", ["StableDiffusionTimesteps", "StableDiffusionXLTimesteps"])
@@ -173,42 +144,14 @@ def test_dynamic_shifting_mu_sets_flow_shift():
     assert ours.config.flow_shift == pytest.approx(ref.config.flow_shift)
 
 
-@pytest.mark.parametrize("variance_type", ["learned", "learned_range"])
-@pytest.mark.parametrize("algorithm_type", ["dpmsolver++", "sde-dpmsolver++"])
-def test_learned_variance_uses_the_mean_channels(variance_type, algorithm_type):
-    # a model that predicts (mean, variance): 6 output channels for a 3-channel sample
-    def model(x, t):
-        return np.concatenate([model_fn(x, t), 0.3 * model_fn(-x, t)], axis=1)
-
-    config = dict(SD, variance_type=variance_type, algorithm_type=algorithm_type)
-    sample = initial_sample(1, (2, 3, 8, 8))
-    ref = run_reference(NAME, config, {"num_inference_steps": 10}, sample=sample, model=model)
-    ours = run_ours(NAME, config, {"num_inference_steps": 10}, sample=sample, model=model)
-    assert max_step_error(ref, ours) <= RTOL
-
-
 # -- bad input: the same failures as diffusers, with clear messages -------------------------
 
-def _both_raise(config=None, set_kwargs=None, ours_exc=ValueError, match=None):
-    config = config or {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(Exception):
-            ref = diffusers.DPMSolverMultistepScheduler.from_config(config)
-            if set_kwargs is not None:
-                ref.set_timesteps(**set_kwargs)
-    with pytest.raises(ours_exc, match=match):
-        ours = scheduler_class(NAME).from_config(config)
-        if set_kwargs is not None:
-            ours.set_timesteps(**set_kwargs)
-
-
 def test_bad_input():
-    _both_raise({"algorithm_type": "dpmsolver"}, match="final_sigmas_type")
-    _both_raise({"use_karras_sigmas": True, "use_beta_sigmas": True}, match="Only one")
-    _both_raise({"use_karras_sigmas": True}, {"timesteps": [900, 500, 100]}, match="use_karras_sigmas")
-    _both_raise({"use_lu_lambdas": True}, {"timesteps": [900, 500, 100]}, match="use_lu_lambdas")
-    _both_raise({}, {"num_inference_steps": 5, "mu": 0.5}, match="mu")
+    refused_by_both(NAME, {"algorithm_type": "dpmsolver"}, match="final_sigmas_type")
+    refused_by_both(NAME, {"use_karras_sigmas": True, "use_beta_sigmas": True}, match="Only one")
+    refused_by_both(NAME, {"use_karras_sigmas": True}, {"timesteps": [900, 500, 100]}, match="use_karras_sigmas")
+    refused_by_both(NAME, {"use_lu_lambdas": True}, {"timesteps": [900, 500, 100]}, match="use_lu_lambdas")
+    refused_by_both(NAME, {}, {"num_inference_steps": 5, "mu": 0.5}, match="mu")
 
 
 def test_sde_dpmsolver_has_no_third_order():

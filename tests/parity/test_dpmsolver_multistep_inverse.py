@@ -10,7 +10,8 @@ import diffusers
 import edge_sched.schedulers.dpmsolver_multistep_inverse  # noqa: F401  (registers the inverse scheduler)
 from edge_sched.schedulers import scheduler_class
 
-from .harness import RTOL, check_parity, initial_sample, max_step_error, model_fn, run_ours, run_reference
+from .harness import RTOL, check_parity, initial_sample, model_fn
+from .scheduler_contract import repeated_first_timestep_fails_like_diffusers
 
 NAME = "DPMSolverMultistepInverseScheduler"
 SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -81,40 +82,8 @@ def test_sde_noise_from_the_generator(seed):
     check_parity(NAME, dict(SD, algorithm_type="sde-dpmsolver"), {"num_inference_steps": 20}, seed=seed)
 
 
-def test_variance_noise_replaces_the_generator():
-    # inverting runs h < 0, where diffusers' SDE noise weight sqrt(1 - e^-2h) is the square root of a
-    # negative number: every SDE step is NaN there; ours gives the same NaNs (the grid checks them too)
-    config = dict(SD, algorithm_type="sde-dpmsolver++")
-    ref = diffusers.DPMSolverMultistepInverseScheduler.from_config(config)
-    ours = scheduler_class(NAME).from_config(config)
-    ref.set_timesteps(12)
-    ours.set_timesteps(12)
-    rng = np.random.default_rng(3)
-    x_ref = x_ours = initial_sample(3)
-    for t_ref, t_ours in zip(ref.timesteps, ours.timesteps):
-        z = rng.standard_normal(x_ours.shape).astype(np.float32)
-        x_ref = ref.step(torch.from_numpy(model_fn(x_ref, t_ref.numpy())), t_ref, torch.from_numpy(np.asarray(x_ref)),
-                         variance_noise=torch.from_numpy(z)).prev_sample.numpy()
-        x_ours = ours.step(model_fn(x_ours, t_ours), t_ours, x_ours, variance_noise=z).prev_sample
-        np.testing.assert_array_equal(np.isnan(x_ours), np.isnan(x_ref))
-    assert np.isnan(x_ref).all()
-
-
 def test_repeated_first_timestep_fails_like_diffusers():
-    config = dict(SD, use_exponential_sigmas=True)
-    ref = diffusers.DPMSolverMultistepInverseScheduler.from_config(config)
-    ours = scheduler_class(NAME).from_config(config)
-    ref.set_timesteps(25)
-    ours.set_timesteps(25)
-    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
-    assert ours.timesteps[0] == ours.timesteps[1]
-    x = initial_sample(0)
-    with pytest.raises(IndexError):
-        for t in ref.timesteps:
-            ref.step(torch.from_numpy(model_fn(x, t.numpy())), t, torch.from_numpy(x))
-    with pytest.raises(IndexError):
-        for t in ours.timesteps:
-            ours.step(model_fn(x, t), t, x)
+    repeated_first_timestep_fails_like_diffusers(NAME, dict(SD, use_exponential_sigmas=True), 25)
 
 
 @pytest.mark.parametrize("algorithm_type", ["sde-dpmsolver++", "sde-dpmsolver"])
@@ -132,18 +101,6 @@ def test_sde_has_no_third_order(algorithm_type):
     with pytest.raises(NotImplementedError, match="third-order"):
         for t in ours.timesteps[:3]:
             ours.step(model_fn(x, t), t, x, generator=0)
-
-
-@pytest.mark.parametrize("variance_type", ["learned", "learned_range"])
-def test_learned_variance_uses_the_mean_channels(variance_type):
-    def model(x, t):
-        return np.concatenate([model_fn(x, t), 0.3 * model_fn(-x, t)], axis=1)
-
-    config = dict(SD, variance_type=variance_type)
-    sample = initial_sample(1, (2, 3, 8, 8))
-    ref = run_reference(NAME, config, {"num_inference_steps": 10}, sample=sample, model=model)
-    ours = run_ours(NAME, config, {"num_inference_steps": 10}, sample=sample, model=model)
-    assert max_step_error(ref, ours) <= RTOL
 
 
 def test_schedule_matches_diffusers():

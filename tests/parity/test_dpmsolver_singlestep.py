@@ -4,7 +4,6 @@ algorithm and solver type, schedules, thresholding, flow sigmas, custom timestep
 import itertools
 import warnings
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,10 +13,8 @@ from edge_sched import AysSchedules
 from edge_sched.schedulers import scheduler_class
 from edge_sched.schedulers.dpmsolver_singlestep import singlestep_order_list
 
-from .harness import (
-    RTOL, check_parity, initial_sample, max_step_error, model_fn, run_ours, run_reference,
-    self_drift,
-)
+from .harness import RTOL, check_parity, initial_sample, model_fn, run_reference, self_drift
+from .scheduler_contract import refused_by_both, repeated_first_timestep_fails_like_diffusers
 
 NAME = "DPMSolverSinglestepScheduler"
 SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -104,19 +101,7 @@ def test_schedules(config, steps):
 
 @pytest.mark.parametrize("config,steps", REPEATS_FIRST_TIMESTEP, ids=[f"{_id(c)}-{n}" for c, n in REPEATS_FIRST_TIMESTEP])
 def test_repeated_first_timestep_fails_like_diffusers(config, steps):
-    ref = diffusers.DPMSolverSinglestepScheduler.from_config(config)
-    ours = scheduler_class(NAME).from_config(config)
-    ref.set_timesteps(steps)
-    ours.set_timesteps(steps)
-    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
-    assert ours.timesteps[0] == ours.timesteps[1]
-    x = initial_sample(0)
-    with pytest.raises(IndexError):
-        for t in ref.timesteps:
-            ref.step(torch.from_numpy(model_fn(x, t.numpy())), t, torch.from_numpy(x))
-    with pytest.raises(IndexError):
-        for t in ours.timesteps:
-            ours.step(model_fn(x, t), t, x)
+    repeated_first_timestep_fails_like_diffusers(NAME, config, steps)
 
 
 @pytest.mark.parametrize("key", ["StableDiffusionTimesteps", "StableDiffusionXLTimesteps"])
@@ -135,19 +120,6 @@ def test_dynamic_shifting_mu_sets_flow_shift():
     check_parity(NAME, config, {"num_inference_steps": 12, "mu": 0.8})
 
 
-@pytest.mark.parametrize("variance_type", ["learned", "learned_range"])
-@pytest.mark.parametrize("algorithm_type", ["dpmsolver++", "sde-dpmsolver++"])
-def test_learned_variance_uses_the_mean_channels(variance_type, algorithm_type):
-    def model(x, t):
-        return np.concatenate([model_fn(x, t), 0.3 * model_fn(-x, t)], axis=1)
-
-    config = dict(SD, variance_type=variance_type, algorithm_type=algorithm_type, solver_order=3)
-    sample = initial_sample(1, (2, 3, 8, 8))
-    ref = run_reference(NAME, config, {"num_inference_steps": 10}, sample=sample, model=model)
-    ours = run_ours(NAME, config, {"num_inference_steps": 10}, sample=sample, model=model)
-    assert max_step_error(ref, ours) <= RTOL
-
-
 @pytest.mark.parametrize("order,lower_final,final", list(itertools.product((1, 2, 3), (False, True), ("zero", "sigma_min"))))
 def test_order_list_and_lower_order_final_like_diffusers(order, lower_final, final):
     config = dict(SD, solver_order=order, lower_order_final=lower_final, final_sigmas_type=final)
@@ -164,27 +136,13 @@ def test_order_list_and_lower_order_final_like_diffusers(order, lower_final, fin
         assert singlestep_order_list(steps, order, ours.config.lower_order_final, final == "zero") == ref.order_list
 
 
-def _both_raise(config=None, set_kwargs=None, ours_exc=ValueError, match=None):
-    config = config or {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(Exception):
-            ref = diffusers.DPMSolverSinglestepScheduler.from_config(config)
-            if set_kwargs is not None:
-                ref.set_timesteps(**set_kwargs)
-    with pytest.raises(ours_exc, match=match):
-        ours = scheduler_class(NAME).from_config(config)
-        if set_kwargs is not None:
-            ours.set_timesteps(**set_kwargs)
-
-
 def test_bad_input():
-    _both_raise({"algorithm_type": "dpmsolver"}, match="final_sigmas_type")
-    _both_raise({"algorithm_type": "deis"}, match="final_sigmas_type")
-    _both_raise({"solver_order": 4}, match="solver_order")
-    _both_raise({"use_karras_sigmas": True, "use_beta_sigmas": True}, match="Only one")
-    _both_raise({"use_karras_sigmas": True}, {"timesteps": [900, 500, 100]}, match="use_karras_sigmas")
-    _both_raise({}, {"num_inference_steps": 5, "mu": 0.5}, match="mu")
+    refused_by_both(NAME, {"algorithm_type": "dpmsolver"}, match="final_sigmas_type")
+    refused_by_both(NAME, {"algorithm_type": "deis"}, match="final_sigmas_type")
+    refused_by_both(NAME, {"solver_order": 4}, match="solver_order")
+    refused_by_both(NAME, {"use_karras_sigmas": True, "use_beta_sigmas": True}, match="Only one")
+    refused_by_both(NAME, {"use_karras_sigmas": True}, {"timesteps": [900, 500, 100]}, match="use_karras_sigmas")
+    refused_by_both(NAME, {}, {"num_inference_steps": 5, "mu": 0.5}, match="mu")
 
 
 def test_dpmsolver_thresholding_fails_like_diffusers():

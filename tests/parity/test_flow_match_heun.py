@@ -74,14 +74,3 @@ def test_sigma_range_and_the_step_index_scale_noise_sets():
         expected = ref.scale_noise(torch.from_numpy(x0), ref.timesteps[3], torch.from_numpy(noise)).numpy()
         np.testing.assert_allclose(ours.scale_noise(x0, ours.timesteps[3], noise), expected, rtol=0, atol=RTOL)
         assert ours.step_index == ref.step_index
-
-
-def test_state_alternates_between_predictor_and_corrector():
-    s = scheduler_class(NAME)()
-    s.set_timesteps(3)
-    x = initial_sample(0)
-    assert s.state_in_first_order
-    s.step(model_fn(x, s.timesteps[0]), s.timesteps[0], x)
-    assert not s.state_in_first_order
-    s.step(model_fn(x, s.timesteps[1]), s.timesteps[1], x)
-    assert s.state_in_first_order

@@ -63,17 +63,6 @@ def test_custom_timesteps_and_train_range():
         check_parity(NAME, dict(SD, timestep_spacing=spacing), {"num_inference_steps": 10, "num_train_timesteps": 500})
 
 
-def test_state_alternates_between_predictor_and_corrector():
-    s = HeunDiscreteScheduler(**SD)
-    s.set_timesteps(3)
-    x = np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32)
-    states = []
-    for t in s.timesteps:
-        states.append(s.state_in_first_order)
-        x = s.step((0.1 * x).astype(np.float32), t, x).prev_sample
-    assert states == [True, False, True, False, True]
-
-
 def test_bad_input():
     with pytest.raises(ValueError, match="Only one of"):
         HeunDiscreteScheduler(use_karras_sigmas=True, use_exponential_sigmas=True)

@@ -96,17 +96,6 @@ def test_midpoint_sigmas_match_diffusers(name):
             np.testing.assert_allclose(ours.sigmas_interpol, ref.sigmas_interpol.numpy(), rtol=RTOL, equal_nan=True)
 
 
-def test_state_alternates():
-    s = KDPM2DiscreteScheduler(**SD)
-    s.set_timesteps(3)
-    x = np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32)
-    states = []
-    for t in s.timesteps:
-        states.append(s.state_in_first_order)
-        x = s.step((0.1 * x).astype(np.float32), t, x).prev_sample
-    assert states == [True, False, True, False, True]
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_input(name):
     cls = CLASSES[name]

@@ -16,7 +16,10 @@ import pytest
 
 from edge_sched.schedulers import SchedulerNotReadyError
 
-from .harness import RTOL, check_timesteps, ieee_sqrt_in_torch, record
+from .harness import (
+    RTOL, check_timesteps, ieee_sqrt_in_torch, initial_sample, max_step_error, model_fn, record, run_ours,
+    run_reference,
+)
 from .test_sa_solver import correctly_rounded_exp_log_in_torch
 from .scheduler_contract import (
     DIFFUSERS, KDIFFUSION_ONLY, NAMES, OURS, SD15, SPECS, WITH_DIFFUSERS, denoiser_step, first_timestep, outcome,
@@ -115,6 +118,61 @@ def test_step_before_set_timesteps(name):
     ref = _call(DIFFUSERS, name, method, _fresh(DIFFUSERS, name))
     for i, (a, b) in enumerate(zip(_outputs(ours), _outputs(ref), strict=True)):
         _assert_close(a, b, f"output {i}")
+
+
+STATEFUL = [n for n in WITH_DIFFUSERS if hasattr(_planned(OURS, n), "state_in_first_order")]
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+def test_predictor_and_corrector_alternate_like_diffusers(name):
+    states = []
+    for side in (OURS, DIFFUSERS):
+        s, x, gen, seen = _planned(side, name, 3), SPECS[name].sample(0), side.generator(0), []
+        for t in s.timesteps:
+            seen.append(bool(s.state_in_first_order))
+            x = side.numpy(denoiser_step(side, s, x, gen, t=t)[0])
+        states.append(seen)
+    assert states[0] == states[1]
+    assert states[0][:3] == [True, False, True]
+
+
+LEARNED = [(n, c) for n in WITH_DIFFUSERS for c in SPECS[n].learned_variance]
+
+
+@pytest.mark.parametrize("name,config", LEARNED, ids=[f"{n}-{_ids(c)}" for n, c in LEARNED])
+def test_learned_variance_steps_with_the_mean_channels(name, config):
+    def model(x, t):  # (mean, variance): 6 output channels for a 3-channel sample
+        return np.concatenate([model_fn(x, t), 0.3 * model_fn(-x, t)], axis=1)
+
+    sample = initial_sample(1, (2, 3, 8, 8))
+    ref = run_reference(name, config, {"num_inference_steps": 10}, sample=sample, model=model)
+    ours = run_ours(name, config, {"num_inference_steps": 10}, sample=sample, model=model)
+    err = max_step_error(ref, ours)
+    assert err <= RTOL, f"{err:.3g}"
+    record(f"{name} (learned variance, contract)", err)
+
+
+VARIANCE_NOISE = [(n, c, kw) for n in WITH_DIFFUSERS for c, kw in SPECS[n].variance_noise]
+
+
+@pytest.mark.parametrize("name,config,step_kwargs", VARIANCE_NOISE,
+                         ids=[f"{n}-{_ids(c)}-{_ids(kw)}" for n, c, kw in VARIANCE_NOISE])
+def test_variance_noise_replaces_the_generator(name, config, step_kwargs):
+    """The step's noise given as ``variance_noise`` (the same numbers on both sides), every step as
+    diffusers' (NaN in the same places, where diffusers' update has them)."""
+    trajectories = []
+    for side in (OURS, DIFFUSERS):
+        s, x, rng, steps = _planned(side, name, 10, **config), initial_sample(3), np.random.default_rng(3), []
+        for t in s.timesteps:
+            z = side.tensor(rng.standard_normal(x.shape).astype(np.float32))
+            out = denoiser_step(side, s, x, None, t=t, variance_noise=z, **step_kwargs)
+            x = side.numpy(out[0])
+            steps.append([side.numpy(v) for v in _outputs(out)])
+        trajectories.append(steps)
+    worst = max(relative_error(a, b) for step_a, step_b in zip(*trajectories, strict=True)
+                for a, b in zip(step_a, step_b, strict=True))
+    assert worst <= RTOL, f"{worst:.3g}"
+    record(f"{name} (variance_noise, contract)", worst)
 
 
 # -- bad input ---------------------------------------------------------------------------------

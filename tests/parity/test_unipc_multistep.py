@@ -1,7 +1,6 @@
 """UniPCMultistepScheduler: numpy vs diffusers over its config grid."""
 
 import itertools
-import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import edge_sched.schedulers.unipc_multistep  # noqa: F401  (registers UniPCMult
 from edge_sched.schedulers import scheduler_class
 
 from .harness import RTOL, check_parity, initial_sample, max_step_error, model_fn, run_ours, run_reference
+from .scheduler_contract import refused_by_both, repeated_first_timestep_fails_like_diffusers
 
 NAME = "UniPCMultistepScheduler"
 SD = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -91,20 +91,9 @@ def test_schedules(config, steps):
 
 
 def test_repeated_first_timestep_fails_like_diffusers():
-    config = dict(SD, use_beta_sigmas=True)
-    ref = diffusers.UniPCMultistepScheduler.from_config(config)
-    ours = scheduler_class(NAME).from_config(config)
-    ref.set_timesteps(50)
-    ours.set_timesteps(50)
-    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
-    assert ours.timesteps[0] == ours.timesteps[1]
-    x = initial_sample(0)
-    with pytest.raises(AssertionError):  # diffusers: assert self.this_order > 0
-        for t in ref.timesteps:
-            ref.step(torch.from_numpy(model_fn(x, t.numpy())), t, torch.from_numpy(x))
-    with pytest.raises(IndexError, match="past the last"):
-        for t in ours.timesteps:
-            ours.step(model_fn(x, t), t, x)
+    # diffusers: assert self.this_order > 0
+    repeated_first_timestep_fails_like_diffusers(NAME, dict(SD, use_beta_sigmas=True), 50, ref_error=AssertionError,
+                                                 match="past the last")
 
 
 @pytest.mark.parametrize("sigmas", [
@@ -177,22 +166,8 @@ def test_config_of_a_flow_model_with_float_sigma_max():
 
 # -- bad input -------------------------------------------------------------------------------
 
-def _both_raise(config=None, set_kwargs=None, match=None):
-    config = config or {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(Exception):
-            ref = diffusers.UniPCMultistepScheduler.from_config(config)
-            if set_kwargs is not None:
-                ref.set_timesteps(**set_kwargs)
-    with pytest.raises(ValueError, match=match):
-        ours = scheduler_class(NAME).from_config(config)
-        if set_kwargs is not None:
-            ours.set_timesteps(**set_kwargs)
-
-
 def test_bad_input():
-    _both_raise({"use_karras_sigmas": True, "use_exponential_sigmas": True}, match="Only one")
-    _both_raise({"shift_terminal": 0.1}, match="shift_terminal")
-    _both_raise({}, {"sigmas": [0.9, 0.5, 0.1]}, match="use_flow_sigmas")
-    _both_raise(dict(FLOW, use_dynamic_shifting=True), {"num_inference_steps": 10}, match="mu")
+    refused_by_both(NAME, {"use_karras_sigmas": True, "use_exponential_sigmas": True}, match="Only one")
+    refused_by_both(NAME, {"shift_terminal": 0.1}, match="shift_terminal")
+    refused_by_both(NAME, {}, {"sigmas": [0.9, 0.5, 0.1]}, match="use_flow_sigmas")
+    refused_by_both(NAME, dict(FLOW, use_dynamic_shifting=True), {"num_inference_steps": 10}, match="mu")
