@@ -115,7 +115,7 @@ def test_custom_timesteps():
     check_parity(NAME, dict(SD, solver_order=3, algorithm_type="sde-dpmsolver++"), {"timesteps": [999, 500, 20]})
 
 
-def test_dynamic_shifting_mu_sets_flow_shift():
+def test_dynamic_shifting_by_mu():
     config = dict(use_flow_sigmas=True, prediction_type="flow_prediction", use_dynamic_shifting=True)
     check_parity(NAME, config, {"num_inference_steps": 12, "mu": 0.8})
 
