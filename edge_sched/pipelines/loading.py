@@ -51,8 +51,13 @@ def resolve_folder(source, *, backend: str = "auto", variant: str | None = None,
         raise PipelineLoadError(
             f"{source}: no such folder, and not a Hub repo id ('owner/name') or a built-in model (built-in: {shipped})"
         )
+    from ..hub import HubOfflineError, hub_access
     from .hub_files import download_pipeline
 
+    try:  # offline: said at once, not after the Hub client's timeouts and retries
+        local_files_only = hub_access(name, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+    except HubOfflineError as e:
+        raise PipelineLoadError(str(e)) from None
     try:
         return download_pipeline(name, backend=backend, variant=variant, revision=revision, token=token,
                                  cache_dir=cache_dir, local_files_only=local_files_only, **hub)
