@@ -8,7 +8,9 @@ only what the defaults cannot guess: constructor arguments without a default, ho
 called (RePaint's mask, Karras-VE's sigmas, VQ-Diffusion's class ids...), which step methods it has.
 
 Both sides are driven by the same code through a ``Side``: ``OURS`` (numpy) or ``DIFFUSERS``
-(torch tensors, ``torch.Generator`` seeded like our ``TorchGenerator``).
+(torch tensors, ``torch.Generator`` seeded like our ``TorchGenerator``). Checks that several
+per-scheduler files make on their own cases (refused by both, a repeated first timestep) live here
+too, as functions.
 """
 
 from __future__ import annotations

@@ -20,11 +20,11 @@ from .harness import (
     RTOL, check_timesteps, ieee_sqrt_in_torch, initial_sample, max_step_error, model_fn, record, run_ours,
     run_reference,
 )
-from .test_sa_solver import correctly_rounded_exp_log_in_torch
 from .scheduler_contract import (
     DIFFUSERS, KDIFFUSION_ONLY, NAMES, OURS, SD15, SPECS, WITH_DIFFUSERS, denoiser_step, first_timestep, outcome,
     reference_class, relative_error, takes,
 )
+from .test_sa_solver import correctly_rounded_exp_log_in_torch
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning"),  # diffusers' deprecations (dpmsolver, set_alpha_to_zero...)
@@ -240,7 +240,7 @@ def test_misused_custom_schedule(name, case, kwargs, words):
     it the same clear way."""
     ref_kwargs = {k: DIFFUSERS.tensor(np.asarray(v)) if k in SPECS[name].tensor_schedules else v
                   for k, v in kwargs.items()}
-    ref, ref_error = outcome(lambda: _fresh(DIFFUSERS, name).set_timesteps(**ref_kwargs))
+    _, ref_error = outcome(lambda: _fresh(DIFFUSERS, name).set_timesteps(**ref_kwargs))
     s = _fresh(OURS, name)
     _, our_error = outcome(lambda: s.set_timesteps(**kwargs))
     if our_error is not None:
