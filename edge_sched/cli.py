@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import sys
 
 from . import __version__
@@ -109,18 +110,43 @@ def _size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 512x512 (width x height), got {text!r}") from None
+    if w < 1 or h < 1:  # the pipelines read 0 as "the model's default", so 0x0 would run at another size
+        raise argparse.ArgumentTypeError(f"width and height must be positive, got {text!r}")
     return w, h
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _scheduler_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a diffusers class name or an A1111 name "
+                                         "(edge-sched schedulers lists them)")
+    return text
 
 
 def cmd_generate(args) -> int:
     from .pipelines import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
-    from .pipelines.generate import generate_to_file
+    from .pipelines.generate import check_scheduler_for_loop, check_text, generate_to_file
     from .pipelines.image_io import output_target
-    from .schedulers import scheduler_from_name
+    from .schedulers import resolve_scheduler, scheduler_from_name
 
-    output_target(args.out)  # a bad --out is an error before any work
+    # what can be checked without the model is checked before loading it
+    output_target(args.out)
+    check_text(args)
+    if args.scheduler is not None:
+        check_scheduler_for_loop(resolve_scheduler(args.scheduler)[0], args.scheduler)
     index_class = _model_index_class(args.model)
-    if args.mask:  # an inpainting folder keeps its class; a plain SD folder inpaints by latent masking
+    if _unconditional(index_class):
+        cls = DiffusionPipeline  # no image-to-image class for it: the pipeline refuses --init-image / --mask itself
+    elif args.mask:  # an inpainting folder keeps its class; a plain SD folder inpaints by latent masking
         cls = DiffusionPipeline if "Inpaint" in index_class else StableDiffusionInpaintPipeline
     elif args.init_image:
         from .pipelines.base import PIPELINE_CLASSES
@@ -129,13 +155,21 @@ def cmd_generate(args) -> int:
         cls = PIPELINE_CLASSES.get(index_class.replace("Pipeline", "Img2ImgPipeline"), StableDiffusionImg2ImgPipeline)
     else:
         cls = DiffusionPipeline
-    pipe = cls.from_pretrained(args.model, backend=args.backend, device=args.device,
-                                             providers=args.provider, low_memory=args.low_memory)
-    if args.scheduler:
+    pipe = cls.from_pretrained(args.model, backend=args.backend, device=args.device, providers=args.provider,
+                               allow_cpu_fallback=args.allow_cpu_fallback, low_memory=args.low_memory)
+    if args.scheduler is not None:
         pipe.scheduler = scheduler_from_name(args.scheduler, pipe.scheduler.config)
     path = generate_to_file(pipe, args)
     print(path)
     return 0
+
+
+def _unconditional(index_class: str) -> bool:
+    from .pipelines.base import PIPELINE_CLASSES
+    from .pipelines.unconditional import UnconditionalPipelineBase
+
+    cls = PIPELINE_CLASSES.get(index_class)
+    return cls is not None and issubclass(cls, UnconditionalPipelineBase)
 
 
 def _model_index_class(model) -> str:
@@ -218,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUTPUT", help="folder to create")
     p.add_argument("--format", required=True, choices=["onnx", "openvino"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "fp16"])
-    p.add_argument("--scheduler", metavar="NAME", help="scheduler to ship, as a diffusers class name "
+    p.add_argument("--scheduler", metavar="NAME", type=_scheduler_name, help="scheduler to ship, as a diffusers class name "
                    "or A1111 name (default: the pipeline's own)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append",
                    help="scheduler config override, e.g. timestep_spacing=trailing (repeatable)")
@@ -239,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("set-scheduler", help="swap the scheduler shipped in an exported folder (no re-export)")
     p.add_argument("folder", metavar="FOLDER", help="a folder made by `edge-sched export`")
-    p.add_argument("scheduler", metavar="NAME", help="diffusers class name or A1111 sampler name")
+    p.add_argument("scheduler", metavar="NAME", type=_scheduler_name, help="diffusers class name or A1111 sampler name")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", help="scheduler config override (repeatable)")
     p.set_defaults(func=cmd_set_scheduler)
 
@@ -254,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scheduler config key or step option, e.g. use_karras_sigmas=true, eta=0.5 (repeatable)")
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--rng", default="input", choices=["input", "cuda", "cpu"],
-                   help="noise: graph inputs, or drawn in the graph from a seed as torch's CUDA generator")
+                   help="noise: graph inputs, or drawn in the graph from a seed as torch's CUDA / CPU generator")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it is an earlier export")
     p.set_defaults(func=cmd_export_loop)
 
@@ -263,20 +297,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="pipeline folder, Hub repo id, or built-in model name")
     p.add_argument("--negative", metavar="PROMPT", help="negative prompt")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
-    p.add_argument("--scheduler", metavar="NAME", help='diffusers class name or A1111 name, e.g. "DPM++ 2M Karras"')
+    p.add_argument("--scheduler", metavar="NAME", type=_scheduler_name,
+                   help='diffusers class name or A1111 name, e.g. "DPM++ 2M Karras"')
     p.add_argument("--seed", type=int, default=0, help="torch-compatible seed (default 0)")
     p.add_argument("--rng", default="cpu", choices=["cpu", "cuda"],
                    help="noise of torch's CPU or CUDA generator for that seed (PNG: 'RNG: CPU' / 'RNG: NV', as A1111)")
     p.add_argument("--size", type=_size, metavar="WxH", help="image size, e.g. 512x512")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--guidance", type=_finite, default=None, help="classifier-free guidance scale")
     p.add_argument("--guidance-interval", type=_interval, default=None, metavar="LOW,HIGH",
                    help="guide only where LOW < sigma <= HIGH (one UNet call on the other steps)")
     p.add_argument("--images", type=int, default=1, metavar="N", help="images per prompt")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
     p.add_argument("--device", help="OpenVINO device (CPU, GPU, NPU, AUTO, ...)")
     p.add_argument("--provider", action="append", help="onnxruntime execution provider (repeatable, in order)")
+    p.add_argument("--allow-cpu-fallback", action="store_true",
+                   help="run on the CPU (with a warning) when a --provider is not in this onnxruntime build")
     p.add_argument("--init-image", metavar="FILE", help="image-to-image: the starting image")
-    p.add_argument("--strength", type=float, default=None, help="image-to-image / inpainting strength in [0, 1]")
+    p.add_argument("--strength", type=_finite, default=None, help="image-to-image / inpainting strength in [0, 1]")
     p.add_argument("--mask", metavar="FILE", help="inpainting: white = repaint, black = keep")
     p.add_argument("--low-memory", action="store_true", help="keep one graph in memory at a time")
     p.add_argument("--out", default="out.png",

@@ -13,7 +13,7 @@ import numpy as np
 from ..random import as_generator
 from ..runtime.base import Component
 from ..schedulers import SchedulerMixin
-from .common import check_common, run_batched
+from .common import check_common, check_guidance, run_batched
 from .config_fixes import fix_scheduler_config, fix_unet_sample_size
 from .dropin import DiffusersMethods, assemble, component_names, part_name
 from .graphs import Graphs
@@ -233,6 +233,7 @@ class DiffusionPipeline(DiffusersMethods):
         """Per-call state, and the common arguments and the callback's tensor names checked before any work
         (diffusers' check_inputs); returns the tensor names the callback gets."""
         check_common(num_images_per_prompt, output_type)
+        check_guidance(guidance_scale, guidance_rescale)
         names = callback_names(self, callback, callback_inputs)
         self._guidance_scale, self._guidance_rescale = guidance_scale, guidance_rescale
         self._interrupt = False

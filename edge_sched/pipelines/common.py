@@ -19,6 +19,15 @@ def check_common(num_images_per_prompt, output_type) -> None:
         raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got {output_type!r}")
 
 
+def check_guidance(guidance_scale, guidance_rescale=0.0) -> None:
+    """Guidance scales must be finite numbers: NaN would silently turn guidance off (NaN > 1 is False) and
+    inf overflow the latents at the first step."""
+    for name, value in (("guidance_scale", guidance_scale), ("guidance_rescale", guidance_rescale)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
 def check_strength(strength) -> None:
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 <= strength <= 1:
         raise ValueError(f"strength must be in [0, 1], got {strength!r}")

@@ -22,6 +22,69 @@ from .unconditional import UnconditionalPipelineBase
 RNG_SOURCES = {"cpu": "CPU", "cuda": "NV"}
 
 
+#: pipeline call keyword -> the option that sets it, for "X does not take --option"
+_FLAGS = {"width": "--size", "height": "--size", "negative_prompt": "--negative", "guidance_scale": "--guidance",
+          "num_inference_steps": "--steps", "num_images_per_prompt": "--images", "strength": "--strength",
+          "guidance_interval": "--guidance-interval", "image": "--init-image", "mask_image": "--mask"}
+#: schedulers the denoising loop cannot drive although their step looks like (model_output, timestep, sample)
+_NOT_FOR_THE_LOOP = {"VQDiffusionScheduler": "it denoises discrete VQ-VAE tokens (diffusers' VQDiffusionPipeline), "
+                                             "not latents"}
+
+
+def check_text(args) -> None:
+    """PROMPT and --negative as UTF-8 before any work (the image would be lost at the end otherwise: its
+    parameters are written as UTF-8). Bytes that are not UTF-8 reach Python as lone surrogates."""
+    for flag, text in (("PROMPT", getattr(args, "prompt", None)), ("--negative", getattr(args, "negative", None))):
+        if text is None:
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            try:
+                what = f"byte {text[e.start].encode('utf-8', 'surrogateescape')[0]:#04x}"
+            except UnicodeEncodeError:
+                what = f"U+{ord(text[e.start]):04X}"
+            raise ValueError(f"{flag} is not valid UTF-8 text ({what} at character {e.start}); "
+                             "give the text in UTF-8") from None
+
+
+def check_scheduler_for_loop(cls, name: str) -> None:
+    """The schedulers `generate` can run: a ``step(model_output, timestep, sample, ...)`` on latents. Score-SDE
+    (predictor/corrector steps), RePaint (needs the original image and mask), Karras VE (its own two-sample
+    step) and VQ-Diffusion (discrete tokens) belong to their own diffusers pipelines."""
+    label = f"--scheduler {name!r} ({cls.__name__})"
+    why = _NOT_FOR_THE_LOOP.get(cls.__name__)
+    step = getattr(cls, "step", None)
+    if why is None and step is None:
+        others = [m for m in ("step_pred", "step_correct") if hasattr(cls, m)]
+        why = "it has no step()" + (f" (it steps with {' and '.join(others)})" if others else "")
+    elif why is None:
+        params = list(inspect.signature(step).parameters.values())[1:]
+        positional = [p.name for p in params if p.default is inspect.Parameter.empty
+                      and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        extra = positional[3:]
+        if positional[:1] != ["model_output"] or extra:
+            why = f"its step() takes ({', '.join(positional)}), not (model_output, timestep, sample)"
+    if why is not None:
+        raise ValueError(f"{label} cannot drive the denoising loop of `generate`: {why}; "
+                         "choose another scheduler (edge-sched schedulers lists them)")
+
+
+def _check_accepted(pipe, kwargs: dict) -> None:
+    params = inspect.signature(pipe.__call__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in kwargs if k not in params]
+    if not unknown:
+        return
+    flags = sorted({_FLAGS.get(k, k) for k in unknown})
+    hint = ""
+    if "--size" in flags and "image" in params:
+        hint = ("; image-to-image keeps the size of --init-image (rounded down to a multiple of 8): "
+                "resize the image instead")
+    raise ValueError(f"{type(pipe).__name__} does not take {', '.join(flags)}{hint}")
+
+
 def call_arguments(pipe: DiffusionPipeline, args) -> dict:
     """The pipeline call for these arguments; options a pipeline cannot use are an error, not ignored."""
     kwargs: dict = {"generator": TorchGenerator(args.seed, device=_rng(args)), "output_type": "pil"}
@@ -38,7 +101,8 @@ def call_arguments(pipe: DiffusionPipeline, args) -> dict:
     kwargs["num_images_per_prompt"] = args.images
     if isinstance(pipe, UnconditionalPipelineBase):
         unsupported = [flag for flag, value in (("--negative", args.negative), ("--size", args.size),
-                                                ("--init-image", args.init_image), ("--mask", args.mask)) if value]
+                                                ("--init-image", args.init_image), ("--mask", args.mask),
+                                                ("--strength", args.strength is not None)) if value]
         if unsupported:
             raise ValueError(f"{type(pipe).__name__} does not take {', '.join(unsupported)}")
         if args.prompt:
@@ -62,11 +126,13 @@ def call_arguments(pipe: DiffusionPipeline, args) -> dict:
             raise ValueError(f"--mask is {mask.width}x{mask.height} but --init-image is {init.width}x{init.height}; "
                              "they must be the same size")
         kwargs.update(image_pipe(init, mask, args.strength))
+    _check_accepted(pipe, kwargs)
     return kwargs
 
 
 def generate_to_file(pipe: DiffusionPipeline, args) -> Path:
     target = output_target(args.out)  # before any work: a bad --out costs nothing
+    check_text(args)
     pipe.set_progress_bar_config(disable=args.quiet)
     kwargs = call_arguments(pipe, args)
     images = pipe(**kwargs).images

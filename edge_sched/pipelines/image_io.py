@@ -374,6 +374,10 @@ def _a1111_value(value) -> str:
     return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).splitlines()) if text else text
+
+
 def a1111_parameters(prompt: str, negative_prompt: str = "", *, steps: int, sampler: str, cfg_scale: float,
                      seed: int, width: int, height: int, model: str | None = None, rng: str | None = None,
                      **extra) -> str:
@@ -391,9 +395,12 @@ def a1111_parameters(prompt: str, negative_prompt: str = "", *, steps: int, samp
             fields[label[:1].upper() + label[1:]] = value
     if rng is not None:
         fields["RNG"] = rng
-    lines = [prompt]
+    # readers (A1111's parse_generation_parameters) take the last line as the parameters and a line starting
+    # "Negative prompt:" as the negative prompt: a newline in a prompt could forge either. CLIP reads a newline
+    # as a space, so the prompts are written on one line each, as the model saw them.
+    lines = [_one_line(prompt)]
     if negative_prompt:
-        lines.append(f"Negative prompt: {negative_prompt}")
+        lines.append(f"Negative prompt: {_one_line(negative_prompt)}")
     lines.append(", ".join(f"{k}: {_a1111_value(v)}" for k, v in fields.items()))
     return "\n".join(lines)
 

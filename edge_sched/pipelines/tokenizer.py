@@ -243,6 +243,7 @@ class CLIPTokenizer:
             vocab = read_json(vocab_file)
             lines = merges_file.read_text(encoding="utf-8").strip().split("\n")[1:_MERGES_KEPT + 1]
             merges = [tuple(parts) for parts in (line.split() for line in lines) if len(parts) == 2]
+            _check_vocab_and_merges(vocab, merges, vocab_file, merges_file)
         elif json_file.is_file():
             vocab, merges, added = _read_tokenizer_json(json_file)
         else:
@@ -413,6 +414,20 @@ def _special_token(value, where: str, normalized: bool = False) -> SpecialToken:
         flags = {k: bool(value[k]) for k in ("special", "lstrip", "rstrip", "single_word", "normalized") if k in value}
         return SpecialToken(value["content"], **flags)
     raise ValueError(f"{where}: expected a token string or a dict with 'content', got {value!r}")
+
+
+def _check_vocab_and_merges(vocab, merges, vocab_file: Path, merges_file: Path) -> None:
+    """What the BPE model needs, said in the files' terms (the tokenizers library names its internals)."""
+    if not isinstance(vocab, dict) or not vocab:
+        raise ValueError(f"{vocab_file}: the vocabulary is empty; a CLIP vocab.json maps tokens to ids")
+    bad = next(((k, v) for k, v in vocab.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0), None)
+    if bad is not None:
+        raise ValueError(f"{vocab_file}: token {bad[0]!r} has id {bad[1]!r}; ids must be integers >= 0")
+    for n, (a, b) in enumerate(merges, 1):
+        for token in (a, b, a + b):
+            if token not in vocab:
+                raise ValueError(f"{merges_file}: merge {n} ({a!r} + {b!r}) needs {token!r}, which is not in "
+                                 f"{vocab_file.name}; the two files do not belong together")
 
 
 def _read_tokenizer_json(path: Path):

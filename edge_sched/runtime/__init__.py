@@ -9,6 +9,7 @@ works.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from .base import Component, EngineError, TensorSpec
@@ -49,6 +50,11 @@ def choose_backend(component_folders: list[Path], backend: str = "auto") -> str:
             return candidate
     if not installed:
         raise EngineError("no inference engine installed: pip install 'edge-sched[onnx]' or 'edge-sched[openvino]'")
+    broken = [p for f in component_folders for name in ("model.onnx", "openvino_model.xml")
+              if (p := f / name).is_symlink() and not p.exists()]
+    if broken:
+        raise EngineError(f"{broken[0]} is a broken symlink (to {os.readlink(broken[0])}): the graph it names is "
+                          "missing; copy the file there or fix the link")
     raise EngineError(
         f"no installed backend ({', '.join(installed)}) can load these graphs: "
         + ", ".join(f"{f.name}/ has {sorted(p.name for p in f.glob('*')) if f.is_dir() else 'no folder'}" for f in component_folders)

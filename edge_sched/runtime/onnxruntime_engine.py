@@ -76,7 +76,7 @@ def resolve_providers(providers=None, allow_cpu_fallback: bool = False) -> list[
                 raise EngineError(
                     f"execution provider {full} is not available in this onnxruntime build "
                     f"(available: {', '.join(available)}); install the matching onnxruntime package, "
-                    f"or allow the CPU fallback"
+                    f"or run on the CPU instead with allow_cpu_fallback=True (--allow-cpu-fallback)"
                 )
             logger.warning("execution provider %s is not available here; falling back to CPUExecutionProvider", full)
             continue

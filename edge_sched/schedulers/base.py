@@ -73,13 +73,40 @@ def _one_stream_per_seed(step):
 
 
 def _new_loop(set_timesteps):
-    """``set_timesteps`` that also ends the int-seed stream of the previous loop."""
+    """``set_timesteps`` that also ends the int-seed stream of the previous loop, and refuses a schedule
+    that is not finite (whatever config or custom values led to it) before a step can use it."""
     @functools.wraps(set_timesteps)
     def wrapper(self, *args, **kwargs):
         self.__dict__.pop("_seeded", None)
-        return set_timesteps(self, *args, **kwargs)
+        if self.__dict__.get("_planning"):  # a subclass calling its parent's: checked once, at the end
+            return set_timesteps(self, *args, **kwargs)
+        self._planning = True
+        try:
+            out = set_timesteps(self, *args, **kwargs)
+        finally:
+            self._planning = False
+        _check_finite_schedule(self)
+        return out
 
     return wrapper
+
+
+def _check_finite_schedule(scheduler) -> None:
+    # sigmas only: a NaN *timestep* can be legitimate (KDPM2's midpoint where sigma_down cancels to 0, which
+    # diffusers steps through by index)
+    for name in ("sigmas",):
+        values = scheduler.__dict__.get(name)
+        if not isinstance(values, np.ndarray) or values.dtype.kind not in "fiu":
+            continue
+        bad = ~np.isfinite(values.astype(np.float64, copy=False))
+        if bad.any():
+            i = int(np.argmax(bad.ravel()))
+            scheduler.num_inference_steps = None  # step() refuses until a good set_timesteps
+            raise ValueError(
+                f"{type(scheduler).__name__}: this config and these set_timesteps arguments give {name} with "
+                f"{values.ravel()[i]} at position {i}; check the beta schedule (beta_end, trained_betas) or the "
+                f"custom values"
+            )
 
 
 class SchedulerMixin(ConfigMixin):
@@ -245,6 +272,8 @@ class SchedulerMixin(ConfigMixin):
         arr = np.asarray(values, dtype=np.float64)
         if arr.ndim != 1 or arr.size == 0:
             raise ValueError(f"custom {name} must be a non-empty 1-D list, got {values!r}.")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"custom {name} must be finite numbers, got {list(values)!r}.")
         diffs = np.diff(arr)
         if np.any(diffs >= 0 if strict else diffs > 0):
             raise ValueError(f"custom {name} must be in descending order, got {list(values)!r}.")

@@ -44,6 +44,44 @@ def betas_for_alpha_bar(
     return np.array(betas, dtype=np.float32)
 
 
+# schedules built from beta_start and beta_end (the others are fixed curves)
+_RANGE_SCHEDULES = ("linear", "scaled_linear", "sigmoid")
+
+
+def check_beta_schedule(num_train_timesteps: int, beta_start: float, beta_end: float, beta_schedule: str,
+                        trained_betas=None) -> None:
+    """Betas a diffusion schedule can have (diffusers checks none of this and fails later with NaN sigmas or
+    an index error): 0 <= beta_start <= beta_end < 1 for the schedules built from them; trained betas a
+    1-D list of num_train_timesteps values in [0, 1]."""
+    from .configuration import ConfigError
+
+    if trained_betas is not None:
+        betas = np.asarray(trained_betas, dtype=np.float64)
+        if betas.ndim != 1 or betas.size == 0:
+            raise ConfigError(f"trained_betas must be a non-empty 1-D list of numbers, got shape {betas.shape}.")
+        bad = ~((betas >= 0) & (betas <= 1))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ConfigError(f"trained_betas[{i}] = {betas[i]!r}: every beta must be in [0, 1].")
+        if betas.size != num_train_timesteps:
+            raise ConfigError(f"trained_betas has {betas.size} values but num_train_timesteps is "
+                              f"{num_train_timesteps}: give one beta per training timestep.")
+        return
+    if beta_schedule not in _RANGE_SCHEDULES:
+        return
+    for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+        if not np.isfinite(value):
+            raise ConfigError(f"{name}={value!r} must be a finite number.")
+    if beta_start < 0:
+        raise ConfigError(f"beta_start={beta_start!r} must not be negative (a beta is a noise variance).")
+    if beta_end >= 1:
+        raise ConfigError(f"beta_end={beta_end!r} must be below 1: alpha = 1 - beta would be 0 or negative and "
+                          "every later sigma infinite or NaN.")
+    if beta_start > beta_end:
+        raise ConfigError(f"beta_start={beta_start!r} is larger than beta_end={beta_end!r}; the noise grows over the "
+                          "training timesteps (beta_start <= beta_end).")
+
+
 def make_betas(
     num_train_timesteps: int,
     beta_start: float,
@@ -52,9 +90,11 @@ def make_betas(
     trained_betas=None,
 ) -> np.ndarray:
     """The float32 beta table of a scheduler config (``trained_betas`` wins when given)."""
+    if trained_betas is None:
+        check_choice("beta_schedule", beta_schedule, BETA_SCHEDULES)
+    check_beta_schedule(num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas)
     if trained_betas is not None:
         return np.asarray(trained_betas, dtype=np.float32)
-    check_choice("beta_schedule", beta_schedule, BETA_SCHEDULES)
     n = num_train_timesteps
     if beta_schedule == "linear":
         return linspace_f32(beta_start, beta_end, n)

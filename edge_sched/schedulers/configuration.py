@@ -12,6 +12,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import os
 import types
 import typing
@@ -101,6 +102,61 @@ def check_config_types(cls: type, values: dict) -> None:
             )
 
 
+def _has_nan(value: Any) -> bool:
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    if isinstance(value, (list, tuple)):
+        return any(_has_nan(v) for v in value)
+    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
+        return bool(np.isnan(value).any())
+    return False
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+#: fields that mean the same in every scheduler that has them: (test, what is allowed)
+_FIELD_RULES = {
+    "num_train_timesteps": (lambda v: v >= 1, "at least 1", " (the model's training schedule has that many timesteps)"),
+    "solver_order": (lambda v: v >= 1, "at least 1", ""),
+    "steps_offset": (lambda v: v >= 0, "at least 0", " (a negative offset would index the tables from their end)"),
+    "sigma_min": (lambda v: 0 < v < math.inf, "a finite number > 0", ""),
+    "sigma_max": (lambda v: 0 < v < math.inf, "a finite number > 0", ""),
+    "rho": (lambda v: 0 < v < math.inf, "a finite number > 0", " (Karras et al. use 7)"),
+}
+
+
+def check_config_values(cls: type, values: dict) -> None:
+    """Values no scheduler can work with, whatever its class: NaN anywhere (inf stays allowed:
+    ``lambda_min_clipped=-inf`` is a default), fields that mean the same everywhere out of their range
+    (``_FIELD_RULES``; trained betas outside [0, 1]), a sigma range upside down or one that ``rho``
+    cannot raise to ``1 / rho`` in floating point. The beta-schedule rules are ``betas.check_beta_schedule``'s."""
+    name = cls.__name__
+    for field, value in values.items():
+        if _has_nan(value):
+            raise ConfigError(f"{name} config field {field!r} is NaN ({value!r}); give a number.")
+        rule = _FIELD_RULES.get(field)
+        if rule is not None and _number(value) and not rule[0](value):
+            raise ConfigError(f"{name} config field {field!r} must be {rule[1]}, got {value!r}{rule[2]}.")
+    betas = values.get("trained_betas")
+    if betas is not None and isinstance(betas, (list, tuple, np.ndarray)):
+        arr = np.asarray(betas, dtype=np.float64) if all(_number(b) for b in np.ravel(betas)) else None
+        if arr is not None and arr.size and not ((arr >= 0) & (arr <= 1)).all():
+            i = int(np.argmax(~((arr >= 0) & (arr <= 1))))
+            raise ConfigError(f"{name} config field 'trained_betas' holds {float(arr.ravel()[i])!r} at index {i}; "
+                              "every beta must be in [0, 1].")
+    lo, hi, rho = values.get("sigma_min"), values.get("sigma_max"), values.get("rho")
+    if _number(lo) and _number(hi) and lo > hi:
+        raise ConfigError(f"{name}: sigma_min={lo!r} is larger than sigma_max={hi!r}.")
+    if _number(rho) and rho > 0:
+        for field in ("sigma_min", "sigma_max"):
+            sigma = values.get(field)
+            if _number(sigma) and sigma > 0 and abs(math.log(sigma)) / rho > 700:
+                raise ConfigError(f"{name}: rho={rho!r} is too small for {field}={sigma!r}: "
+                                  f"{field} ** (1 / rho) overflows (Karras et al. use rho = 7).")
+
+
 @functools.lru_cache(maxsize=None)
 def _init_hints(cls: type) -> dict:
     init = getattr(cls.__init__, "__wrapped__", cls.__init__)
@@ -143,6 +199,7 @@ def _record_config(init):
             own_names = _own_names_for_legacy_values(cls, bound)
             check_config_types(cls, {**bound, **own_names})
             values = {name: bound.get(name, p.default) for name, p in params.items()}
+            check_config_values(cls, values)
             defaulted = sorted(set(params) - set(bound))
             object.__setattr__(self, "_registering_config", True)
             self._internal_dict = FrozenConfig(values)
@@ -236,6 +293,7 @@ class ConfigMixin:
         if unknown:
             raise TypeError(f"{cls.__name__} has no config fields {unknown}.")
         check_config_types(cls, values)
+        check_config_values(cls, values)
         self._register_hidden(values)
 
     # -- diffusers' from_config rules --------------------------------------------------

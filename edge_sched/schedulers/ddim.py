@@ -22,7 +22,7 @@ from .betas import betas_and_alphas_cumprod
 from .errors import check_choice
 from .noising import add_noise_at_timesteps, velocity_at_timesteps
 from .prediction import PREDICTION_TYPES, clip_predicted_x0, predicted_eps, predicted_x0_and_eps
-from .spacing import spaced_timesteps
+from .spacing import check_table_range, spaced_timesteps
 
 # beta schedules the DDIM family (DDIM, DDIMInverse, PNDM) implements in diffusers
 
@@ -72,6 +72,7 @@ class DDIMScheduler(SchedulerMixin):
         self.timesteps = spaced_timesteps(
             cfg.timestep_spacing, num_inference_steps, cfg.num_train_timesteps, cfg.steps_offset
         ).astype(np.int64)
+        check_table_range(self.timesteps, cfg.num_train_timesteps, cfg.timestep_spacing, cfg.steps_offset)
         # float32 constants for every training timestep t, with t' = t - ratio
         n_train = cfg.num_train_timesteps
         t = np.arange(n_train)

@@ -26,7 +26,7 @@ from .betas import alphas_cumprod_of, make_betas, rescale_zero_terminal_snr
 from .errors import check_choice
 from .noising import add_noise_at_timesteps, velocity_at_timesteps
 from .prediction import PREDICTION_TYPES, clip_predicted_x0, predicted_x0
-from .spacing import spaced_timesteps
+from .spacing import check_table_range, spaced_timesteps
 from .torch_numerics import f32_log
 
 DDPM_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
@@ -128,6 +128,7 @@ class DDPMScheduler(SchedulerMixin):
             self._check_num_inference_steps(num_inference_steps)
             steps = spaced_timesteps(cfg.timestep_spacing, num_inference_steps, cfg.num_train_timesteps,
                                      cfg.steps_offset)
+            check_table_range(steps, cfg.num_train_timesteps, cfg.timestep_spacing, cfg.steps_offset)
             self.custom_timesteps = False
             self.num_inference_steps = num_inference_steps
         self._plan(steps.astype(np.int64))

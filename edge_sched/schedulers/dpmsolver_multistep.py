@@ -33,6 +33,7 @@ import numpy as np
 from ..random import randn_tensor
 from .multistep_plan import DPM_RULES, _MultistepSolver
 from .torch_numerics import f32_exp
+from .errors import NotSupportedError
 
 _F32 = np.float32
 # DEIS's and UniPC's option names, which diffusers' DPM-Solvers (multistep, singlestep, inverse, EDM) record
@@ -212,7 +213,7 @@ class DPMSolverMultistepScheduler(_MultistepSolver):
         """sum_k c_k * (x, D0, D1, D2)_k (+ c_z * z), left to right as diffusers sums it."""
         coefs = self._coefs[order]
         if coefs is None:
-            raise NotImplementedError(
+            raise NotSupportedError(
                 f"algorithm_type {self.config.algorithm_type!r} has no third-order update (diffusers fails "
                 "here too); use solver_order <= 2."
             )

@@ -28,7 +28,7 @@ import numpy as np
 from ..brownian import BrownianTreeNoiseSampler
 from .base import KARRAS_COMPATIBLES
 from .betas import sigmas_of
-from .errors import check_choice
+from .errors import NotSupportedError, check_choice
 from .prediction import PREDICTION_TYPES, to_d, x0_at_sigma
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule, discrete_sigma_plan, sigma_to_t
@@ -128,7 +128,7 @@ class DPMSolverSDEScheduler(_SigmaDiscreteScheduler):
 
     def _x0(self, model_output, sample, sigma_input):
         if self.config.prediction_type == "sample":
-            raise NotImplementedError("DPMSolverSDEScheduler: prediction_type 'sample' is not implemented.")
+            raise NotSupportedError("DPMSolverSDEScheduler: prediction_type 'sample' is not implemented.")
         return x0_at_sigma(self.config.prediction_type, model_output, sample, sigma_input)
 
     def step(self, model_output: np.ndarray, timestep, sample: np.ndarray, return_dict: bool = True,

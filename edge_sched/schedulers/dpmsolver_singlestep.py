@@ -32,6 +32,7 @@ from ..random import randn_tensor
 from .dpmsolver_multistep import DPM_LEGACY_VALUES, check_final_sigmas_type
 from .multistep_plan import PlanRules, _MultistepSolver, config_defaults
 from .torch_numerics import f32_exp
+from .errors import NotSupportedError
 
 _F32 = np.float32
 # unlike the multistep solver, Karras timesteps are rounded for every beta schedule
@@ -61,6 +62,9 @@ def singlestep_order_list(steps: int, order: int, lower_order_final: bool, final
             orders = group * groups + group[:rest]
     else:
         orders = list(range(1, order + 1)) * (steps // order)
+    if not orders:  # diffusers fails here with an IndexError
+        raise ValueError(f"{steps} step(s) hold no group of solver_order={order} without lower_order_final: "
+                         f"use at least {order} steps, a lower solver_order or lower_order_final=True.")
     if final_zero:
         orders[-1] = 1
     return orders
@@ -191,7 +195,7 @@ class DPMSolverSinglestepScheduler(_MultistepSolver):
         to_x0 = self.config.algorithm_type.endswith("++")
         if not to_x0 and self.config.thresholding:
             # diffusers indexes its training tables with a missing timestep here and fails
-            raise NotImplementedError("thresholding is not supported with algorithm_type 'dpmsolver'.")
+            raise NotSupportedError("thresholding is not supported with algorithm_type 'dpmsolver'.")
         return self._convert(model_output, sample, to_x0)
 
     def step(self, model_output: np.ndarray, timestep, sample: np.ndarray, generator=None, return_dict: bool = True):

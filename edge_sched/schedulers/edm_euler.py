@@ -141,6 +141,9 @@ class EDMEulerScheduler(_EDMScheduler):
             ramp = np.asarray(sigmas, dtype=np.float64)
             if ramp.ndim != 1 or ramp.size == 0:
                 raise ValueError(f"custom sigmas must be a non-empty 1-D list of ramp positions, got {sigmas!r}.")
+            if not ((ramp >= 0) & (ramp <= 1)).all():  # NaN too
+                raise ValueError(f"custom sigmas are ramp positions in [0, 1] (0: sigma_max, 1: sigma_min), "
+                                 f"got {list(sigmas)!r}.")
         self._plan(ramp)
 
     def step(

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..random import randn_tensor
 from .base import KARRAS_COMPATIBLES
-from .errors import check_choice
+from .errors import NotSupportedError, check_choice
 from .prediction import PREDICTION_TYPES, to_d, x0_at_sigma
 from .sigma_discrete import _SigmaDiscreteScheduler
 
@@ -67,7 +67,7 @@ class EulerAncestralDiscreteScheduler(_SigmaDiscreteScheduler):
         sample = np.asarray(sample, dtype=np.float32)
 
         if self.config.prediction_type == "sample":
-            raise NotImplementedError("EulerAncestralDiscreteScheduler: prediction_type 'sample' is not implemented.")
+            raise NotSupportedError("EulerAncestralDiscreteScheduler: prediction_type 'sample' is not implemented.")
         x0 = x0_at_sigma(self.config.prediction_type, model_output, sample, sigma)
         prev_sample = sample + to_d(sample, x0, sigma) * self._dt[i]
         noise = randn_tensor(model_output.shape, generator=generator, dtype=model_output.dtype)

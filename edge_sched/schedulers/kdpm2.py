@@ -20,6 +20,7 @@ from .errors import check_choice
 from .prediction import PREDICTION_TYPES, to_d, x0_at_sigma
 from .sigma_discrete import _SigmaDiscreteScheduler
 from .sigmas import configured_sigma_schedule, sigma_to_t
+from .errors import NotSupportedError
 
 
 def interleave_pairs(values: np.ndarray) -> np.ndarray:
@@ -79,7 +80,7 @@ class _KDPM2Base(_SigmaDiscreteScheduler):
 
     def _x0(self, model_output, sample, sigma_input):
         if self.config.prediction_type == "sample":
-            raise NotImplementedError(f"{type(self).__name__}: prediction_type 'sample' is not implemented.")
+            raise NotSupportedError(f"{type(self).__name__}: prediction_type 'sample' is not implemented.")
         return x0_at_sigma(self.config.prediction_type, model_output, sample, sigma_input)
 
 

@@ -26,6 +26,7 @@ from .betas import alphas_cumprod_of, make_betas, rescale_zero_terminal_snr
 from .errors import check_choice
 from .noising import add_noise_at_timesteps, velocity_at_timesteps
 from .prediction import PREDICTION_TYPES, clip_predicted_x0, predicted_x0_and_eps
+from .errors import check_strength
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class LCMScheduler(SchedulerMixin):
                     f"custom timesteps must start below num_train_timesteps ({cfg.num_train_timesteps}), "
                     f"got {steps[0]:g}."
                 )
+            check_strength(strength)
             self._warn_custom(list(timesteps), origin, original_steps, strength)
             steps = np.array(timesteps, dtype=np.int64)
             self.num_inference_steps = len(steps)
@@ -126,6 +128,9 @@ class LCMScheduler(SchedulerMixin):
             # strength < 1 (image-to-image) keeps the last int(n * strength) steps
             kept = min(int(self.num_inference_steps * strength), self.num_inference_steps)
             steps = steps[max(self.num_inference_steps - kept, 0) * self.order :]
+            if steps.size == 0:
+                raise ValueError(f"strength={strength} keeps none of the {len(timesteps)} custom timesteps; "
+                                 f"raise strength to at least {1 / len(timesteps):.3g}.")
         else:
             num_inference_steps = self._check_num_inference_steps(num_inference_steps)
             if len(origin) // num_inference_steps < 1:
@@ -140,6 +145,7 @@ class LCMScheduler(SchedulerMixin):
                     f"num_inference_steps ({num_inference_steps}) cannot be larger than original_inference_steps "
                     f"({original_steps}): the schedule is a subset of the original one."
                 )
+            check_strength(strength)  # after diffusers' own checks, before strength > 1 indexes past the tables
             self.num_inference_steps = num_inference_steps
             origin = origin[::-1]
             picks = np.floor(np.linspace(0, len(origin), num=num_inference_steps, endpoint=False)).astype(np.int64)

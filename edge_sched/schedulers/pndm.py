@@ -23,7 +23,7 @@ from .base import KARRAS_COMPATIBLES, SchedulerMixin
 from .betas import betas_and_alphas_cumprod
 from .errors import check_choice
 from .noising import add_noise_at_timesteps
-from .spacing import spaced_timesteps
+from .spacing import check_table_range, spaced_timesteps
 
 _F32 = np.float32
 
@@ -81,6 +81,7 @@ class PNDMScheduler(SchedulerMixin):
         ascending = spaced_timesteps(
             cfg.timestep_spacing, num_inference_steps, cfg.num_train_timesteps, cfg.steps_offset
         )[::-1].astype(np.int64)
+        check_table_range(ascending, cfg.num_train_timesteps, cfg.timestep_spacing, cfg.steps_offset)
         self._timesteps = ascending
         if cfg.skip_prk_steps:
             # the first timestep twice: the Heun-like start of PLMS

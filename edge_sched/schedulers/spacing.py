@@ -50,3 +50,15 @@ def spaced_timesteps(
     if extra_step and spacing != "trailing":
         t = t[:-1]
     return np.ascontiguousarray(t, dtype=np.float64)
+
+
+def check_table_range(timesteps: np.ndarray, num_train_timesteps: int, spacing: str, steps_offset: int) -> None:
+    """For schedulers that index their training tables with the timesteps (DDIM and its kin; the sigma-based
+    ones interpolate and clamp instead): every timestep must be one of 0 .. num_train_timesteps - 1.
+    diffusers fails with an IndexError there."""
+    t = np.asarray(timesteps)
+    if t.size and (t.max() > num_train_timesteps - 1 or t.min() < 0):
+        bad = t.max() if t.max() > num_train_timesteps - 1 else t.min()
+        raise ValueError(f"{spacing} spacing of {t.size} steps with steps_offset={steps_offset} gives timestep "
+                         f"{bad:g}, outside the training timesteps 0..{num_train_timesteps - 1}; use fewer steps "
+                         f"or a smaller steps_offset.")

@@ -23,6 +23,7 @@ from ..random import randn_tensor
 from .base import SchedulerOutput
 from .lcm import LCMScheduler
 from .prediction import predicted_x0_and_eps
+from .errors import check_strength
 
 _F32 = np.float32
 
@@ -56,6 +57,7 @@ class TCDScheduler(LCMScheduler):
             # custom timesteps: the explicit count only changes diffusers' warnings
             return super().set_timesteps(num_inference_steps, device, None, timesteps, strength)
         self._check_custom_schedule(num_inference_steps, timesteps)
+        check_strength(strength)
         n = self._check_num_inference_steps(num_inference_steps)
         origin = np.arange(0, int(self.config.num_train_timesteps * strength), dtype=np.int64)
         if len(origin) // n < 1:
