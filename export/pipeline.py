@@ -87,7 +87,7 @@ def export_pipeline(
     output = Path(output).expanduser().absolute()
     overrides = dict(scheduler_overrides or {})
 
-    with StopOnInterrupt("edge-sched export", "interrupted; OUTPUT was left as it was") as guard:
+    with StopOnInterrupt("edge-sched export", f"interrupted; {output} was left as it was") as guard:
         def checked_say(message: str) -> None:
             guard.check()  # an interrupt that a library swallowed stops the export at the next message
             say(message)
