@@ -316,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=_finite, default=None, help="image-to-image / inpainting strength in [0, 1]")
     p.add_argument("--mask", metavar="FILE", help="inpainting: white = repaint, black = keep")
     p.add_argument("--low-memory", action="store_true", help="keep one graph in memory at a time")
+    p.add_argument("--no-memory-check", action="store_true",
+                   help="run even when the memory estimate for --size / --images exceeds the available memory")
     p.add_argument("--out", default="out.png",
                    help="image to write: .png, .jpg or .webp (a grid when there are several images; parameters in the "
                         "PNG text or EXIF), or a folder ending in / for a new numbered NNNNN-SEED-PROMPT.png")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..random import TorchGenerator
 from .base import DiffusionPipeline
+from .memory import check_memory
 from .image_io import a1111_parameters, file_stem, load_image, make_grid, output_target, save_image
 from .unconditional import UnconditionalPipelineBase
 
@@ -135,6 +136,10 @@ def generate_to_file(pipe: DiffusionPipeline, args) -> Path:
     check_text(args)
     pipe.set_progress_bar_config(disable=args.quiet)
     kwargs = call_arguments(pipe, args)
+    if not getattr(args, "no_memory_check", False):  # refuse before the first graph call
+        chosen = [f"--size {args.size[0]}x{args.size[1]}" if args.size else "",
+                  f"--images {args.images}" if args.images > 1 else ""]
+        check_memory(pipe, kwargs, options=" with ".join(c for c in chosen if c))
     images = pipe(**kwargs).images
     cols = math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / cols)
