@@ -57,7 +57,7 @@ class OnnxBackend:
             to_fp16_onnx(path)
 
     @staticmethod
-    def tokenizer_graphs(folder: Path, check_prompts) -> list[str]:
+    def tokenizer_graphs(folder: Path, check_prompts, warn=None) -> list[str]:
         return []  # ONNX runtimes tokenize with tokenizer.json
 
     @staticmethod
@@ -157,10 +157,12 @@ class OpenVINOBackend:
         )
 
     @staticmethod
-    def tokenizer_graphs(folder: Path, check_prompts) -> list[str]:
+    def tokenizer_graphs(folder: Path, check_prompts, warn=None) -> list[str]:
         """``openvino_tokenizer.xml`` / ``openvino_detokenizer.xml`` next to tokenizer.json, which
         OpenVINO's own pipelines (openvino-genai's Text2ImagePipeline) read; none when openvino-tokenizers
-        is not installed. Checked to encode like tokenizer.json."""
+        is not installed. Checked to encode like tokenizer.json; these files are optional (edge_sched and
+        optimum read tokenizer.json), so one that fails or encodes differently is skipped with ``warn(message)``
+        (a vocabulary without some character trips openvino-tokenizers' BPE) instead of failing the export."""
         try:
             from openvino_tokenizers import convert_tokenizer
         except ImportError:
@@ -168,18 +170,29 @@ class OpenVINOBackend:
         import openvino as ov
         from transformers import AutoTokenizer
 
-        fast = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True)
-        tokenizer, detokenizer = convert_tokenizer(fast, with_detokenizer=True)
-        compiled = ov.Core().compile_model(tokenizer, "CPU")
-        for prompt in check_prompts:
-            ids = compiled([prompt])["input_ids"][0].tolist()
-            if ids != fast(prompt).input_ids:
-                raise ExportError(f"{folder}: the OpenVINO tokenizer encodes {prompt!r} differently from tokenizer.json")
-        written = []
-        for name, model in (("openvino_tokenizer.xml", tokenizer), ("openvino_detokenizer.xml", detokenizer)):
-            ov.save_model(model, str(folder / name))
-            written.append(name)
-        return written
+        names = ("openvino_tokenizer.xml", "openvino_detokenizer.xml")
+        try:
+            fast = AutoTokenizer.from_pretrained(folder, use_fast=True, local_files_only=True)
+            tokenizer, detokenizer = convert_tokenizer(fast, with_detokenizer=True)
+            compiled = ov.Core().compile_model(tokenizer, "CPU")
+            for prompt in check_prompts:
+                ids = compiled([prompt])["input_ids"][0].tolist()
+                if ids != fast(prompt).input_ids:
+                    raise ExportError(f"it encodes {prompt!r} differently from tokenizer.json")
+            for name, model in zip(names, (tokenizer, detokenizer)):
+                ov.save_model(model, str(folder / name))
+        except Exception as e:
+            for name in names:  # nothing half-written
+                for path in (folder / name, (folder / name).with_suffix(".bin")):
+                    path.unlink(missing_ok=True)
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            message = (f"{folder.name}: skipped the optional {names[0]} (openvino-tokenizers: {reason}); only "
+                       "openvino-genai's Text2ImagePipeline needs it, edge-sched and optimum read tokenizer.json")
+            if warn is None:
+                raise ExportError(message) from e
+            warn(message)
+            return []
+        return list(names)
 
     def make_static(self, path: Path, shapes: dict) -> None:
         import openvino as ov

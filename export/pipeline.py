@@ -240,7 +240,8 @@ def _export_into(tmp: Path, resolved, backend, dtype: str, our_scheduler, valida
             say(f"{tok}: writing the fast tokenizer (tokenizer.json)")
             _save_fast_tokenizer(resolved.folder / tok, tmp / tok, getattr(pipe, tok))
             tokenizers[tok] = f"{tok}/tokenizer.json"
-            graphs_written = backend.tokenizer_graphs(tmp / tok, TOKENIZER_CHECK_PROMPTS)
+            graphs_written = backend.tokenizer_graphs(tmp / tok, TOKENIZER_CHECK_PROMPTS,
+                                                      warn=lambda message: say(f"warning: {message}"))
             if graphs_written:
                 say(f"{tok}: wrote {', '.join(graphs_written)} (openvino-tokenizers)")
 

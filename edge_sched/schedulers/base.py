@@ -72,6 +72,54 @@ def _one_stream_per_seed(step):
     return wrapper
 
 
+_HALF = ("float16", "bfloat16")
+
+
+def _half_dtype(*arrays):
+    """The 16-bit float dtype of the inputs (torch keeps it: float16 latents give float16 outputs), or None."""
+    if not arrays or not all(isinstance(a, np.ndarray) for a in arrays):
+        return None
+    dtype = arrays[0].dtype if len(arrays) == 1 else np.result_type(*arrays)
+    return dtype if dtype.name in _HALF else None
+
+
+def _as(value, dtype, shape):
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype != dtype and value.shape == shape:
+        return value.astype(dtype)
+    return value
+
+
+def _keeps_half_step(step):
+    """``step`` whose latent outputs keep float16 (bfloat16) inputs' dtype, as diffusers' do. The math runs in
+    float32 (diffusers' Euler-family steps upcast too) and is rounded once at the end."""
+    @functools.wraps(step)
+    def wrapper(self, *args, **kwargs):
+        out = step(self, *args, **kwargs)
+        model_output = kwargs.get("model_output", args[0] if args else None)
+        sample = kwargs.get("sample", args[2] if len(args) > 2 else None)
+        dtype = _half_dtype(model_output, sample)
+        if dtype is None:
+            return out
+        if isinstance(out, tuple):
+            return tuple(_as(v, dtype, sample.shape) for v in out)
+        if hasattr(out, "__dataclass_fields__"):
+            changed = {f.name: _as(getattr(out, f.name), dtype, sample.shape) for f in fields(out)}
+            return type(out)(**changed)
+        return _as(out, dtype, sample.shape)
+
+    return wrapper
+
+
+def _keeps_half_input(scale_model_input):
+    @functools.wraps(scale_model_input)
+    def wrapper(self, sample, *args, **kwargs):
+        out = scale_model_input(self, sample, *args, **kwargs)
+        dtype = _half_dtype(sample)
+        return out if dtype is None else _as(out, dtype, sample.shape)
+
+    return wrapper
+
+
 def _new_loop(set_timesteps):
     """``set_timesteps`` that also ends the int-seed stream of the previous loop, and refuses a schedule
     that is not finite (whatever config or custom values led to it) before a step can use it."""
@@ -124,7 +172,9 @@ class SchedulerMixin(ConfigMixin):
         if not cls.__name__.startswith("_"):
             SCHEDULER_CLASSES[cls.__name__] = cls
         if "step" in cls.__dict__:
-            cls.step = _one_stream_per_seed(cls.__dict__["step"])
+            cls.step = _keeps_half_step(_one_stream_per_seed(cls.__dict__["step"]))
+        if "scale_model_input" in cls.__dict__:
+            cls.scale_model_input = _keeps_half_input(cls.__dict__["scale_model_input"])
         if "set_timesteps" in cls.__dict__:
             cls.set_timesteps = _new_loop(cls.__dict__["set_timesteps"])
 
