@@ -7,8 +7,9 @@ noise=...)`` returns the final latents. ``loop.draw_noise(generator)`` draws ``i
 ``noise`` for ``rng="input"`` graphs from a noise source (``TorchGenerator(seed)``: torch's CPU
 generator) in the order diffusers draws them.
 
-A ``rng="cuda"`` graph computes Philox in 64-bit integer arithmetic, which OpenVINO's CPU plugin does not
-compute exactly: it is refused for OpenVINO.
+``rng="cuda"`` / ``rng="cpu"`` graphs compute torch's generators (Philox, the Mersenne Twister) in
+unsigned integer arithmetic, which OpenVINO's CPU plugin does not compute exactly: they are refused for
+OpenVINO.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from .random import as_generator
 from .runtime import EngineError, load_component
 
 MANIFEST = "edge_sched.json"
-OPENVINO_CUDA_REASON = (
-    "its Philox noise multiplies 32-bit words into 64-bit products, and OpenVINO's CPU plugin does not compute "
-    "uint64 products exactly (OpenVINO 2026.4 returned the low 32 bits sign-extended, and NaN for every noise "
-    "value of the graph); run it with ONNX Runtime, or export the loop with rng='input' and feed the noise"
-)
+#: why OpenVINO does not run the graphs that draw their own noise (measured with OpenVINO 2026.4's CPU plugin)
+OPENVINO_REASONS = {
+    "cuda": "its Philox noise multiplies 32-bit words into 64-bit products, and OpenVINO's CPU plugin does not "
+            "compute uint64 products exactly (it returned the low 32 bits sign-extended, and NaN for every noise "
+            "value of the graph)",
+    "cpu": "its Mersenne Twister works on uint32 words (wrapping products, logical shifts, xor), and OpenVINO's "
+           "CPU plugin computed every noise value of the graph differently from torch",
+}
 
 
 class DenoiseLoop:
@@ -39,9 +43,10 @@ class DenoiseLoop:
         if not isinstance(self.spec, dict):
             raise EngineError(f"{self.folder / MANIFEST}: no 'loop' section; not a folder made by edge-sched export-loop")
         self.rng = self.spec.get("rng")
-        if backend == "openvino" and self.rng == "cuda":
-            raise EngineError(f"{self.folder}: this loop graph draws torch's CUDA noise (rng 'cuda') and cannot run on "
-                              f"OpenVINO: {OPENVINO_CUDA_REASON}")
+        if backend == "openvino" and self.rng in OPENVINO_REASONS:
+            raise EngineError(f"{self.folder}: this loop graph draws torch's noise itself (rng {self.rng!r}) and cannot "
+                              f"run on OpenVINO: {OPENVINO_REASONS[self.rng]}; run it with ONNX Runtime, or export "
+                              "the loop with rng='input' and feed the noise")
         graph = self.folder / self.spec["graph"]
         self.graph = load_component("denoise", graph.parent, backend, **engine_options)
         self.latent_shape = tuple(self.spec["latent_shape"])
@@ -70,4 +75,4 @@ class DenoiseLoop:
         return self.graph(**feeds)["latents"]
 
 
-__all__ = ["DenoiseLoop", "OPENVINO_CUDA_REASON"]
+__all__ = ["DenoiseLoop", "OPENVINO_REASONS"]

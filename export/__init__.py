@@ -18,10 +18,11 @@ This package uses torch, diffusers and optimum; the device runtime (``edge_sched
 - ``export_step(scheduler, output, num_inference_steps=... | timesteps= | sigmas=, step_options=...)``:
   one scheduler step as an ONNX graph traced from the numpy scheduler, plus its plan
   (``export/step_graph.py``; the tracer is ``export/numpy_trace.py``).
-- ``export_loop(source, output, steps=N, size=(H, W), scheduler=, overrides=, batch=, rng="input"|"cuda")``:
+- ``export_loop(source, output, steps=N, size=(H, W), scheduler=, overrides=, batch=, rng="input"|"cuda"|"cpu")``:
   an exported ONNX text-to-image folder plus ``denoise/model.onnx``, the whole denoising loop (UNet,
-  guidance, scheduler step) as one ONNX ``Loop`` (``export/loop_graph.py``; torch's CUDA noise in the
-  graph: ``export/philox_graph.py``); the manifest gains ``components.denoise`` and ``loop``.
+  guidance, scheduler step) as one ONNX ``Loop`` (``export/loop_graph.py``; torch's CUDA / CPU noise in the
+  graph: ``export/philox_graph.py``, ``export/mt19937_graph.py``); the manifest gains ``components.denoise``
+  and ``loop``.
 
 The manifest ``edge_sched.json`` (version 1):
 

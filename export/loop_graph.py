@@ -13,8 +13,9 @@ and ``denoise/model.onnx``: an ONNX ``Loop`` over the schedule's model calls who
 
 Before the loop the graph scales the initial noise by ``init_noise_sigma`` and applies the first
 ``scale_model_input``. The noise: ``rng="input"`` takes ``initial_latents`` and ``noise`` (every draw
-of the steps, in order) as inputs; ``rng="cuda"`` draws both from an int64 ``seed`` as
-``torch.Generator("cuda").manual_seed(seed)`` does (``export/philox_graph.py``; ONNX Runtime only).
+of the steps, in order) as inputs; ``rng="cuda"`` / ``rng="cpu"`` draw both from an int64 ``seed`` as
+``torch.Generator("cuda")`` / ``torch.Generator()`` ``.manual_seed(seed)`` do (``export/philox_graph.py``,
+``export/mt19937_graph.py``; ONNX Runtime only).
 Output ``latents``: what diffusers' pipeline returns with ``output_type="latent"`` (the LCM pipeline's
 final ``denoised``). The manifest ``edge_sched.json`` gains ``components.denoise`` and ``loop``
 (see :func:`loop_manifest`). The graph's input for the initial noise is ``initial_latents``, not
@@ -43,6 +44,7 @@ from .atomic import MANIFEST, PARTIAL_MARKER, atomic_folder, check_not_nested, c
 from .errors import ExportError, SourceError
 from .graph_splice import drop_unused_initializers, foreign_opsets, opset_for, spliced
 from .onnx_nodes import Nodes
+from .mt19937_graph import cpu_draws
 from .philox_graph import MIN_OPSET as PHILOX_OPSET
 from .philox_graph import cuda_draws
 from .scheduler import convert_scheduler
@@ -62,13 +64,15 @@ TEXT_TO_IMAGE = {
 _ONNX_NP = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16, TensorProto.DOUBLE: np.float64,
             TensorProto.INT64: np.int64, TensorProto.INT32: np.int32}
 _INT64_MAX = np.iinfo(np.int64).max
-CPU_RNG_REASON = (
-    "torch's CPU generator is a Mersenne Twister (a 19937-bit state renewed 624 words at a time, in "
-    "sequence) whose normals come from AVX2 float32 log / sincos polynomials with fused multiply-adds, "
-    "which no ONNX operator computes; that graph is not built: use rng='input' with "
-    "edge_sched.random.TorchGenerator(seed) drawing initial_latents and noise in the manifest's order, "
-    "or rng='cuda'"
-)
+# the seed's generator per rng mode: the nodes drawing its noise, and the manifest's words for it
+GENERATORS = {
+    "cuda": (cuda_draws, "torch.Generator('cuda').manual_seed(seed): Philox-4x32-10 as curand, one thread per "
+                         "element (equal to any GPU's draws while the latents have at most the GPU's thread count "
+                         "of values: 40,960 on a T4, 270,336 on an H200)"),
+    "cpu": (cpu_draws, "torch.Generator().manual_seed(seed): MT19937 from the seed's low 32 bits, torch's AVX2 "
+                       "float32 Box-Muller (blocks of 16, the last block redrawn when the size is not a multiple "
+                       "of 16)"),
+}
 
 
 class LoopExportError(ExportError, ValueError):
@@ -212,13 +216,16 @@ def build_loop_model(unet: onnx.ModelProto, step_graphs, shapes: _Shapes, *, rng
     plan = step_graphs.plan
     unet_inputs = _check_unet(unet, shapes, source)
     draws, noise_tables = _noise_tables(plan)
-    if rng == "cuda":
+    if rng in GENERATORS:
         brownian = sorted({d["kind"] for d in draws} - {"normal", "uniform"})
         if brownian:
             raise LoopExportError(
                 f"{plan['scheduler']['class']} draws {brownian[0]} noise (a Brownian tree seeded per node, "
-                "torchsde's rules): rng='cuda' builds torch.randn / torch.rand draws only; use rng='input'")
-    opset = opset_for({"UNet": unet, "step": step_graphs.step}, max(STEP_OPSET, PHILOX_OPSET if rng == "cuda" else 0))
+                f"torchsde's rules): rng={rng!r} builds torch.randn / torch.rand draws only; use rng='input'")
+        if rng == "cpu" and shapes.numel < 16:
+            raise LoopExportError(f"rng='cpu' needs latents of at least 16 values (torch draws fewer one by one "
+                                  f"in float64, which is not built); these have {shapes.numel}")
+    opset = opset_for({"UNet": unet, "step": step_graphs.step}, max(STEP_OPSET, PHILOX_OPSET if rng in GENERATORS else 0))
 
     B = shapes.batch
     latent_dims = ["batch", shapes.channels, shapes.height, shapes.width]
@@ -261,18 +268,19 @@ def build_loop_model(unet: onnx.ModelProto, step_graphs, shapes: _Shapes, *, rng
                       "randn of the latents' shape (uniform: rand; brownian: the scheduler's Brownian increment)")
         initial = "initial_latents"
         step_noise = "noise" if n_draws else None
-    elif rng == "cuda":
+    elif rng in GENERATORS:
+        where = "on a GPU" if rng == "cuda" else "on the CPU"
         add_input("seed", TensorProto.INT64, [],
-                  "int64 seed of torch.Generator('cuda').manual_seed(seed): the graph draws the initial latents "
-                  "then every step's noise as diffusers does on a GPU")
+                  f"int64 seed of {GENERATORS[rng][1].split(':')[0]}: the graph draws the initial latents then "
+                  f"every step's noise as diffusers does {where}")
         kinds = ["normal"] + [d["kind"] for d in draws]
-        rows = cuda_draws(top, "seed", shapes.numel, kinds)
+        rows = GENERATORS[rng][0](top, "seed", shapes.numel, kinds)
         shaped = top.op("Reshape", rows, top.const(np.array([len(kinds), *shapes.latent], np.int64)))
         initial = top.op("Squeeze", top.op("Slice", shaped, top.const([0]), top.const([1]), top.const([0])),
                          top.const([0]))
         step_noise = top.op("Slice", shaped, top.const([1]), top.const([_INT64_MAX]), top.const([0])) if n_draws else None
     else:
-        raise LoopExportError(f"rng='cpu' is not available: {CPU_RNG_REASON}")
+        raise LoopExportError(f"rng must be one of {', '.join(RNG_MODES)}, got {rng!r}")
 
     # -- guidance batching, checked once: prompt_batch must be batch or 2 x batch
     prompt_batch = top.op("Shape", "prompt_embeds", start=0, end=1)
@@ -398,8 +406,8 @@ def export_loop(source, output, *, steps: int | None = None, size=(512, 512), sc
 
     ``scheduler``: a diffusers class name or A1111 sampler name (default: the source's own), built from the
     source's scheduler config; ``overrides``: its config keys (``use_karras_sigmas``...) and step options
-    (``eta``, ``s_churn``...), each routed where the scheduler has it. ``rng``: "input" or "cuda" (see the
-    module doc; "cpu" is refused with the reason). ``keep_unet``: also copy unet/ (a folder the Python
+    (``eta``, ``s_churn``...), each routed where the scheduler has it. ``rng``: "input", "cuda" or "cpu"
+    (see the module doc). ``keep_unet``: also copy unet/ (a folder the Python
     runtime loads as well; the UNet weights are then stored twice, as ONNX refuses external data shared
     between graphs through links); False stores them once, in denoise/.
     Atomic as ``edge-sched export``: built next to OUTPUT and renamed; an existing OUTPUT is replaced only
@@ -407,8 +415,6 @@ def export_loop(source, output, *, steps: int | None = None, size=(512, 512), sc
     """
     if rng not in RNG_MODES:
         raise LoopExportError(f"rng must be one of {', '.join(RNG_MODES)}, got {rng!r}")
-    if rng == "cpu":
-        raise LoopExportError(f"rng='cpu' is not available: {CPU_RNG_REASON}")
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise LoopExportError(f"batch must be a positive int, got {batch!r}")
     source_folder = Path(source).expanduser().absolute()
@@ -526,15 +532,13 @@ def loop_manifest(src: _Source, plan: dict, io: dict, shapes: _Shapes, *, rng, s
             "order": "the initial latents first, then the draws in this order (as diffusers draws them from one "
                      "generator); with rng 'input' the initial latents are initial_latents and the draws are "
                      "the rows of noise",
-            **({"generator": "torch.Generator('cuda').manual_seed(seed), one thread per element (equal to any GPU's "
-                             "draws while the latents have at most the GPU's thread count of values: 40,960 on a T4, "
-                             "270,336 on an H200)"} if rng == "cuda" else {}),
+            **({"generator": GENERATORS[rng][1]} if rng in GENERATORS else {}),
         },
         "guidance": "classifier-free guidance when prompt_embeds holds 2 x batch rows (negative then positive), "
                     "none when it holds batch rows",
         "decode": {"output": "latents", "vae": "vae_decoder", "scaling_factor": src.scaling_factor,
                    "image": "clip(sample / 2 + 0.5, 0, 1)"},
-        "engines": ["onnxruntime"] if rng == "cuda" else ["onnxruntime", "openvino"],
+        "engines": ["onnxruntime"] if rng in GENERATORS else ["onnxruntime", "openvino"],
         "graph_bytes": graph_bytes,
         "unet_kept": keep_unet,
     }

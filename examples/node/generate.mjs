@@ -1,12 +1,13 @@
 #!/usr/bin/env node
-// Text to image from an `edge-sched export-loop --rng cuda` folder, with no Python: the CLIP tokenizer
-// (tokenizer/tokenizer.json, @huggingface/tokenizers), the text encoder, denoise/model.onnx (the whole
-// denoising loop: UNet, guidance, scheduler, torch's CUDA noise for the seed) and the VAE decoder in
+// Text to image from an `edge-sched export-loop --rng cuda` (or `--rng cpu`) folder, with no Python: the
+// CLIP tokenizer (tokenizer/tokenizer.json, @huggingface/tokenizers), the text encoder, denoise/model.onnx
+// (the whole denoising loop: UNet, guidance, scheduler, torch's noise for the seed) and the VAE decoder in
 // onnxruntime-node; a PNG with A1111's `parameters` text chunk.
 //
 //   node generate.mjs FOLDER --prompt P [--negative N] --seed S [--guidance G] --out FILE
 //
-// The same seed gives diffusers' image with torch.Generator("cuda").manual_seed(S).
+// The same seed gives diffusers' image with torch.Generator("cuda").manual_seed(S) (rng cuda) or
+// torch.Generator().manual_seed(S) (rng cpu).
 
 import fs from "node:fs";
 import path from "node:path";
@@ -202,7 +203,8 @@ function infotext({ prompt, negative, seed, guidance }, loop, model) {
   const oneLine = (s) => s.split(/\r?\n/).join(" ");
   const fields = {
     Steps: loop.steps ?? loop.num_model_calls, Sampler: loop.scheduler.class, "CFG scale": guidance,
-    Seed: seed.toString(), Size: `${loop.size.width}x${loop.size.height}`, Model: model, RNG: "NV",
+    Seed: seed.toString(), Size: `${loop.size.width}x${loop.size.height}`, Model: model,
+    RNG: loop.rng === "cuda" ? "NV" : "CPU", // A1111's names of the two noise sources
   };
   const lines = [oneLine(prompt)];
   if (negative) lines.push(`Negative prompt: ${oneLine(negative)}`);
@@ -223,9 +225,9 @@ async function main() {
   const manifest = readJson(path.join(folder, "edge_sched.json"), "the export's manifest");
   const loop = manifest.loop;
   if (!loop) fail(`${folder}: no "loop" in edge_sched.json; make the folder with edge-sched export-loop`);
-  if (loop.rng !== "cuda") {
+  if (loop.rng !== "cuda" && loop.rng !== "cpu") {
     fail(`${folder}: the loop graph takes its noise as inputs (rng ${JSON.stringify(loop.rng)}); this client ` +
-         "needs one that draws it from the seed: edge-sched export-loop ... --rng cuda");
+         "needs one that draws it from the seed: edge-sched export-loop ... --rng cuda (or --rng cpu)");
   }
   if (!fs.existsSync(path.dirname(path.resolve(args.out)))) fail(`--out: folder ${path.dirname(args.out)} does not exist`);
   const options = { executionProviders: ["cpu"], graphOptimizationLevel: "all" };

@@ -40,6 +40,7 @@ from edge_sched.random import TorchGenerator  # noqa: E402
 from edge_sched.runtime import EngineError  # noqa: E402
 from export.loop_graph import LOOP_FOLDER, LoopExportError  # noqa: E402
 from export.onnx_nodes import Nodes  # noqa: E402
+from export.mt19937_graph import cpu_draws  # noqa: E402
 from export.philox_graph import cuda_draws  # noqa: E402
 from export.step_graph import StepExportError  # noqa: E402
 from tests.runtime.conftest import pipeline_folder, reference_pipeline  # noqa: E402,F401  (session fixtures)
@@ -59,7 +60,7 @@ class Case:
     ``call``: diffusers' call arguments (steps or a custom schedule, step options such as eta)."""
 
     def __init__(self, kind, how, scheduler, settings, reference, config, call, batch=1, guidance=7.5,
-                 openvino=True):  # OpenVINO (f32, the same ONNX) runs 11 of the cases, to keep CI short
+                 openvino=True):  # OpenVINO (f32, the same ONNX) runs 8 of the cases, to keep CI short
         self.kind, self.how, self.scheduler, self.settings = kind, how, scheduler, settings
         self.reference, self.config, self.call, self.batch, self.guidance = reference, config, call, batch, guidance
         self.openvino = openvino
@@ -81,15 +82,15 @@ CASES = {
                     {"solver_order": 3}, dict(num_inference_steps=6)),
     "lms": Case("sd", E, "LMSDiscreteScheduler", {"timestep_spacing": "linspace"}, "LMSDiscreteScheduler",
                 {"timestep_spacing": "linspace"}, dict(num_inference_steps=5), openvino=False),
-    "ddpm": Case("sd", E, "DDPMScheduler", {}, "DDPMScheduler", {}, dict(num_inference_steps=6)),
+    "ddpm": Case("sd", E, "DDPMScheduler", {}, "DDPMScheduler", {}, dict(num_inference_steps=6), openvino=False),
     "euler-custom-sigmas": Case("sd", E, "EulerDiscreteScheduler", {}, "EulerDiscreteScheduler", {},
                                 dict(sigmas=[14.6, 7.0, 3.0, 1.2, 0.4]), openvino=False),
     "dpm-custom-timesteps": Case("sd", E, "DPMSolverMultistepScheduler", {}, "DPMSolverMultistepScheduler", {},
-                                 dict(timesteps=[999, 800, 600, 400, 200, 50])),
+                                 dict(timesteps=[999, 800, 600, 400, 200, 50]), openvino=False),
     "lcm": Case("lcm", E, None, {}, "LCMScheduler", {}, dict(num_inference_steps=4), guidance=8.0),
     # two images, one generator, no guidance: prompt_embeds holds the positive rows only
     "euler-batch2-unguided": Case("sd", E, "EulerDiscreteScheduler", {}, "EulerDiscreteScheduler", {},
-                                  dict(num_inference_steps=4), batch=2, guidance=1.0),
+                                  dict(num_inference_steps=4), batch=2, guidance=1.0, openvino=False),
     # optimum's ONNX export of the same weights
     "optimum-euler-a": Case("sd", O, "Euler a", {}, "EulerAncestralDiscreteScheduler", {},
                             dict(num_inference_steps=5)),
@@ -107,7 +108,17 @@ def _prompts(case: Case) -> list[str]:
     return [PROMPT, "the dog"][: case.batch]
 
 
+_REFERENCE_IMAGES: dict[int, np.ndarray] = {}
+
+
 def _reference_image(reference_pipeline, case: Case) -> np.ndarray:
+    """diffusers' image for the case (made once: the rng 'input' and 'cpu' tests share it)."""
+    if id(case) not in _REFERENCE_IMAGES:
+        _REFERENCE_IMAGES[id(case)] = _diffusers_image(reference_pipeline, case)
+    return _REFERENCE_IMAGES[id(case)]
+
+
+def _diffusers_image(reference_pipeline, case: Case) -> np.ndarray:
     ref = reference_pipeline(REFERENCES[case.kind], case.kind)
     ref.scheduler = getattr(diffusers, case.reference).from_config(ref.base_scheduler_config, **case.config)
     return np.asarray(ref(prompt=_prompts(case), height=SIZE[0], width=SIZE[1], guidance_scale=case.guidance,
@@ -281,6 +292,26 @@ def test_keep_unet_false_stores_the_unet_once(pipeline_folder, tmp_path):  # noq
     assert "unet" not in manifest["components"] and "denoise" in manifest["components"]
 
 
+def test_weights_in_external_data(pipeline_folder, exported_loops, monkeypatch, tmp_path):  # noqa: F811
+    """Past the embedding limit (1 GB; 0 here) the weights go to denoise/model.onnx_data; both engines read it."""
+    import export.loop_graph as loop_graph
+
+    monkeypatch.setattr(loop_graph, "_EMBED_LIMIT", 0)
+    case = CASES["euler-a"]
+    folder = tmp_path / "external"
+    manifest = export.export_loop(pipeline_folder("sd", E), folder, size=SIZE, scheduler=case.scheduler,
+                                  **_schedule(case.call))
+    assert sorted(manifest["loop"]["graph_bytes"]) == ["model.onnx", "model.onnx_data"]
+    assert manifest["loop"]["graph_bytes"]["model.onnx"] < 10**6 < manifest["loop"]["graph_bytes"]["model.onnx_data"]
+    embedded, _ = exported_loops("euler-a")
+    feeds = {"prompt_embeds": np.random.default_rng(0).standard_normal((2, 77, 32)).astype(np.float32),
+             "guidance_scale": np.array(7.5, np.float32)}
+    for backend in ("onnxruntime", "openvino"):
+        a, b = DenoiseLoop(folder, backend=backend), DenoiseLoop(embedded, backend=backend)
+        noise = a.draw_noise(3)
+        np.testing.assert_array_equal(a(**feeds, **noise), b(**feeds, **noise))
+
+
 def test_bad_input(pipeline_folder, tmp_path, exported_loops):  # noqa: F811
     source = pipeline_folder("sd", E)
     out = tmp_path / "out"
@@ -290,8 +321,8 @@ def test_bad_input(pipeline_folder, tmp_path, exported_loops):  # noqa: F811
         export.export_loop(source, out, steps=5, size=(30, 32))
     with pytest.raises(LoopExportError, match="EulerDiscreteScheduler has no option 'etta'"):
         export.export_loop(source, out, steps=5, size=SIZE, scheduler="EulerDiscreteScheduler", overrides={"etta": 1})
-    with pytest.raises(LoopExportError, match="rng='cpu' is not available: torch's CPU generator is a Mersenne"):
-        export.export_loop(source, out, steps=5, size=SIZE, rng="cpu")
+    with pytest.raises(LoopExportError, match="rng='cpu' builds torch.randn / torch.rand draws only"):
+        export.export_loop(source, out, steps=3, size=SIZE, scheduler="DPMSolverSDEScheduler", rng="cpu")
     with pytest.raises(LoopExportError, match="rng must be one of input, cuda, cpu"):
         export.export_loop(source, out, steps=5, size=SIZE, rng="gpu")
     with pytest.raises(export.SourceError, match="no ONNX UNet graph unet/model.onnx"):
@@ -365,6 +396,57 @@ def test_cuda_draws_match_our_numpy_cuda_generator(numel):
         # the normals take float64 log / sin of the same inputs in both: equal but for a last-bit rounding
         assert float(np.abs(got[normal] - want[normal]).max()) <= 1e-6 and differing <= got[normal].size // 10000, \
             f"seed {seed}: {differing} normals differ"
+
+
+def _cpu_draws_model(numel, kinds):
+    b = Nodes("m/")
+    out = cpu_draws(b, "seed", numel, kinds)
+    graph = onnx.helper.make_graph(b.nodes, "draws", [onnx.helper.make_tensor_value_info("seed", onnx.TensorProto.INT64, [])],
+                                   [onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, [len(kinds), numel])],
+                                   b.initializers)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("numel", [16, 324, 4096])  # 324: torch redraws the last block of 16
+def test_cpu_draws_are_torchs_bit_for_bit(numel):
+    kinds = ["normal", "uniform", "normal", "normal"]
+    session = _cpu_draws_model(numel, kinds)
+    for seed in (0, 7, 2**40 + 3, -1):
+        got = session.run(None, {"seed": np.array(seed, np.int64)})[0]
+        gen = torch.Generator().manual_seed(seed + 2**64 if seed < 0 else seed)
+        want = np.stack([(torch.randn(numel, generator=gen) if k == "normal" else torch.rand(numel, generator=gen)).numpy()
+                         for k in kinds])
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+CPU_RNG_CASES = ["euler-a", "dpmpp-2m-sde", "ddim-eta", "lcm"]
+
+
+@pytest.mark.parametrize("case_id", CPU_RNG_CASES)
+def test_cpu_rng_loop_matches_diffusers(case_id, pipeline_folder, reference_pipeline, exported_loops,  # noqa: F811
+                                        tmp_path):
+    """rng='cpu': the graph draws torch's CPU noise for the seed; the same image as diffusers with
+    torch.Generator().manual_seed(seed), and the input graph's latents (fed TorchGenerator's draws) bit for bit."""
+    case = CASES[case_id]
+    folder = tmp_path / "cpu"
+    manifest = export.export_loop(pipeline_folder(case.kind, case.how), folder, size=SIZE, scheduler=case.scheduler,
+                                  overrides=case.settings, batch=case.batch, rng="cpu", **_schedule(case.call))
+    assert manifest["loop"]["inputs"][-1]["name"] == "seed" and manifest["loop"]["engines"] == ["onnxruntime"]
+    pipe = DiffusionPipeline.from_pretrained(folder)
+    feeds = _conditioning(pipe, case, case.guidance > 1 and case.kind != "lcm")
+    latents = DenoiseLoop(folder)(**feeds, seed=np.array(SEED, np.int64))
+    fed_folder, _ = exported_loops(case_id)
+    fed = DenoiseLoop(fed_folder)
+    np.testing.assert_array_equal(latents, fed(**feeds, **fed.draw_noise(TorchGenerator(SEED))))
+    diff = float(np.abs(_decode(pipe, latents).astype(np.float64) - _reference_image(reference_pipeline, case)).max())
+    _record(f"cpu-rng {case_id}", manifest, folder, "onnxruntime (seed)", diff)
+    assert diff <= BOUND, f"{case_id} with rng cpu: max abs pixel difference {diff:.3g}"
+    if case_id == CPU_RNG_CASES[0]:
+        with pytest.raises(EngineError, match="cannot run on OpenVINO: its Mersenne Twister works on uint32 words"):
+            DenoiseLoop(folder, backend="openvino")
 
 
 CUDA_META = load_meta("cuda_rng")
@@ -476,8 +558,30 @@ def test_node_client_errors(node_client, exported_loops, tmp_path):
     folder, _ = exported_loops("euler-a")  # rng "input": the client cannot draw torch's CPU noise
     res = subprocess.run([node, str(script), str(folder), "--prompt", "a cat", "--seed", "1", "--out",
                           str(tmp_path / "x.png")], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2 and "rng \"input\"" in res.stderr and "--rng cuda" in res.stderr
+    assert res.returncode == 2 and "rng \"input\"" in res.stderr and "--rng cuda (or --rng cpu)" in res.stderr
     res = subprocess.run([node, str(script), str(folder), "--prompt", "a cat", "--seed", "x", "--out", "x.png"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "--seed must be an integer" in res.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_node_client_with_cpu_rng(node_client, pipeline_folder, reference_pipeline, tmp_path):  # noqa: F811
+    """rng cpu through the Node client: diffusers' CPU-generator image within 1 level, "RNG: CPU"."""
+    from PIL import Image
+
+    case = CASES["dpmpp-2m-karras"]
+    folder = tmp_path / "loop"
+    export.export_loop(pipeline_folder("sd", E), folder, size=SIZE, scheduler=case.scheduler, rng="cpu",
+                       **_schedule(case.call))
+    node, script = node_client
+    out = tmp_path / "image.png"
+    res = subprocess.run([node, str(script), str(folder), "--prompt", PROMPT, "--seed", str(SEED), "--guidance",
+                          str(case.guidance), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    image = Image.open(out)
+    worst = int(np.abs(np.asarray(image.convert("RGB")).astype(np.int32)
+                       - _levels(_reference_image(reference_pipeline, case)[0])).max())
+    _record("node cpu-rng dpmpp-2m-karras", json.loads((folder / "edge_sched.json").read_text()), folder,
+            "node (PNG levels)", worst)
+    assert worst <= 1, f"the Node client's PNG is {worst} levels from diffusers' image"
+    assert image.info["parameters"].endswith(f"Seed: {SEED}, Size: 32x32, Model: loop, RNG: CPU")
