@@ -5,7 +5,8 @@ Python: the same call an app makes from C, C#, Java or JavaScript, through edge_
 (``loop``) and loads the graph; ``loop(prompt_embeds=..., guidance_scale=..., seed=... | initial_latents=...,
 noise=...)`` returns the final latents. ``loop.draw_noise(generator)`` draws ``initial_latents`` and
 ``noise`` for ``rng="input"`` graphs from a noise source (``TorchGenerator(seed)``: torch's CPU
-generator) in the order diffusers draws them.
+generator) in the order diffusers draws them; Brownian-tree draws (DPM++ SDE) come from the scheduler's
+own noise sampler, which needs a fixed ``noise_sampler_seed``.
 
 ``rng="cuda"`` / ``rng="cpu"`` graphs compute torch's generators (Philox, the Mersenne Twister) in
 unsigned integer arithmetic, which OpenVINO's CPU plugin does not compute exactly: they are refused for
@@ -14,6 +15,7 @@ OpenVINO.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -58,18 +60,36 @@ class DenoiseLoop:
             raise EngineError(f"{self.folder}: the loop graph draws its own noise (rng {self.rng!r}); pass seed=")
         gen = as_generator(generator)
         feeds = {"initial_latents": gen.randn(self.latent_shape, np.float32)}
-        rows = []
+        rows, brownian = [], None
         for d in self.spec["noise"]["draws"]:
             if d["kind"] == "normal":
                 rows.append(gen.randn(self.latent_shape, np.float32))
             elif d["kind"] == "uniform":
                 rows.append(gen.rand(self.latent_shape, np.float32))
+            elif d["kind"] == "brownian":
+                brownian = brownian or self._brownian_sampler()
+                rows.append(np.asarray(brownian(*d["interval"]), np.float32))
             else:
-                raise EngineError(f"draw {len(rows)} is {d['kind']} noise (the scheduler's Brownian tree), which a "
-                                  "generator does not give: compute it with the scheduler's noise_sampler")
+                raise EngineError(f"draw {len(rows)} is of an unknown kind {d['kind']!r}")
         if rows:
             feeds["noise"] = np.stack(rows)
         return feeds
+
+    def _brownian_sampler(self):
+        """The scheduler's own Brownian-tree noise sampler: made by its first step, as in the pipeline."""
+        from .schedulers import scheduler_class
+
+        config = read_json(self.folder / "scheduler" / "scheduler_config.json", "the loop's scheduler config",
+                           error=EngineError)
+        sched = scheduler_class(config["_class_name"]).from_config(config)
+        if config.get("noise_sampler_seed") is None or "generator" in inspect.signature(sched.step).parameters:
+            raise EngineError(f"{self.folder}: {config['_class_name']} draws Brownian noise from a seed of its own "
+                              "(diffusers picks a fresh one unless noise_sampler_seed is set): export the loop with "
+                              "--set noise_sampler_seed=N to reproduce it")
+        sched.set_timesteps(**self.spec["scheduler"]["set_timesteps"])
+        zeros = np.zeros(self.latent_shape, np.float32)
+        sched.step(zeros, sched.timesteps[0], zeros)  # builds the tree over the schedule's sigmas
+        return sched.noise_sampler
 
     def __call__(self, **feeds) -> np.ndarray:
         return self.graph(**feeds)["latents"]

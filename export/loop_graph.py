@@ -228,8 +228,7 @@ def build_loop_model(unet: onnx.ModelProto, step_graphs, shapes: _Shapes, *, rng
     opset = opset_for({"UNet": unet, "step": step_graphs.step}, max(STEP_OPSET, PHILOX_OPSET if rng in GENERATORS else 0))
 
     B = shapes.batch
-    latent_dims = ["batch", shapes.channels, shapes.height, shapes.width]
-    latent_dims[0] = B
+    latent_dims = list(shapes.latent)
     top = Nodes("loop/")
     graph_inputs, described = [], []
 

@@ -74,6 +74,10 @@ CASES = {
     "dpmpp-2m-sde": Case("sd", E, "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"},
                          "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"},
                          dict(num_inference_steps=5)),
+    # Brownian-tree noise (torchsde's, seeded by the config), drawn by the scheduler's own noise sampler
+    "dpmpp-sde-karras": Case("sd", E, "DPMSolverSDEScheduler", {"use_karras_sigmas": True, "noise_sampler_seed": 3},
+                             "DPMSolverSDEScheduler", {"use_karras_sigmas": True, "noise_sampler_seed": 3},
+                             dict(num_inference_steps=4), openvino=False),
     "ddim-eta": Case("sd", E, "DDIMScheduler", {"eta": 0.7}, "DDIMScheduler", {}, dict(num_inference_steps=5, eta=0.7)),
     # Heun and LMS with their diffusers default spacing (the folder's PNDM config has "leading")
     "heun": Case("sd", E, "HeunDiscreteScheduler", {"timestep_spacing": "linspace"}, "HeunDiscreteScheduler",
@@ -362,6 +366,13 @@ def test_bad_input(pipeline_folder, tmp_path, exported_loops):  # noqa: F811
         with pytest.raises(Exception, match="indices element out of data bounds|cannot be reshaped"):
             session.run(None, {**feeds, "prompt_embeds": np.zeros((rows, 77, 32), np.float32),
                                "guidance_scale": np.array(7.5, np.float32)})
+    seeded = tmp_path / "seeded"
+    export.export_loop(source, seeded, steps=2, size=SIZE, scheduler="Euler a", rng="cpu")
+    seeded_session = ort.InferenceSession(str(seeded / "denoise" / "model.onnx"), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception, match=r"Unexpected input data type. Actual: \(tensor\(double\)\) , expected: "
+                                        r"\(tensor\(int64\)\)"):
+        seeded_session.run(None, {"prompt_embeds": np.zeros((2, 77, 32), np.float32), "seed": np.array(5.0),
+                                  "guidance_scale": np.array(7.5, np.float32)})
     with pytest.raises(Exception, match="Got invalid dimensions for input: initial_latents"):
         session.run(None, {**feeds, "initial_latents": np.zeros((1, 4, 8, 8), np.float32),
                            "prompt_embeds": np.zeros((2, 77, 32), np.float32),
