@@ -211,3 +211,14 @@ def test_cli_info_and_generate_text_and_image_to_image(kind, flow_folder, tmp_pa
     with Image.open(second) as image:
         assert image.size == (32, 32)
         assert "Denoising strength: 0.7" in image.info["parameters"]
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+def test_openvino_genai_runs_our_openvino_folders(kind, flow_folder):
+    """openvino-genai's Text2ImagePipeline reads our OpenVINO SD3 / FLUX folders (graphs, openvino_tokenizer.xml
+    per tokenizer, scheduler); its own noise and scheduler code, so no image parity is asked of it."""
+    og = pytest.importorskip("openvino_genai")
+    pipe = og.Text2ImagePipeline(str(flow_folder(kind, "edge-openvino")), "CPU")
+    image = np.asarray(pipe.generate("a photo of a cat", width=32, height=32, num_inference_steps=3).data)
+    assert image.shape == (1, 32, 32, 3) and image.dtype == np.uint8
+    assert image.std() > 1.0
