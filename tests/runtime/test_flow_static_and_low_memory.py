@@ -82,3 +82,19 @@ def test_low_memory_gives_the_same_image_with_one_graph_at_a_time(cls, kind, flo
             assert pipe.graphs.loaded == [], "a graph stayed loaded after the call"
             assert all(loaded == ["transformer"] for loaded in seen), seen
     np.testing.assert_array_equal(images[True], images[False])
+
+
+def test_sana_reshape_and_low_memory(flow_folder, flow_reference):
+    from edge_sched.pipelines import SanaPipeline
+
+    call = dict(prompt="a cat", num_inference_steps=3, use_resolution_binning=False, max_sequence_length=40, **SIZE)
+    pipe = load_ours(SanaPipeline, flow_folder("sana", "edge-openvino"), compile=False)
+    pipe.reshape(batch_size=1, guidance_scale=4.5, max_sequence_length=40, use_resolution_binning=False, **SIZE)
+    ours, ref = run_both(flow_reference("sana"), pipe, "DPMSolverMultistepScheduler", {}, seed=6, **call)
+    assert record("SanaPipeline edge-openvino (static)", ours, ref) <= BOUND
+    assert pipe.graph("transformer").inputs["encoder_attention_mask"].shape == (2, 40)
+    low = load_ours(SanaPipeline, flow_folder("sana", "edge-onnx"), low_memory=True)
+    default = load_ours(SanaPipeline, flow_folder("sana", "edge-onnx"))
+    images = [p(generator=6, output_type="np", **call).images for p in (low, default)]
+    np.testing.assert_array_equal(images[0], images[1])
+    assert low.graphs.loaded == []
