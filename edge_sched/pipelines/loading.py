@@ -162,7 +162,8 @@ def engine_options(backend: str, *, device=None, providers=None, provider_option
     if session_options is not None:
         raise EngineError("session_options is an onnxruntime option; for OpenVINO pass ov_config={...}")
     return dict(device=(device or "CPU").upper(), config=dict(ov_config or {}), inference_precision=inference_precision,
-                num_threads=num_threads, cache_dir=cache_dir, static_shapes=static_shapes, performance_hint=performance_hint,
+                num_threads=num_threads, cache_dir=cache_dir, static_shapes=static_shapes,
+                performance_hint=performance_hint,
                 # optimum-intel exports integer timesteps; fractional ones (Karras, custom sigmas) need float
                 float_inputs=("timestep",))
 

@@ -257,7 +257,7 @@ class AutoencoderKL(GraphModel):
         if self.encoder_component not in self.graphs:
             from .loading import PipelineLoadError
 
-            raise PipelineLoadError(f"{self.graphs.folder}: no vae_encoder graph (export the pipeline with its encoder)")
+            raise PipelineLoadError(f"{self.graphs.folder}: no vae_encoder graph (export the pipeline with it)")
         graph = self.graphs[self.encoder_component]
         return run_batched(graph, lambda rows, n: {"sample": x[rows]}, x.shape[0], "sample")["latent_parameters"]
 

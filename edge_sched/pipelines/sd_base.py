@@ -129,8 +129,9 @@ class StableDiffusionBase(DiffusionPipeline):
         self.graphs.done_with("text_encoder")
         return hidden.astype(np.float32, copy=False)
 
-    def encode_prompt(self, prompt, device=None, num_images_per_prompt: int = 1, do_classifier_free_guidance: bool = True,
-                      negative_prompt=None, prompt_embeds=None, negative_prompt_embeds=None, lora_scale=None,
+    def encode_prompt(self, prompt, device=None, num_images_per_prompt: int = 1,
+                      do_classifier_free_guidance: bool = True, negative_prompt=None, prompt_embeds=None,
+                      negative_prompt_embeds=None, lora_scale=None,
                       clip_skip=None) -> tuple[np.ndarray, np.ndarray | None]:
         """diffusers' ``encode_prompt`` (same arguments, in order; ``device`` is not used): (prompt_embeds,
         negative_prompt_embeds) as numpy arrays, each repeated ``num_images_per_prompt`` times per prompt.

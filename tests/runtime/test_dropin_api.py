@@ -252,7 +252,8 @@ def test_scheduling_utils_and_configuration_utils_paths():
 
     assert [(e.name, e.value) for e in ours.KarrasDiffusionSchedulers] == \
         [(e.name, e.value) for e in ref.KarrasDiffusionSchedulers]
-    assert ours.SchedulerOutput is edge_sched.SchedulerOutput and ours.SCHEDULER_CONFIG_NAME == ref.SCHEDULER_CONFIG_NAME
+    assert ours.SchedulerOutput is edge_sched.SchedulerOutput
+    assert ours.SCHEDULER_CONFIG_NAME == ref.SCHEDULER_CONFIG_NAME
     assert ours.AysSchedules["StableDiffusionXLTimesteps"] == ref.AysSchedules["StableDiffusionXLTimesteps"]
 
     class MyScheduler(edge_sched.SchedulerMixin, ConfigMixin):
