@@ -20,7 +20,11 @@ from .harness import CLEAR_ERROR, REPO, assert_unchanged, error_line, record, tr
 
 # a driver: edge-sched's main() with the export's work replaced by MODE, so that no torch is needed
 DRIVER = r"""
-import sys, time
+import sys, time, types
+# the real backends import torch and optimum (seconds); the work they would do is replaced below anyway
+fake = types.ModuleType("export.backends")
+fake.BACKENDS = {"onnx": lambda dtype: types.SimpleNamespace(name="onnx")}
+sys.modules["export.backends"] = fake
 import export.pipeline as P
 
 MODE = sys.argv[1]
