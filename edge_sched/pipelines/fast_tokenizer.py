@@ -23,11 +23,10 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer, processors
 
 from ..jsonfile import read_json
-from .tokenizer import TokenizerOutput
+from .tokenizer import TokenizerOutput, prompt_batch
 
 # transformers' "no limit" model_max_length when tokenizer_config.json does not give one
 _NO_LIMIT = int(1e30)
-_PADDINGS = ("max_length", "longest", "do_not_pad")
 _SIDES = ("right", "left")
 # fast tokenizer classes whose post-processor transformers rebuilds from add_bos_token / add_eos_token
 _TEMPLATE_FROM_FLAGS = ("GemmaTokenizer", "GemmaTokenizerFast", "LlamaTokenizer", "LlamaTokenizerFast")
@@ -117,18 +116,7 @@ class FastTokenizer:
     def __call__(self, prompts, padding="max_length", max_length: int | None = None, truncation: bool = True,
                  add_special_tokens: bool = True) -> TokenizerOutput:
         """``input_ids`` / ``attention_mask`` [batch, length] int64, as transformers' fast tokenizer returns them."""
-        batch = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not batch:
-            raise ValueError("prompts is empty: give a string or a non-empty list of strings")
-        for text in batch:
-            if not isinstance(text, str):
-                raise TypeError(f"prompt must be a str, got {type(text).__name__}")
-        if padding is True:
-            padding = "longest"
-        elif padding is False or padding is None:
-            padding = "do_not_pad"
-        if padding not in _PADDINGS:
-            raise ValueError(f"padding={padding!r} is not supported; allowed: {', '.join(_PADDINGS)}, True, False")
+        batch, padding = prompt_batch(prompts, padding)
         if max_length is None and (truncation or padding == "max_length"):
             if self.model_max_length >= _NO_LIMIT:
                 raise ValueError(f"{self.source}: this tokenizer has no model_max_length (tokenizer_config.json gives "

@@ -321,18 +321,7 @@ class CLIPTokenizer:
         if return_tensors not in (None, "np"):
             raise ValueError(f"return_tensors={return_tensors!r}: this tokenizer returns numpy arrays; pass "
                              "return_tensors='np' (or leave it out)")
-        batch = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not batch:
-            raise ValueError("prompts is empty: give a string or a non-empty list of strings")
-        for text in batch:
-            if not isinstance(text, str):
-                raise TypeError(f"prompt must be a str, got {type(text).__name__}")
-        if padding is True:
-            padding = "longest"
-        elif padding is False or padding is None:
-            padding = "do_not_pad"
-        if padding not in _PADDINGS:
-            raise ValueError(f"padding={padding!r} is not supported; allowed: {', '.join(_PADDINGS)}, True, False")
+        batch, padding = prompt_batch(prompts, padding)
         if max_length is None and (truncation or padding == "max_length"):
             if self.model_max_length >= _NO_LIMIT:
                 raise ValueError("this tokenizer has no model_max_length (tokenizer_config.json gives none): "
@@ -442,3 +431,21 @@ def _read_tokenizer_json(path: Path):
         tok = _special_token(entry, f"{path}: added_tokens")
         added[tok.content] = (int(entry["id"]), tok)
     return model["vocab"], merges, added
+
+
+def prompt_batch(prompts, padding) -> tuple[list[str], str]:
+    """A tokenizer call's prompts as a non-empty list of str, and ``padding`` as one of ``_PADDINGS``
+    (True -> "longest", False / None -> "do_not_pad"), as transformers takes them."""
+    batch = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not batch:
+        raise ValueError("prompts is empty: give a string or a non-empty list of strings")
+    for text in batch:
+        if not isinstance(text, str):
+            raise TypeError(f"prompt must be a str, got {type(text).__name__}")
+    if padding is True:
+        padding = "longest"
+    elif padding is False or padding is None:
+        padding = "do_not_pad"
+    if padding not in _PADDINGS:
+        raise ValueError(f"padding={padding!r} is not supported; allowed: {', '.join(_PADDINGS)}, True, False")
+    return batch, padding
