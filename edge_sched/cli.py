@@ -156,7 +156,8 @@ def cmd_generate(args) -> int:
     else:
         cls = DiffusionPipeline
     pipe = cls.from_pretrained(args.model, backend=args.backend, device=args.device, providers=args.provider,
-                               allow_cpu_fallback=args.allow_cpu_fallback, low_memory=args.low_memory)
+                               allow_cpu_fallback=args.allow_cpu_fallback, low_memory=args.low_memory,
+                               precision=args.precision)
     if args.scheduler is not None:
         pipe.scheduler = scheduler_from_name(args.scheduler, pipe.scheduler.config)
     path = generate_to_file(pipe, args)
@@ -316,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=_finite, default=None, help="image-to-image / inpainting strength in [0, 1]")
     p.add_argument("--mask", metavar="FILE", help="inpainting: white = repaint, black = keep")
     p.add_argument("--low-memory", action="store_true", help="keep one graph in memory at a time")
+    p.add_argument("--precision", choices=["exact", "fast", "f32", "bf16", "f16"], default=None,
+                   help="exact: float32, the parity default; fast: the device's default (bf16 on OpenVINO CPUs that "
+                        "have it); or a precision by name")
     p.add_argument("--no-memory-check", action="store_true",
                    help="run even when the memory estimate for --size / --images exceeds the available memory")
     p.add_argument("--out", default="out.png",

@@ -18,6 +18,7 @@ from .config_fixes import fix_scheduler_config, fix_unet_sample_size
 from .dropin import DiffusersMethods, assemble, component_names, part_name
 from .graphs import Graphs
 from .keywords import sort_keywords
+from .precision import check_request as check_precision_request, plan_precision
 from .models import GraphModel, model_for
 from .loop import callback_names, check_guidance_interval
 from .loading import (
@@ -113,6 +114,9 @@ class DiffusionPipeline(DiffusersMethods):
         ``{component: {input: shape}}`` fixes graph shapes before compiling (NPUs need it); a UNet
         with a static batch of 1 gets classifier-free guidance as two calls. ``compile=False`` defers
         loading the graphs to ``pipe.compile()`` or their first use (reshape first: one compile each).
+        ``precision``: "exact" (float32, the parity default), "fast" (the device's default: bf16 on
+        OpenVINO CPUs that have it; fp16 graphs on ONNX Runtime GPU-style providers) or "f32" / "bf16" /
+        "f16" (precision.py); ``inference_precision`` / ``torch_dtype`` that contradict it are refused.
         Also: ``provider_options``, ``allow_cpu_fallback``, ``num_threads``, ``inference_precision``
         (OpenVINO, default "f32"), ``cache_dir`` (the Hub cache, and OpenVINO's compiled-graph cache),
         ``hub_cache_dir``, ``revision``, ``token``, ``local_files_only``, ``variant`` ("fp16":
@@ -130,6 +134,7 @@ class DiffusionPipeline(DiffusersMethods):
             raise TypeError(f"{where}: give a folder, a Hub repo id or a built-in model name")
         given = {k: v for k, v in (("device", device), ("providers", providers)) if v is not None}
         request = sort_keywords(where, {**kwargs, **given, "backend": backend})
+        check_precision_request(request)
         folder = resolve_folder(source, backend=request.backend, variant=request.variant, **request.hub)
         check_exported(folder, source, request.export)
         index = read_model_index(folder)
@@ -149,6 +154,9 @@ class DiffusionPipeline(DiffusersMethods):
         if request.low_memory and chosen == "onnxruntime":
             options.setdefault("cpu_memory_arena", False)  # activations freed after each run, not kept for the next
         graphs = Graphs(folder, names, chosen, options, low_memory=request.low_memory, variant=request.variant)
+        if request.precision is not None:  # it decides the graph files too (torch_dtype agrees with it)
+            graphs.variant = plan_precision(request.precision, chosen, graphs, providers=request.engine.get(
+                "providers"), dtype=request.dtype).variant
         wanted = component_names(target)
         for name in names:
             if part_name(name) in wanted:
@@ -161,7 +169,8 @@ class DiffusionPipeline(DiffusersMethods):
                 parts.setdefault(key, index[key])
         pipe = object.__new__(target)
         pipe._setup(**{**assemble(target, (), parts), "compile": request.compile})
-        pipe._use_precision(request.dtype, "torch_dtype")
+        if request.precision is None:
+            pipe._use_precision(request.dtype, "torch_dtype")
         return pipe
 
     @classmethod

@@ -101,6 +101,7 @@ class LoadRequest:
     low_memory: bool = False
     compile: bool = True
     export: bool | None = None
+    precision: str | None = None  # our precision= (precision.py); None: not given
 
 
 def sort_keywords(where: str, kwargs: dict) -> LoadRequest:
@@ -135,7 +136,7 @@ def sort_keywords(where: str, kwargs: dict) -> LoadRequest:
                           backend=kwargs.pop("backend", "auto"), variant=kwargs.pop("variant", None),
                           dtype=dtype_name(kwargs.pop("torch_dtype", kwargs.pop("dtype", None))),
                           low_memory=bool(kwargs.pop("low_memory", False)), compile=bool(kwargs.pop("compile", True)),
-                          export=kwargs.pop("export", None))
+                          export=kwargs.pop("export", None), precision=kwargs.pop("precision", None))
     for key in list(kwargs):
         if key in REFUSED:
             raise ValueError(f"{where}: {key}= is not supported here: {REFUSED[key]}")

@@ -95,8 +95,10 @@ class GraphModel:
         this class's usual folder); ``options`` as the pipelines' ``from_pretrained`` takes them."""
         from .keywords import sort_keywords
         from .loading import PipelineLoadError, engine_options, pick_backend, resolve_folder
+        from .precision import check_request as check_precision_request, plan_precision
 
         request = sort_keywords(f"{cls.__name__}.from_pretrained", options)
+        check_precision_request(request)
         name = subfolder or cls.default_component
         root = resolve_folder(pretrained_model_name_or_path, backend=request.backend, variant=request.variant,
                               **request.hub)
@@ -107,6 +109,9 @@ class GraphModel:
         backend = pick_backend(folder.parent, [component], request.backend)
         graphs = Graphs(folder.parent, [component], backend, engine_options(backend, **request.engine),
                         low_memory=request.low_memory, variant=request.variant)
+        if request.precision is not None:
+            graphs.variant = plan_precision(request.precision, backend, graphs, providers=request.engine.get(
+                "providers"), dtype=request.dtype).variant
         return cls(graphs, component)
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs) -> None:

@@ -9,6 +9,7 @@ which changes images; pass ``None`` for the device's own default or ``"bf16"``/`
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,11 @@ class OpenVINOComponent(Component):
                 raise EngineError(f"{name}: could not compile {path} for {device}: {e}") from e
             del model
         self.device = device
+        #: the precision the device computes in ("f32", "bf16", "f16"; None where it does not say)
+        self.inference_precision = _compiled_precision(self.compiled)
+        if inference_precision is not None and self.inference_precision not in (None, inference_precision):
+            # e.g. f16 asked on a CPU without AVX-512 FP16 / AMX-FP16: the plugin takes bf16 without a word
+            _warn_precision(device, inference_precision, self.inference_precision)
         self._release_during_first_run = mapped
         self.request = self.compiled.create_infer_request()
         super().__init__(
@@ -182,6 +188,23 @@ class OpenVINOComponent(Component):
     def release(self) -> None:
         self.request = None
         self.compiled = None
+
+
+def _compiled_precision(compiled) -> str | None:
+    try:
+        return compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    except Exception:  # devices without the property (NPU, some plugins)
+        return None
+
+
+_WARNED_PRECISION: set = set()
+
+
+def _warn_precision(device: str, asked: str, actual: str) -> None:
+    if (device, asked) not in _WARNED_PRECISION:
+        _WARNED_PRECISION.add((device, asked))
+        logging.getLogger("edge_sched").warning(
+            "OpenVINO %s has no %s inference precision: it computes in %s", device, asked, actual)
 
 
 # ops that move or repeat values without computing on them: an integer input that only flows
