@@ -23,6 +23,8 @@ from .tiny import (
     build_tiny_sdxl,
 )
 
+from tests.runtime.flow_folders import flow_folder  # noqa: E402,F401  (the flow pipelines' fixture, shared)
+
 GRAPH_FILE = {"onnx": "model.onnx", "openvino": "openvino_model.xml"}
 COMPONENTS = ("text_encoder", "unet", "vae_encoder", "vae_decoder")
 HUB_REPO = "tiny-org/tiny-sd"

@@ -15,7 +15,7 @@ import pytest
 
 import export
 from export import SourceError
-from tests.runtime.flow_folders import BUILD_SECONDS, flow_folder  # noqa: F401
+from tests.runtime.flow_folders import BUILD_SECONDS
 
 GRAPH = {"onnx": "model.onnx", "openvino": "openvino_model.xml"}
 EXPECTED = {

@@ -7,6 +7,7 @@ lazily, once a session. ``sd_folders(how)`` is ``pipeline_folder("sd", how)``, `
 ``reference_pipeline(name, kind)``: diffusers' pipeline class ``name`` on ``pipeline_folder(kind, "source")``,
 loaded once (``reference_sd``: the StableDiffusionPipeline one). ``tokenizer_folders`` /
 ``reference_tokenizers``: tokenizer folders saved by transformers and transformers' tokenizers of them.
+``flow_folder(kind, how)`` / ``flow_reference(kind)``: the SD3, FLUX and Sana ones (flow_folders.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 
 from tests.export.tiny import build_tiny_ddpm, build_tiny_inpaint, build_tiny_lcm, build_tiny_sd, build_tiny_sdxl
 
+from .flow_folders import flow_folder, flow_reference  # noqa: F401  (fixtures of the flow pipelines)
 from .pipeline_runs import load_reference
 from .tokenizer_folders import save_tokenizer_folders, transformers_tokenizers
 

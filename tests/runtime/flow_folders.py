@@ -3,8 +3,9 @@
 "edge-onnx" / "edge-openvino" (our export/), "optimum-onnx" / "optimum-openvino" (optimum's own exporters,
 each in a subprocess: importing optimum-intel's exporter breaks optimum-onnx's FLUX export in the same
 process). ``flow_reference(kind)``: diffusers' pipeline on the source folder, loaded once.
-Test modules import the fixtures they use from here; the caches are module-level, so every module
-shares one build."""
+The fixtures are defined here and made visible by tests/runtime/conftest.py and tests/export/conftest.py;
+the caches are module-level, so both folders share one build. Running and comparing pipelines:
+tests/runtime/pipeline_runs.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.export.tiny_flow import build_tiny_flux, build_tiny_sana, build_tiny_sd3
@@ -122,51 +122,6 @@ def flow_reference(flow_folder):
         return _REFERENCES[kind]
 
     return get
-
-
-def load_ours(cls, folder: Path, **options):
-    pipe = cls.from_pretrained(folder, **options)
-    pipe.set_progress_bar_config(disable=True)
-    pipe.base_scheduler_config = pipe.scheduler.config
-    return pipe
-
-
-def set_schedulers(reference, pipe, scheduler: str, overrides: dict) -> None:
-    """Both get ``scheduler`` made from their own folder's scheduler config plus ``overrides``."""
-    import diffusers
-
-    from edge_sched.schedulers import scheduler_class
-
-    reference.scheduler = getattr(diffusers, scheduler).from_config(reference.base_scheduler_config, **overrides)
-    pipe.scheduler = scheduler_class(scheduler).from_config(pipe.base_scheduler_config, **overrides)
-
-
-TENSOR_ARGUMENTS = ("latents", "prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
-                    "negative_pooled_prompt_embeds", "image")
-
-
-def run_both(reference, pipe, scheduler: str, overrides: dict | None = None, seed=0, **call):
-    """diffusers' ``reference`` then our ``pipe`` on ``call``; ``seed`` an int or a list (one per image).
-    Returns (ours, ref) as float arrays."""
-    import torch
-
-    set_schedulers(reference, pipe, scheduler, overrides or {})
-    call.setdefault("output_type", "np")
-    ref_call = {k: torch.from_numpy(v.copy()) if k in TENSOR_ARGUMENTS and isinstance(v, np.ndarray) else v
-                for k, v in call.items()}
-    ours_call = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in call.items()}
-    gens = [torch.Generator().manual_seed(s) for s in seed] if isinstance(seed, list) else torch.Generator().manual_seed(seed)
-    ref = reference(generator=gens, **ref_call).images
-    ours = pipe(generator=seed, **ours_call).images
-    return np.asarray(ours), np.asarray(ref.numpy() if hasattr(ref, "numpy") else ref)
-
-
-def record(key: str, ours: np.ndarray, ref: np.ndarray) -> float:
-    from .conftest import IMAGE_PARITY
-
-    diff = float(np.abs(ours - ref).max())
-    IMAGE_PARITY[key].append(diff)
-    return diff
 
 
 # flow-capable schedulers, as (id, class, config overrides, call arguments)

@@ -12,19 +12,11 @@ import pytest
 from edge_sched.pipelines import FluxImg2ImgPipeline, StableDiffusion3Img2ImgPipeline
 from edge_sched.schedulers import scheduler_class
 
-from .flow_folders import FLOW_SIGMAS, flow_folder, load_ours, record, run_both  # noqa: F401
+from .flow_folders import FLOW_SIGMAS
+from .pipeline_runs import load_ours, record, run_both, sample_image
 
 BOUND = 1e-3
 SIZE = dict(height=32, width=32)
-
-
-def init_image(seed: int = 3, size: int = 32):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / (size - 1.0)
-    pixels = np.stack([x, y, 0.5 + 0.3 * np.sin(6 * x * y)], axis=-1) + 0.05 * rng.standard_normal((size, size, 3))
-    return Image.fromarray((np.clip(pixels, 0, 1) * 255).astype(np.uint8))
 
 
 _REFERENCES = {}
@@ -81,7 +73,7 @@ def test_image_to_image_matches_diffusers(case, how, flow_folder, references):
     kind, _, scheduler, overrides, kwargs = case
     pipe = ours_for(kind, how, flow_folder)
     ours, ref = run_both(references(kind), pipe, scheduler, overrides, seed=5, prompt="a photo of a cat",
-                         image=init_image(), **SIZE, **kwargs)
+                         image=sample_image(), **SIZE, **kwargs)
     assert ours.shape == ref.shape == (1, 32, 32, 3)
     diff = record(f"{CLASSES[kind].__name__} {how}", ours, ref)
     assert diff <= BOUND, f"{scheduler} {overrides} {kwargs}: max abs pixel difference {diff:.3g}"
@@ -92,7 +84,7 @@ def test_image_to_image_matches_diffusers(case, how, flow_folder, references):
 def test_batch_with_one_generator_per_image(kind, flow_folder, references):
     """Two prompts x two images from four init images, one generator each (image i encoded with generator i)."""
     pipe = ours_for(kind, "edge-onnx", flow_folder)
-    images = [init_image(seed) for seed in range(4)]
+    images = [sample_image(seed=seed) for seed in range(4)]
     ours, ref = run_both(references(kind), pipe, EULER, {}, seed=[1, 2, 3, 4], prompt=["a cat", "a red dog"],
                          num_images_per_prompt=2, image=images, num_inference_steps=3, strength=0.8, **SIZE)
     assert ours.shape == ref.shape == (4, 32, 32, 3)
@@ -104,7 +96,7 @@ def test_strength_changes_the_image(kind, flow_folder, references):
     pipe = ours_for(kind, "edge-onnx", flow_folder)
     out = {}
     for strength in (0.3, 0.9):
-        ours, ref = run_both(references(kind), pipe, EULER, {}, seed=2, prompt="blue sky", image=init_image(),
+        ours, ref = run_both(references(kind), pipe, EULER, {}, seed=2, prompt="blue sky", image=sample_image(),
                              num_inference_steps=4, strength=strength, **SIZE)
         assert record(f"{CLASSES[kind].__name__} edge-onnx", ours, ref) <= BOUND
         out[strength] = ours
@@ -120,7 +112,7 @@ def test_strength_changes_the_image(kind, flow_folder, references):
 def test_bad_arguments_are_clear_errors(kind, kwargs, error, match, flow_folder):
     pipe = ours_for(kind, "edge-onnx", flow_folder)
     pipe.scheduler = scheduler_class(EULER).from_config(pipe.base_scheduler_config)
-    call = dict(prompt="a cat", image=init_image(), num_inference_steps=3, **SIZE)
+    call = dict(prompt="a cat", image=sample_image(), num_inference_steps=3, **SIZE)
     call.update(kwargs)
     with pytest.raises(error, match=match):
         pipe(**call)
@@ -132,6 +124,6 @@ def test_flow_sigma_solvers_have_no_scale_noise(flow_folder):
     pipe.scheduler = scheduler_class("UniPCMultistepScheduler").from_config(pipe.base_scheduler_config, **FLOW_SIGMAS)
     try:
         with pytest.raises(ValueError, match="UniPCMultistepScheduler has no scale_noise"):
-            pipe("a cat", image=init_image(), num_inference_steps=3, **SIZE)
+            pipe("a cat", image=sample_image(), num_inference_steps=3, **SIZE)
     finally:
         pipe.scheduler = scheduler_class(EULER).from_config(pipe.base_scheduler_config)

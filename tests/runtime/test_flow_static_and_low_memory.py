@@ -9,7 +9,7 @@ import pytest
 from edge_sched.pipelines import FluxPipeline, StableDiffusion3Pipeline
 from edge_sched.runtime import EngineError
 
-from .flow_folders import flow_folder, flow_reference, load_ours, record, run_both  # noqa: F401
+from .pipeline_runs import load_ours, record, run_both
 
 BOUND = 1e-3
 SIZE = dict(height=32, width=32)

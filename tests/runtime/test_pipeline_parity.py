@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pytest

@@ -17,7 +17,8 @@ import pytest
 from edge_sched.pipelines import SanaPipeline
 from edge_sched.pipelines.sana import bilinear_resize
 
-from .flow_folders import FLOW_SIGMAS, flow_folder, flow_reference, load_ours, record, run_both  # noqa: F401
+from .flow_folders import FLOW_SIGMAS
+from .pipeline_runs import load_ours, record, run_both
 
 BOUND = 1e-3
 SMALL = dict(height=32, width=32, use_resolution_binning=False)

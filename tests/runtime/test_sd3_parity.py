@@ -15,7 +15,8 @@ import pytest
 from edge_sched.pipelines import StableDiffusion3Pipeline
 from edge_sched.schedulers import scheduler_class
 
-from .flow_folders import FLOW_SIGMAS, flow_folder, flow_reference, load_ours, record, run_both, set_schedulers  # noqa: F401
+from .flow_folders import FLOW_SIGMAS
+from .pipeline_runs import load_ours, record, run_both, set_schedulers
 
 BOUND = 1e-3
 SIZE = dict(height=32, width=32)
