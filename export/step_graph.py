@@ -401,7 +401,8 @@ class _Merge:
         groups: dict = {}
         for i, t in enumerate(traces):
             groups.setdefault(_signature(t, outputs)[0], []).append(i)
-        self.members = list(groups.values())
+        # the branch serving most calls first: each level of the If chain costs a subgraph call per run
+        self.members = sorted(groups.values(), key=len, reverse=True)
 
     def _in(self, name):
         return self.rename.get(name, name)
@@ -451,15 +452,30 @@ class _Merge:
                 inits.append(numpy_helper.from_array(array, f"{p}k{k}_table"))
                 nodes.append(helper.make_node("Gather", [f"{p}k{k}_table", self._in("step_index")], [f"{p}k{k}"],
                                               axis=0))
-        for n in first.rec.nodes:
-            nodes.append(helper.make_node(n.op, [local(x) for x in n.inputs], [local(x) for x in n.outputs],
-                                          **n.attrs))
+        # an output computed by a node of the branch is that node's output, named as the output: an Identity
+        # would copy the tensor at every call
+        produced = {x for n in first.rec.nodes for x in n.outputs}
+        alias, copies = {}, []
         for out, name in zip(self.outputs, out_names):
             value = first.outputs.get(out)
-            # a state slot this call leaves empty passes its input through
-            source = local(value.name) if value is not None else self._in(f"state.{out[len('next_state.'):]}")
-            nodes.append(helper.make_node("Identity", [source], [name]))
-        return nodes, inits
+            if value is not None and value.name in produced and value.name not in alias:
+                alias[value.name] = name
+                continue
+            # a state slot this call leaves empty passes its input through; a value that is an input, or
+            # already another output, is copied
+            if value is None:
+                source = self._in(f"state.{out[len('next_state.'):]}")
+            else:
+                source = alias.get(value.name) or local(value.name)
+            copies.append(helper.make_node("Identity", [source], [name]))
+
+        def named(x):
+            return alias.get(x) or local(x)
+
+        for n in first.rec.nodes:
+            nodes.append(helper.make_node(n.op, [named(x) for x in n.inputs], [named(x) for x in n.outputs],
+                                          **n.attrs))
+        return nodes + copies, inits
 
     def _subgraph(self, tag, nodes, inits, names):
         outs = [_value_info(n, *self.info[o]) for n, o in zip(names, self.outputs)]
@@ -505,18 +521,15 @@ def _scale_model(name, scales, n_calls) -> onnx.ModelProto:
 
 def _step_model(name, steps, scales, n_calls) -> onnx.ModelProto:
     """The step, then the next call's scale_model_input on its prev_sample (at the last call: the last
-    call's scaling again, an output nobody needs), as one graph."""
+    call's scaling again, an output nobody needs), as one graph. Both are gathered at ``step_index``."""
     inputs, outputs = _interface(steps)
     info = _output_info(steps, outputs, inputs)
     nodes, inits = _Merge(steps, outputs, n_calls, info).nodes(outputs)
     scale_outputs = ["model_input"]
     scale_info = _output_info(scales, scale_outputs, {})
-    nodes.append(helper.make_node("Add", ["step_index", "scale.one"], ["scale.next"]))
-    nodes.append(helper.make_node("Min", ["scale.next", "scale.last"], ["scale.step_index"]))
-    inits += [numpy_helper.from_array(np.array(1, dtype=np.int64), "scale.one"),
-              numpy_helper.from_array(np.array(n_calls - 1, dtype=np.int64), "scale.last")]
-    merge = _Merge(scales, scale_outputs, n_calls, scale_info, prefix="scale.",
-                   rename={"sample": "prev_sample", "step_index": "scale.step_index"})
+    # the next call's scaling, its tables shifted by one call: gathered at step_index itself, no index arithmetic
+    next_scales = [scales[min(i + 1, n_calls - 1)] for i in range(n_calls)]
+    merge = _Merge(next_scales, scale_outputs, n_calls, scale_info, prefix="scale.", rename={"sample": "prev_sample"})
     scale_nodes, scale_inits = merge.nodes(["model_input"])
     outputs.insert(1, "model_input")
     info["model_input"] = scale_info["model_input"]
