@@ -285,6 +285,18 @@ class ConfigMixin:
     def _register_hidden(self, extra: dict) -> None:
         self._internal_dict = FrozenConfig({**self._internal_dict, **extra})
 
+    def _shadow_config_attribute(self, name: str, value) -> None:
+        """diffusers' ``self.config.flow_shift = np.exp(mu)`` in set_timesteps: its FrozenDict takes the value as
+        an instance attribute, not an item, so ``config.flow_shift`` reads it while ``config["flow_shift"]``,
+        save_config and from_config keep the constructed value, and the next register_to_config (a new
+        FrozenDict) drops it. Mirrored here on a copy of the config (a user-held config is not touched)."""
+        if name not in self._internal_dict:
+            raise TypeError(f"{type(self).__name__} has no config field {name!r}.")
+        check_config_types(type(self), {name: value})
+        shadowed = FrozenConfig(self._internal_dict)
+        object.__setattr__(shadowed, name, value)
+        self._internal_dict = shadowed
+
     def register_to_config(self, **values) -> None:
         """Replace config fields: the few legitimate updates after construction (a remapped
         option name, ``flow_shift`` set from ``mu``). Values are type-checked like arguments."""

@@ -110,7 +110,8 @@ class DEISMultistepScheduler(_MultistepSolver):
         if mu is not None:
             if not (cfg.use_dynamic_shifting and cfg.time_shift_type == "exponential"):
                 raise ValueError("`mu` needs use_dynamic_shifting=True and time_shift_type='exponential'.")
-            self.register_to_config(flow_shift=float(np.exp(mu)))  # diffusers updates the config too
+            # diffusers sets config.flow_shift as an attribute: planning reads it, the saved config does not
+            self._shadow_config_attribute("flow_shift", float(np.exp(mu)))
         self._check_num_inference_steps(num_inference_steps)
         with config_defaults(self, _PLAN_DEFAULTS):
             self._plan(num_inference_steps)

@@ -154,7 +154,8 @@ class DPMSolverMultistepScheduler(_MultistepSolver):
         if mu is not None:
             if not (cfg.use_dynamic_shifting and cfg.time_shift_type == "exponential"):
                 raise ValueError("`mu` needs use_dynamic_shifting=True and time_shift_type='exponential'.")
-            self.register_to_config(flow_shift=float(np.exp(mu)))  # diffusers updates the config too
+            # diffusers sets config.flow_shift as an attribute: planning reads it, the saved config does not
+            self._shadow_config_attribute("flow_shift", float(np.exp(mu)))
         self._check_custom_schedule(num_inference_steps, timesteps)
         if timesteps is not None:
             for flag in ("use_karras_sigmas", "use_lu_lambdas", "use_exponential_sigmas", "use_beta_sigmas",

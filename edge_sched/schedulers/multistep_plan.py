@@ -265,7 +265,10 @@ def config_defaults(scheduler: SchedulerMixin, defaults: dict):
     real = scheduler._internal_dict
     # the defaults win: a key of the same name in the config is a leftover from another class's
     # config (from_config keeps those), which this scheduler ignores, as diffusers' does
-    scheduler._internal_dict = FrozenConfig({**real, **defaults})
+    merged = FrozenConfig({**real, **defaults})
+    for name, value in vars(real).items():  # a shadowing attribute (ConfigMixin._shadow_config_attribute) stays
+        object.__setattr__(merged, name, value)
+    scheduler._internal_dict = merged
     try:
         yield
     finally:

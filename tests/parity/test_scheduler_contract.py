@@ -353,15 +353,7 @@ SHIFTED = [n for n in WITH_DIFFUSERS if "use_dynamic_shifting" in _fresh(OURS, n
            and "mu" in inspect.signature(OURS.cls(n).set_timesteps).parameters]
 
 
-#: diffusers' singlestep set_timesteps re-registers lower_order_final after setting the flow_shift
-#: attribute, which rebuilds its config from the saved values: afterwards it reads flow_shift=1.0
-SHIFT_DROPPED = ("diffusers' DPMSolverSinglestep reads config.flow_shift=1.0 after set_timesteps(mu=...) "
-                 "(register_to_config(lower_order_final=True) drops the attribute); ours keeps exp(mu)")
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=SHIFT_DROPPED))
-    if n == "DPMSolverSinglestepScheduler" else n for n in SHIFTED])
+@pytest.mark.parametrize("name", SHIFTED)
 def test_dynamic_shifting_by_mu_like_diffusers(name):
     """set_timesteps(n, mu=...) with use_dynamic_shifting plans diffusers' timesteps, and the shift
     it uses afterwards is diffusers' (DPM-Solver, DEIS write exp(mu) to config.flow_shift)."""
@@ -372,18 +364,27 @@ def test_dynamic_shifting_by_mu_like_diffusers(name):
     check_timesteps(np.asarray(ours.timesteps), DIFFUSERS.numpy(ref.timesteps))
     for key in _public(ref.config):
         want = getattr(ref.config, key)  # the attribute, which diffusers' set_timesteps may have set
-        assert ours.config[key] == (pytest.approx(float(want)) if isinstance(want, float) else want), key
+        got = getattr(ours.config, key)
+        assert got == (pytest.approx(float(want)) if isinstance(want, float) else want), key
+        assert ours.config[key] == ref.config[key], key  # the item: the constructed value, as diffusers keeps it
+    # the shift a later plan uses (diffusers' singlestep loses the attribute when it re-registers lower_order_final)
+    for n, mu in ((5, None), (7, 0.3)):
+        if mu is None and getattr(ref.config, "use_dynamic_shifting", False):
+            try:
+                ref.set_timesteps(n)
+            except Exception as e:  # noqa: BLE001  diffusers refuses: so must we
+                with pytest.raises(type(e) if isinstance(e, ValueError) else ValueError):
+                    ours.set_timesteps(n)
+                continue
+        else:
+            ref.set_timesteps(n, **({} if mu is None else {"mu": mu}))
+        ours.set_timesteps(n, **({} if mu is None else {"mu": mu}))
+        check_timesteps(np.asarray(ours.timesteps), DIFFUSERS.numpy(ref.timesteps))
 
 
-#: diffusers sets config.flow_shift as an attribute only (FrozenDict.__setattr__), so its saved
-#: config and from_config keep the constructor's flow_shift; ours records exp(mu) in the config
-SHIFT_NOT_SAVED = "diffusers keeps flow_shift=1.0 in its saved config after set_timesteps(mu=...); ours saves exp(mu)"
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=SHIFT_NOT_SAVED))
-    if n in ("DEISMultistepScheduler", "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler") else n
-    for n in SHIFTED])
+#: diffusers sets config.flow_shift as an attribute only (FrozenDict.__setattr__), so its saved config and
+#: from_config keep the constructor's flow_shift; ours too (ConfigMixin._shadow_config_attribute)
+@pytest.mark.parametrize("name", SHIFTED)
 def test_dynamic_shifting_saves_the_config_diffusers_saves(name, tmp_path):
     config = _dynamic_config(name)
     saved = []
