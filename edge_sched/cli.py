@@ -134,15 +134,15 @@ def _scheduler_name(text: str) -> str:
 
 def cmd_generate(args) -> int:
     from .pipelines import DiffusionPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline
-    from .pipelines.generate import check_scheduler_for_loop, check_text, generate_to_file
+    from .pipelines.generate import check_images, check_text, choose_scheduler, draw_seed, generate_to_file
     from .pipelines.image_io import output_target
-    from .schedulers import resolve_scheduler, scheduler_from_name
 
     # what can be checked without the model is checked before loading it
     output_target(args.out)
     check_text(args)
-    if args.scheduler is not None:
-        check_scheduler_for_loop(resolve_scheduler(args.scheduler)[0], args.scheduler)
+    check_images(args.images)
+    draw_seed(args.seed)  # a --seed below -1 is refused before loading (the seed itself is drawn later)
+    choose = choose_scheduler(args)  # names, schedule type and --set keys, before loading
     index_class = _model_index_class(args.model)
     if _unconditional(index_class):
         cls = DiffusionPipeline  # no image-to-image class for it: the pipeline refuses --init-image / --mask itself
@@ -158,10 +158,9 @@ def cmd_generate(args) -> int:
     pipe = cls.from_pretrained(args.model, backend=args.backend, device=args.device, providers=args.provider,
                                allow_cpu_fallback=args.allow_cpu_fallback, low_memory=args.low_memory,
                                precision=args.precision)
-    if args.scheduler is not None:
-        pipe.scheduler = scheduler_from_name(args.scheduler, pipe.scheduler.config)
-    path = generate_to_file(pipe, args)
-    print(path)
+    schedule = choose(pipe)
+    for path in generate_to_file(pipe, args, schedule=schedule):
+        print(path)
     return 0
 
 
@@ -299,15 +298,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negative", metavar="PROMPT", help="negative prompt")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
     p.add_argument("--scheduler", metavar="NAME", type=_scheduler_name,
-                   help='diffusers class name or A1111 name, e.g. "DPM++ 2M Karras"')
-    p.add_argument("--seed", type=int, default=0, help="torch-compatible seed (default 0)")
+                   help='sampler: diffusers class name, A1111 name ("DPM++ 2M", legacy "DPM++ 2M Karras") or '
+                        'ComfyUI name ("dpmpp_2m"); case-insensitive')
+    p.add_argument("--schedule", metavar="TYPE", help="A1111 schedule type / ComfyUI scheduler: automatic, uniform, "
+                   "normal, karras, exponential, beta, sgm_uniform, simple, ddim (default: the name's own)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append",
+                   help="scheduler config override, e.g. timestep_spacing=trailing (repeatable)")
+    p.add_argument("--seed", type=int, default=0, help="torch-compatible seed (default 0; -1: a random one, recorded)")
     p.add_argument("--rng", default="cpu", choices=["cpu", "cuda"],
                    help="noise of torch's CPU or CUDA generator for that seed (PNG: 'RNG: CPU' / 'RNG: NV', as A1111)")
     p.add_argument("--size", type=_size, metavar="WxH", help="image size, e.g. 512x512")
     p.add_argument("--guidance", type=_finite, default=None, help="classifier-free guidance scale")
     p.add_argument("--guidance-interval", type=_interval, default=None, metavar="LOW,HIGH",
                    help="guide only where LOW < sigma <= HIGH (one UNet call on the other steps)")
-    p.add_argument("--images", type=int, default=1, metavar="N", help="images per prompt")
+    p.add_argument("--images", type=int, default=1, metavar="N",
+                   help="images with seeds SEED..SEED+N-1, one file each plus a grid (as A1111)")
+    p.add_argument("--no-grid", dest="grid", action="store_false", help="with --images N: no grid file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --images N and --out x.png: replace existing x-SEED.png files")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
     p.add_argument("--device", help="OpenVINO device (CPU, GPU, NPU, AUTO, ...)")
     p.add_argument("--provider", action="append", help="onnxruntime execution provider (repeatable, in order)")
@@ -323,9 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-memory-check", action="store_true",
                    help="run even when the memory estimate for --size / --images exceeds the available memory")
     p.add_argument("--out", default="out.png",
-                   help="image to write: .png, .jpg or .webp (a grid when there are several images; parameters in the "
-                        "PNG text or EXIF), or a folder ending in / for a new numbered NNNNN-SEED-PROMPT.png")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+                   help="image to write: .png, .jpg or .webp (parameters in the PNG text or EXIF; with --images N the grid, "
+                        "each image in x-SEED.png), or a folder ending in / for new numbered NNNNN-SEED-PROMPT.png")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (also TQDM_DISABLE=1)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("compare", help="compare schedulers by measured quality on the built-in digits model")

@@ -1,6 +1,13 @@
-"""``edge-sched generate``: run a pipeline from command-line arguments and write one image (a grid when
-there are several) whose parameters record how it was made, A1111-style: a PNG ``parameters`` text
-chunk, or EXIF for ``--out x.jpg`` / ``x.webp``; ``--out DIR/`` writes ``NNNNN-SEED-PROMPT.png`` there.
+"""``edge-sched generate``: run a pipeline from command-line arguments and write its images with the
+parameters that made them, A1111-style: a PNG ``parameters`` text chunk in A1111 1.10's format (sampler
+and schedule type apart, model hash and name), or EXIF for ``--out x.jpg`` / ``x.webp``.
+
+``--images N`` makes N images with seeds SEED, SEED+1, ... (as A1111's batches do: each image is the one a
+single run with its seed gives), one file each (``--out DIR/``: new numbered ``NNNNN-SEED-PROMPT.png``;
+``--out x.png``: ``x-SEED.png``, refused where one exists unless ``--overwrite``) plus a grid of them (in
+``x.png`` / ``DIR/grid-NNNNN-...png``; ``--no-grid`` skips it). They run as one batch, one generator per
+image, where that gives each image its single run's noise (one image per prompt, no Brownian tree), else
+one run per seed. ``--seed -1`` draws a seed (as A1111: below 2**32 - 2) and records it.
 
 ``--rng cpu|cuda`` picks the noise source: torch's CPU generator (the default) or torch's CUDA one
 (the noise a PyTorch user gets on an NVIDIA GPU), recorded in the PNG as A1111 names them:
@@ -9,18 +16,29 @@ chunk, or EXIF for ``--out x.jpg`` / ``x.webp``; ``--out DIR/`` writes ``NNNNN-S
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import json
 import math
+import os
+import random
 from pathlib import Path
+
+import numpy as np
 
 from ..random import TorchGenerator
 from .base import DiffusionPipeline
 from .memory import check_memory
-from .image_io import a1111_parameters, file_stem, load_image, make_grid, output_target, save_image
+from .image_io import (
+    a1111_parameters, file_stem, image_file_targets, load_image, make_grid, output_target, save_image,
+)
+from .infotext import a1111_sampler_name, a1111_schedule_type, model_hash, model_name, schedule_infotext
 from .unconditional import UnconditionalPipelineBase
 
 #: --rng value -> A1111's name of that noise source (its "RNG" infotext field)
 RNG_SOURCES = {"cpu": "CPU", "cuda": "NV"}
+#: A1111's random seeds (--seed -1): random.randrange(4294967294)
+SEED_RANGE = 4294967294
 
 
 #: pipeline call keyword -> the option that sets it, for "X does not take --option"
@@ -71,6 +89,32 @@ def check_scheduler_for_loop(cls, name: str) -> None:
                          "choose another scheduler (edge-sched schedulers lists them)")
 
 
+def choose_scheduler(args):
+    """--scheduler NAME, --schedule TYPE and --set KEY=VALUE checked before the model loads (names, the
+    schedule type the sampler takes, the keys its class has); returns ``choose(pipe)``, which sets
+    ``pipe.scheduler`` from the pipeline's own config and returns the schedule type label asked for."""
+    from ..schedulers import resolve_sampler
+
+    choice = None
+    if args.scheduler is not None:
+        choice = resolve_sampler(args.scheduler, args.schedule)
+        check_scheduler_for_loop(choice.cls, args.scheduler)
+        parse_overrides(getattr(args, "set", None), choice.cls)
+    elif args.schedule is not None:
+        from ..schedulers.schedule_types import schedule_label
+
+        schedule_label(args.schedule)  # the name now; whether the folder's scheduler takes it, after loading
+
+    def choose(pipe) -> str | None:
+        chosen = choice or resolve_sampler(type(pipe.scheduler).__name__, args.schedule)
+        overrides = parse_overrides(getattr(args, "set", None), chosen.cls)
+        if choice is not None or chosen.options or overrides:
+            pipe.scheduler = chosen.cls.from_config(pipe.scheduler.config, **{**chosen.options, **overrides})
+        return chosen.schedule
+
+    return choose
+
+
 def _check_accepted(pipe, kwargs: dict) -> None:
     params = inspect.signature(pipe.__call__).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
@@ -86,9 +130,10 @@ def _check_accepted(pipe, kwargs: dict) -> None:
     raise ValueError(f"{type(pipe).__name__} does not take {', '.join(flags)}{hint}")
 
 
-def call_arguments(pipe: DiffusionPipeline, args) -> dict:
+def call_arguments(pipe: DiffusionPipeline, args, seed: int | None = None) -> dict:
     """The pipeline call for these arguments; options a pipeline cannot use are an error, not ignored."""
-    kwargs: dict = {"generator": TorchGenerator(args.seed, device=_rng(args)), "output_type": "pil"}
+    seed = args.seed if seed is None else seed
+    kwargs: dict = {"generator": TorchGenerator(seed, device=_rng(args)), "output_type": "pil"}
     if args.steps is not None:
         if args.steps < 1:
             raise ValueError(f"--steps must be at least 1, got {args.steps}")
@@ -97,8 +142,7 @@ def call_arguments(pipe: DiffusionPipeline, args) -> dict:
         kwargs["guidance_scale"] = args.guidance
     if getattr(args, "guidance_interval", None) is not None:
         kwargs["guidance_interval"] = args.guidance_interval
-    if args.images < 1:
-        raise ValueError(f"--images must be at least 1, got {args.images}")
+    check_images(args.images)
     kwargs["num_images_per_prompt"] = args.images
     if isinstance(pipe, UnconditionalPipelineBase):
         unsupported = [flag for flag, value in (("--negative", args.negative), ("--size", args.size),
@@ -131,34 +175,131 @@ def call_arguments(pipe: DiffusionPipeline, args) -> dict:
     return kwargs
 
 
-def generate_to_file(pipe: DiffusionPipeline, args) -> Path:
+# ---------------------------------------------------------------------------- seeds, progress, overrides
+def check_images(images: int) -> None:
+    if images < 1:
+        raise ValueError(f"--images must be at least 1, got {images}")
+
+
+def draw_seed(seed: int) -> int:
+    """``--seed``: -1 draws one (A1111's range), other values below 0 are an error."""
+    if seed == -1:
+        return random.SystemRandom().randrange(SEED_RANGE)
+    if seed < -1:
+        raise ValueError(f"--seed must be -1 (draw a random seed, recorded in the image) or at least 0, got {seed}")
+    return seed
+
+
+def progress_disabled(args) -> bool:
+    """--quiet, or TQDM_DISABLE set to a true value (1, true, yes, on), as tqdm reads it."""
+    env = os.environ.get("TQDM_DISABLE", "").strip().lower()
+    return bool(getattr(args, "quiet", False)) or env in ("1", "true", "yes", "on")
+
+
+def parse_overrides(items, cls) -> dict:
+    """``--set KEY=VALUE`` (repeatable) for scheduler class ``cls``: the value read as JSON when it parses
+    (``true``, ``0.5``, ``null``), else kept as text (``trailing``); a key ``cls`` does not take is an error."""
+    params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
+    overrides = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r} is not of the form KEY=VALUE (e.g. --set timestep_spacing=trailing)")
+        if key not in params:
+            close = difflib.get_close_matches(key, params, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"--set {key}: {cls.__name__} has no option {key!r}.{hint} Its options: {', '.join(params)}")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return overrides
+
+
+def _one_image_per_run(pipe, kwargs) -> bool:
+    labels = getattr(pipe, "labels_from_prompt", None)
+    if labels is not None and kwargs.get("prompt"):
+        return len(np.atleast_1d(labels(kwargs["prompt"]))) == 1
+    return True
+
+
+# ---------------------------------------------------------------------------- the run and its files
+def generate_to_file(pipe: DiffusionPipeline, args, schedule: str | None = None) -> list[Path]:
+    """Run the generation ``args`` ask for and write its files; returns the paths written (per-image files
+    first, then the grid). ``schedule``: the schedule type label asked for (``--schedule``), for the PNG."""
     target = output_target(args.out)  # before any work: a bad --out costs nothing
     check_text(args)
-    pipe.set_progress_bar_config(disable=args.quiet)
-    kwargs = call_arguments(pipe, args)
+    check_images(args.images)
+    first = draw_seed(args.seed)
+    seeds = [first + i for i in range(args.images)]
+    files = image_file_targets(target, seeds, getattr(args, "overwrite", False)) if len(seeds) > 1 else [target]
+    pipe.set_progress_bar_config(disable=progress_disabled(args))
+    kwargs = call_arguments(pipe, args, seed=first)
+    brownian = "Brownian" in str(getattr(type(pipe.scheduler), "noise_kind", ""))
+    device = _rng(args)
+    if len(seeds) > 1 and not brownian and _one_image_per_run(pipe, kwargs):
+        calls = [dict(kwargs, generator=[TorchGenerator(s, device=device) for s in seeds])]
+    else:  # each seed its own run: the same images as one run per seed
+        calls = [dict(kwargs, generator=TorchGenerator(s, device=device), num_images_per_prompt=1) for s in seeds]
     if not getattr(args, "no_memory_check", False):  # refuse before the first graph call
         chosen = [f"--size {args.size[0]}x{args.size[1]}" if args.size else "",
-                  f"--images {args.images}" if args.images > 1 else ""]
-        check_memory(pipe, kwargs, options=" with ".join(c for c in chosen if c))
-    images = pipe(**kwargs).images
+                  f"--images {args.images}" if calls[0]["num_images_per_prompt"] > 1 else ""]
+        check_memory(pipe, calls[0], options=" with ".join(c for c in chosen if c))
+    groups: list[list] = []
+    for call in calls:
+        images = pipe(**call).images
+        per_seed = len(images) // (len(seeds) if len(calls) == 1 else 1)
+        groups += [images[i:i + per_seed] for i in range(0, len(images), per_seed)]
+    width, height = groups[0][0].size
+    sampler = a1111_sampler_name(pipe.scheduler)
+    schedule_type = a1111_schedule_type(pipe.scheduler, schedule) if sampler != type(pipe.scheduler).__name__ else None
+    fields = dict(
+        steps=kwargs.get("num_inference_steps", _default(pipe, "num_inference_steps")), sampler=sampler,
+        schedule_type=schedule_type,
+        cfg_scale=kwargs.get("guidance_scale", getattr(pipe, "default_guidance_scale", None)
+                             or _default(pipe, "guidance_scale")),
+        width=width, height=height, model=model_name(args.model), model_hash=_model_hash(pipe),
+        denoising_strength=args.strength, rng=RNG_SOURCES[device],
+        after_rng=schedule_infotext(schedule_type) if schedule_type else None,
+    )
+
+    def parameters(seed: int) -> str:
+        return a1111_parameters(args.prompt or "", args.negative or "", seed=seed, **fields)
+
+    written = []
+    folder_numbers = []
+    for seed, group, where in zip(seeds, groups, files):
+        path = save_image(_tile(group), where, parameters(seed), stem=file_stem(seed, args.prompt or ""))
+        written.append(path)
+        folder_numbers.append(path.name.split("-", 1)[0])
+    if len(seeds) > 1 and getattr(args, "grid", True):
+        grid = _tile([image for group in groups for image in group])
+        stem = file_stem(first, args.prompt or "")
+        number = int(folder_numbers[0]) if target.folder is not None else None
+        written.append(save_image(grid, target, parameters(first), stem=stem, prefix="grid-", number=number))
+    return written
+
+
+def _tile(images: list):
+    """One image, or a grid of several (rows of ceil(sqrt(n)), the last row padded with black tiles)."""
+    if len(images) == 1:
+        return images[0]
     cols = math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / cols)
-    if rows * cols != len(images):  # pad the last row with black tiles
+    if rows * cols != len(images):
         from PIL import Image
 
         images = images + [Image.new("RGB", images[0].size)] * (rows * cols - len(images))
-    picture = images[0] if len(images) == 1 else make_grid(images, rows, cols)
-    width, height = images[0].size
-    parameters = a1111_parameters(
-        args.prompt or "", args.negative or "",
-        steps=kwargs.get("num_inference_steps", _default(pipe, "num_inference_steps")),
-        sampler=args.scheduler or type(pipe.scheduler).__name__,
-        cfg_scale=kwargs.get("guidance_scale", getattr(pipe, "default_guidance_scale", None)
-                             or _default(pipe, "guidance_scale")),
-        seed=args.seed, width=width, height=height, model=str(args.model),
-        denoising_strength=args.strength, rng=RNG_SOURCES[_rng(args)],
-    )
-    return save_image(picture, target, parameters, stem=file_stem(args.seed, args.prompt or ""))
+    return make_grid(images, rows, cols)
+
+
+def _model_hash(pipe) -> str | None:
+    folder = getattr(pipe, "folder", None)
+    try:
+        return model_hash(folder) if folder is not None else None
+    except OSError:  # an unreadable weights file is the engine's error to give, not the infotext's
+        return None
 
 
 def _rng(args) -> str:

@@ -380,13 +380,22 @@ def _one_line(text: str) -> str:
 
 def a1111_parameters(prompt: str, negative_prompt: str = "", *, steps: int, sampler: str, cfg_scale: float,
                      seed: int, width: int, height: int, model: str | None = None, rng: str | None = None,
+                     schedule_type: str | None = None, model_hash: str | None = None, after_rng: dict | None = None,
                      **extra) -> str:
-    """The A1111 ``parameters`` text: the prompt, "Negative prompt: ..." (when given), then
-    "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 0, Size: 512x512, Model: ..." and any
-    extra ``key=value`` (underscores become spaces, first letter capitalised:
+    """The A1111 ``parameters`` text (A1111 1.10's ``create_infotext`` field order): the prompt,
+    "Negative prompt: ..." (when given), then "Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras,
+    CFG scale: 7, Seed: 0, Size: 512x512, Model hash: 0123456789, Model: ..." (the schedule type and
+    hash when given) and any extra ``key=value`` (underscores become spaces, first letter capitalised:
     ``denoising_strength=0.75`` -> "Denoising strength: 0.75"), then "RNG: ..." when ``rng`` is
-    given (A1111's noise-source names: "CPU" for torch's CPU generator, "NV" for torch's CUDA one)."""
-    fields = {"Steps": steps, "Sampler": sampler, "CFG scale": cfg_scale, "Seed": seed, "Size": f"{width}x{height}"}
+    given (A1111's noise-source names: "CPU" for torch's CPU generator, "NV" for torch's CUDA one;
+    A1111 omits it for its default, "GPU"), then ``after_rng`` (A1111's extra generation parameters,
+    e.g. "Beta schedule alpha") as given."""
+    fields = {"Steps": steps, "Sampler": sampler}
+    if schedule_type:
+        fields["Schedule type"] = schedule_type
+    fields.update({"CFG scale": cfg_scale, "Seed": seed, "Size": f"{width}x{height}"})
+    if model_hash:
+        fields["Model hash"] = model_hash
     if model:
         fields["Model"] = model
     for key, value in extra.items():
@@ -395,6 +404,7 @@ def a1111_parameters(prompt: str, negative_prompt: str = "", *, steps: int, samp
             fields[label[:1].upper() + label[1:]] = value
     if rng is not None:
         fields["RNG"] = rng
+    fields.update({k: v for k, v in (after_rng or {}).items() if v is not None})
     # readers (A1111's parse_generation_parameters) take the last line as the parameters and a line starting
     # "Negative prompt:" as the negative prompt: a newline in a prompt could forge either. CLIP reads a newline
     # as a space, so the prompts are written on one line each, as the model saw them.
@@ -490,22 +500,37 @@ def file_stem(seed: int, prompt: str, limit: int = 60) -> str:
 
 
 def save_image(image, target: OutputTarget | str | os.PathLike, parameters: str | None = None, *,
-               stem: str = "image") -> Path:
+               stem: str = "image", prefix: str = "", number: int | None = None) -> Path:
     """Write ``image`` to ``target`` (see ``output_target``) with its parameters; returns the path written.
-    A file target is replaced atomically; in a folder the image gets the next free number
-    (``00012-<stem>.png``), and an existing file is never overwritten."""
+    A file target is replaced atomically; in a folder the image gets the next free number (or ``number``
+    if free: ``<prefix>00012-<stem>.png``), and an existing file is never overwritten."""
     if not isinstance(target, OutputTarget):
         target = output_target(target)
     image = _as_pil(image, "save_image")
     if target.path is not None:
         return _write_atomically(image, target.path, target.format, parameters)
-    number = _next_number(target.folder)
+    number = _next_number(target.folder) if number is None else number
     while True:
-        path = target.folder / f"{number:05d}-{stem}.png"
+        path = target.folder / f"{prefix}{number:05d}-{stem}.png"
         try:
             return _write_atomically(image, path, "PNG", parameters, replace=False)
         except FileExistsError:  # someone else took that number meanwhile
             number += 1
+
+
+def image_file_targets(target: OutputTarget, seeds: list[int], overwrite: bool = False) -> list[OutputTarget]:
+    """Where each of several images goes when ``--out`` names one file ``x.png``: ``x-SEED.png`` beside it
+    (the named file takes the grid). Checked before any work: a name that exists is refused unless
+    ``overwrite``; a folder target gives the folder back for each (new numbered files, never overwriting)."""
+    if target.path is None:
+        return [target] * len(seeds)
+    paths = [target.path.with_name(f"{target.path.stem}-{seed}{target.path.suffix}") for seed in seeds]
+    existing = [p for p in paths if p.exists() or p.is_symlink()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise OutputPathError(f"--out {target.path}: {existing[0]} exists{more}; pass --overwrite to replace it, or "
+                              "give another --out or a folder ending in / (new numbered files)")
+    return [output_target(p) for p in paths]
 
 
 def _next_number(folder: Path) -> int:

@@ -11,7 +11,10 @@ from .kdpm2 import KDPM2DiscreteScheduler
 from .kdpm2_ancestral import KDPM2AncestralDiscreteScheduler
 from .base import SchedulerMixin, SchedulerNotReadyError, SchedulerOutput
 from .configuration import SCHEDULER_CLASSES, ConfigError, FrozenConfig
-from .resolve import UnknownSchedulerError, resolve_scheduler, scheduler_class, scheduler_from_name
+from .resolve import (
+    SamplerChoice, SamplerNotAvailableError, UnknownSchedulerError, resolve_sampler, resolve_scheduler, scheduler_class,
+    scheduler_from_name,
+)
 from .cm_stochastic_iterative import CMStochasticIterativeScheduler
 from .ddim_parallel import DDIMParallelScheduler
 from .ddpm_parallel import DDPMParallelScheduler
@@ -98,7 +101,10 @@ __all__ = [
     "SchedulerNotReadyError",
     "SchedulerOutput",
     "scheduler_class",
+    "SamplerChoice",
+    "SamplerNotAvailableError",
     "UnknownSchedulerError",
+    "resolve_sampler",
     "resolve_scheduler",
     "scheduler_from_name",
 ]

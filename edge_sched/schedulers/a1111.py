@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from . import (  # noqa: F401  (register every class the table names)
-    dpmsolver_multistep, dpmsolver_singlestep, euler, euler_ancestral, heun, kdiffusion_only, kdpm2,
-    kdpm2_ancestral, lms,
+from . import (  # noqa: F401  (register every class the tables name)
+    ddim, dpmsolver_multistep, dpmsolver_singlestep, euler, euler_ancestral, heun, kdiffusion_only, kdpm2,
+    kdpm2_ancestral, lcm, lms, pndm, unipc_multistep,
 )
 from .base import SchedulerMixin
 
@@ -67,6 +67,54 @@ A1111_SAMPLERS = {
 }
 
 
+# ---- beyond diffusers' table: the command line's wider vocabulary (resolve.resolve_sampler) ----------------
+#: A1111 1.6+ sampler names diffusers' table lacks, mapped where a scheduler of ours runs the same method with
+#: A1111's default settings (UniPC: its "UniPC variant" bh1 and "UniPC order" 3; PLMS: PNDM without its
+#: Runge-Kutta warm-up; DDIM: its eta 0). Schedules come apart from the name (schedule_types.py).
+A1111_EXTRA_SAMPLERS = {
+    row.name: row
+    for row in (
+        _row("DPM++ 2M SDE Heun", "DPMSolverMultistepScheduler", **SDE, solver_type="heun"),
+        _row("DDIM", "DDIMScheduler"),
+        _row("PLMS", "PNDMScheduler", skip_prk_steps=True),
+        _row("UniPC", "UniPCMultistepScheduler", solver_order=3, solver_type="bh1"),
+        _row("LCM", "LCMScheduler"),
+    )
+}
+#: A1111 1.9+'s "Automatic" schedule type: the sampler's own default (its samplers' 'scheduler' option);
+#: the k-diffusion samplers without one use the model's evenly spaced sigmas, the timestep samplers
+#: (DDIM, PLMS, UniPC) every (1000 // steps)-th timestep from 1
+A1111_AUTOMATIC_SCHEDULE = {
+    "DPM++ 2M": "Karras", "DPM++ SDE": "Karras", "DPM++ 2M SDE": "Exponential", "DPM++ 2M SDE Heun": "Exponential",
+    "DPM++ 2S a": "Karras", "DPM2": "Karras", "DPM2 a": "Karras", "Euler": "Uniform", "Euler a": "Uniform",
+    "LMS": "Uniform", "Heun": "Uniform", "DDIM": "DDIM", "PLMS": "DDIM", "UniPC": "DDIM",
+}
+#: ComfyUI's KSampler names -> the A1111 name of the same sampler (the *_gpu variants draw their Brownian
+#: noise on the GPU in ComfyUI; here it is the same tree on the CPU)
+COMFYUI_SAMPLERS = {
+    "euler": "Euler", "euler_ancestral": "Euler a", "heun": "Heun", "dpm_2": "DPM2", "dpm_2_ancestral": "DPM2 a",
+    "lms": "LMS", "dpm_fast": "DPM fast", "dpm_adaptive": "DPM adaptive", "dpmpp_2s_ancestral": "DPM++ 2S a",
+    "dpmpp_sde": "DPM++ SDE", "dpmpp_sde_gpu": "DPM++ SDE", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_sde": "DPM++ 2M SDE",
+    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE", "dpmpp_2m_sde_heun": "DPM++ 2M SDE Heun",
+    "dpmpp_2m_sde_heun_gpu": "DPM++ 2M SDE Heun", "ddim": "DDIM", "uni_pc": "UniPC", "lcm": "LCM",
+}
+#: names people use that no scheduler here reproduces: refused as "not available", with the reason
+_NO_PORT = "no scheduler here implements it (diffusers has none)"
+UNAVAILABLE_SAMPLERS = {
+    **{name: _NO_PORT for name in ("DPM++ 3M SDE", "Restart", "DDIM CFG++", "Euler CFG++", "Euler a CFG++",
+                                   "HeunPP2", "DPM++ 2M CFG++", "DPM++ 2S a CFG++")},
+    **{name: _NO_PORT for name in (
+        "euler_cfg_pp", "euler_ancestral_cfg_pp", "heunpp2", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_2m_cfg_pp",
+        "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ipndm", "ipndm_v", "res_multistep", "res_multistep_cfg_pp",
+        "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp", "gradient_estimation",
+        "gradient_estimation_cfg_pp", "er_sde", "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece")},
+    # same names, other methods: ours would not give ComfyUI's images
+    "ddpm": "ComfyUI's ddpm sampler adds noise of variance 1 - alpha, diffusers' DDPMScheduler its posterior's",
+    "deis": "ComfyUI's deis (the DEIS authors' tableau) is not diffusers' DEISMultistepScheduler (log-rho form)",
+    "uni_pc_bh2": "ComfyUI's uni_pc_bh2 is not mapped; use --scheduler UniPCMultistepScheduler --set solver_type=bh2",
+}
+
+
 def fold_name(name: str) -> str:
     """A sampler name with case and repeated spaces folded away: how the table is looked up."""
     return " ".join(name.split()).casefold()
@@ -100,4 +148,5 @@ def from_a1111_name(name: str, config=None, **overrides) -> SchedulerMixin:
     return scheduler_from_name(name, config, class_names=False, **overrides)
 
 
-__all__ = ["A1111_SAMPLERS", "A1111Sampler", "a1111_sampler", "find_a1111_sampler", "fold_name", "from_a1111_name"]
+__all__ = ["A1111_AUTOMATIC_SCHEDULE", "A1111_EXTRA_SAMPLERS", "COMFYUI_SAMPLERS", "UNAVAILABLE_SAMPLERS",
+           "A1111_SAMPLERS", "A1111Sampler", "a1111_sampler", "find_a1111_sampler", "fold_name", "from_a1111_name"]

@@ -58,7 +58,10 @@ def test_cli_generate_writes_png_with_parameters(sd_folders, tmp_path, capsys):
     assert image.size == (64, 32)  # a 2x1 grid of 32x32 images
     text = image.text["parameters"]
     assert text.startswith("a cat\n")
-    assert "Steps: 3, Sampler: EulerDiscreteScheduler, CFG scale: 5, Seed: 7, Size: 32x32" in text
+    # the A1111 name of the class's method, the schedule type of the folder's spacing (leading from 1: A1111's
+    # "DDIM" type); the grid carries the first image's parameters, each image its own seed (seed + i)
+    assert "Steps: 3, Sampler: Euler, Schedule type: DDIM, CFG scale: 5, Seed: 7, Size: 32x32, Model hash: " in text
+    assert "Seed: 8," in Image.open(tmp_path / "cat-8.png").text["parameters"]
 
 
 def test_cli_generate_matches_the_python_api(sd_folders, tmp_path):
