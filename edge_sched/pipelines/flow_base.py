@@ -54,6 +54,37 @@ def check_flow_scheduler(scheduler, pipeline: str) -> None:
         "use_flow_sigmas=True, prediction_type='flow_prediction'")
 
 
+def flow_solver_options(name: str, config) -> dict:
+    """The options that make scheduler class ``name``, built from a flow pipeline's own scheduler config
+    (FlowMatchEuler's, with ``shift``), drive its flow model: what diffusers' users set by hand for DPM-Solver,
+    UniPC, DEIS and SA-Solver (``use_flow_sigmas``, ``prediction_type="flow_prediction"``, ``flow_shift`` =
+    the folder's ``shift``, and its dynamic shifting where the class has it). Used by `edge-sched generate
+    --scheduler`, where nobody can pass them; empty for the flow-match schedulers, for a config that is already
+    a flow-sigma one, and for schedulers that cannot drive a flow model (the pipeline then says why)."""
+    from ..schedulers import scheduler_class
+
+    config = dict(config)
+    if name not in FLOW_SIGMA_SCHEDULERS or config.get("use_flow_sigmas"):
+        return {}
+    options = {"use_flow_sigmas": True, "prediction_type": "flow_prediction",
+               "flow_shift": float(config.get("shift", config.get("flow_shift", 1.0)))}
+    if "use_dynamic_shifting" in inspect.signature(scheduler_class(name).__init__).parameters:
+        options["use_dynamic_shifting"] = bool(config.get("use_dynamic_shifting", False))
+    return options
+
+
+class FlowImageToImage:
+    """For the image-to-image classes (SD3, FLUX): the command line's call, at the init image's size rounded
+    down to what the transformer takes (diffusers' call would default to the model's size)."""
+
+    def image_to_image_arguments(self, image, mask, strength) -> dict:
+        if mask is not None:
+            raise ValueError("--mask is for inpainting pipelines; this one does image-to-image")
+        multiple = self.size_multiple
+        size = {"height": image.height // multiple * multiple, "width": image.width // multiple * multiple}
+        return {"image": image, **size, **({} if strength is None else {"strength": strength})}
+
+
 def calculate_shift(image_seq_len: int, base_seq_len: int = 256, max_seq_len: int = 4096, base_shift: float = 0.5,
                     max_shift: float = 1.15) -> float:
     """diffusers' ``calculate_shift``: ``mu`` linear in the image's token count (Python floats, as there)."""
@@ -110,11 +141,20 @@ class FlowPipelineBase(DiffusionPipeline):
     def do_classifier_free_guidance(self) -> bool:
         return self._guidance_scale > 1
 
+    @property
+    def size_multiple(self) -> int:
+        """What image heights and widths must be multiples of."""
+        return self.vae_scale_factor * self.patch_size
+
+    def size_rule(self) -> str:
+        """Why, in words (error messages)."""
+        return f"the VAE scale factor {self.vae_scale_factor} times the transformer's patch size"
+
     def check_size(self, height, width, multiple: int) -> tuple[int, int]:
         for name, value in (("height", height), ("width", width)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0 or value % multiple:
-                raise ValueError(f"{name} must be a positive multiple of {multiple} (the VAE scale factor "
-                                 f"{self.vae_scale_factor} times the transformer's patch size), got {value!r}")
+                raise ValueError(f"{name} must be a positive multiple of {multiple} ({self.size_rule()}), "
+                                 f"got {value!r}")
         return int(height), int(width)
 
     def check_max_sequence_length(self, value, tokenizer_name: str, limit: float = 512) -> int:

@@ -24,7 +24,7 @@ from ..random import randn_tensor
 from .base import PipelineLoadError, register_pipeline
 from .common import check_generator_count, check_strength, load_tokenizer, spread_batch
 from .fast_tokenizer import load_fast_tokenizer
-from .flow_base import TRANSFORMER, FlowPipelineBase, as_prompts, check_prompt_args
+from .flow_base import TRANSFORMER, FlowImageToImage, FlowPipelineBase, as_prompts, check_prompt_args
 from .loop import Denoiser, LoopHooks, denoise
 
 FLUX_MAX_SHIFT = 1.15
@@ -110,7 +110,14 @@ class FluxPipeline(FlowPipelineBase):
         height = height or FLUX_DEFAULT_SAMPLE_SIZE * self.vae_scale_factor
         width = width or FLUX_DEFAULT_SAMPLE_SIZE * self.vae_scale_factor
         # diffusers warns and rounds down; a different image size than asked is refused here instead
-        return self.check_size(height, width, self.vae_scale_factor * 2)
+        return self.check_size(height, width, self.size_multiple)
+
+    @property
+    def size_multiple(self) -> int:
+        return self.vae_scale_factor * 2
+
+    def size_rule(self) -> str:
+        return f"the VAE scale factor {self.vae_scale_factor} times 2: FLUX packs 2x2 latent patches"
 
     t5_tokenizer_name = "tokenizer_2"
 
@@ -276,22 +283,13 @@ class FluxPipeline(FlowPipelineBase):
 
 
 @register_pipeline
-class FluxImg2ImgPipeline(FluxPipeline):
+class FluxImg2ImgPipeline(FlowImageToImage, FluxPipeline):
     """``pipe(prompt, image=init_image, strength=0.6, ...)``: the init image is encoded (a sample of the VAE
     encoder's Gaussian, ``(z - shift) * scaling``), moved along the flow to the first kept timestep with
     ``scheduler.scale_noise``, packed and denoised from there, as diffusers' ``FluxImg2ImgPipeline``."""
 
     required_graphs = {**FluxPipeline.required_graphs, "vae_encoder": ("sample",)}
     optional_graphs = ()
-
-    def image_to_image_arguments(self, image, mask, strength) -> dict:
-        """The command line's image-to-image call: at the init image's size (rounded down to what the
-        transformer takes), where diffusers' call would default to the model's size."""
-        if mask is not None:
-            raise ValueError("--mask is for inpainting pipelines; this one does image-to-image")
-        multiple = self.vae_scale_factor * 2
-        size = {"height": image.height // multiple * multiple, "width": image.width // multiple * multiple}
-        return {"image": image, **size, **({} if strength is None else {"strength": strength})}
 
     def __call__(
         self,

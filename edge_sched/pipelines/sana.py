@@ -118,13 +118,12 @@ class SanaPipeline(FlowPipelineBase):
         return int(self.transformer_config.get("in_channels", 32))
 
     def default_size(self, height, width) -> tuple[int, int]:
-        return self.check_size(height, width, 32)  # diffusers' rule for Sana, whatever the DC-AE's factor
+        return self.check_size(height, width, self.size_multiple)
 
-    def check_size(self, height, width, multiple: int) -> tuple[int, int]:
-        for name, value in (("height", height), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0 or value % multiple:
-                raise ValueError(f"{name} must be a positive multiple of {multiple}, got {value!r}")
-        return int(height), int(width)
+    size_multiple = 32  # diffusers' rule for Sana, whatever the DC-AE's factor
+
+    def size_rule(self) -> str:
+        return "diffusers' rule for Sana"
 
     # ---- prompts ---------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from ..random import randn_tensor
 from .base import PipelineLoadError, register_pipeline
 from .common import check_generator_count, check_strength, load_tokenizer, spread_batch
 from .fast_tokenizer import load_fast_tokenizer
-from .flow_base import FlowPipelineBase, as_prompts, check_prompt_args
+from .flow_base import FlowImageToImage, FlowPipelineBase, as_prompts, check_prompt_args
 from .loop import LoopHooks, denoise
 
 # diffusers' StableDiffusion3Pipeline calls calculate_shift with this max_shift when the scheduler config has none
@@ -76,7 +76,7 @@ class StableDiffusion3Pipeline(FlowPipelineBase):
         size = self.transformer_config.get("sample_size", 128)
         height = height or size * self.vae_scale_factor
         width = width or size * self.vae_scale_factor
-        return self.check_size(height, width, self.vae_scale_factor * self.patch_size)
+        return self.check_size(height, width, self.size_multiple)
 
     t5_tokenizer_name = "tokenizer_3"
 
@@ -251,22 +251,13 @@ class StableDiffusion3Pipeline(FlowPipelineBase):
 
 
 @register_pipeline
-class StableDiffusion3Img2ImgPipeline(StableDiffusion3Pipeline):
+class StableDiffusion3Img2ImgPipeline(FlowImageToImage, StableDiffusion3Pipeline):
     """``pipe(prompt, image=init_image, strength=0.6, ...)``: the init image is encoded (a sample of the VAE
     encoder's Gaussian, ``(z - shift) * scaling``), moved along the flow to the first kept timestep with
     ``scheduler.scale_noise`` and denoised from there, as diffusers' ``StableDiffusion3Img2ImgPipeline``."""
 
     required_graphs = {**StableDiffusion3Pipeline.required_graphs, "vae_encoder": ("sample",)}
     optional_graphs = ("text_encoder_3",)
-
-    def image_to_image_arguments(self, image, mask, strength) -> dict:
-        """The command line's image-to-image call: at the init image's size (rounded down to what the
-        transformer takes), where diffusers' call would default to the model's size."""
-        if mask is not None:
-            raise ValueError("--mask is for inpainting pipelines; this one does image-to-image")
-        multiple = self.vae_scale_factor * self.patch_size
-        size = {"height": image.height // multiple * multiple, "width": image.width // multiple * multiple}
-        return {"image": image, **size, **({} if strength is None else {"strength": strength})}
 
     def __call__(
         self,
