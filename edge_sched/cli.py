@@ -8,7 +8,7 @@ import math
 import sys
 
 from . import __version__
-from .interrupt import EXIT_INTERRUPTED
+from .interrupt import exit_status
 
 
 def scheduler_rows() -> list[dict]:
@@ -353,11 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for it
+    except KeyboardInterrupt as e:  # Ctrl-C (SIGTERM too, where a guard turns it into one): one line, the shell's status
         if args.debug:
             raise
         print(f"edge-sched {args.command}: {_interrupted(args)}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_status(e)
     except Exception as e:  # one readable line unless --debug
         if args.debug:
             raise

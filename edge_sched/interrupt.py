@@ -11,8 +11,12 @@ makes an interrupt stick and bounded in time:
   thread sits in a long C call), runs the cleanup callbacks, prints one line and ends the process with
   status 130 if the main thread has not finished within ``grace`` seconds; a second Ctrl-C does it at once.
 
+SIGTERM (``kill``, ``systemctl stop``, ``docker stop``, a CI timeout) is handled the same way where its
+disposition is the default (which would end the process without any cleanup): it raises ``Terminated``, a
+``KeyboardInterrupt``, so every cleanup path runs, and the status is 143 (128 + SIGTERM).
+
 Only the main thread can install signal handlers: elsewhere (or when the program installed its own
-SIGINT handler) the guard does nothing and ``KeyboardInterrupt`` behaves as Python's default.
+handler for a signal) the guard leaves that signal alone and Python's default behaviour stays.
 """
 
 from __future__ import annotations
@@ -26,6 +30,16 @@ import threading
 import time
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Python would raise KeyboardInterrupt for SIGINT (so the same cleanups run)."""
+
+
+def exit_status(interrupt: BaseException) -> int:
+    """The shell's status for a command stopped by this interrupt: 143 for SIGTERM, else 130."""
+    return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
 GRACE_SECONDS = 5.0
 
 
@@ -41,7 +55,8 @@ class StopOnInterrupt:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._counts = {"handler": 0, "wakeup": 0}  # the same signal is seen by both; count each way
-        self._old_handler = None
+        self._old_handlers: dict = {}
+        self._signum = None  # the first signal that came
         self._old_wakeup = -1
         self._sockets = None
         self._threads: list[threading.Thread] = []
@@ -58,17 +73,23 @@ class StopOnInterrupt:
                 self._cleanups.remove(callback)
 
     def check(self) -> None:
-        """Raise ``KeyboardInterrupt`` if an interrupt came (and was swallowed by a library)."""
+        """Raise ``KeyboardInterrupt`` (``Terminated`` for SIGTERM) if one came and a library swallowed it."""
         if self.interrupted:
-            raise KeyboardInterrupt
+            raise _exception(self._signum)
 
     # -- context -------------------------------------------------------------------------------
     def __enter__(self) -> "StopOnInterrupt":
         if threading.current_thread() is not threading.main_thread():
             return self
-        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-            return self  # the program handles SIGINT itself
-        self._old_handler = signal.signal(signal.SIGINT, self._handler)
+        defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+        for signum, default in defaults.items():
+            if signal.getsignal(signum) is default:  # else the program handles it itself
+                self._old_handlers[signum] = signal.signal(signum, self._handler)
+        if signal.SIGINT not in self._old_handlers:
+            for signum, old in self._old_handlers.items():
+                signal.signal(signum, old)
+            self._old_handlers = {}
+            return self
         self.active = True
         try:
             r, w = socket.socketpair()
@@ -84,7 +105,8 @@ class StopOnInterrupt:
     def __exit__(self, *exc) -> bool:
         self._done.set()
         if self.active:
-            signal.signal(signal.SIGINT, self._old_handler)
+            for signum, old in self._old_handlers.items():
+                signal.signal(signum, old)
             if self._sockets is not None:
                 signal.set_wakeup_fd(self._old_wakeup)
         for thread in self._threads:
@@ -102,12 +124,14 @@ class StopOnInterrupt:
         thread.start()
 
     def _handler(self, signum, frame):
-        self._note_signal("handler")
-        raise KeyboardInterrupt
+        self._note_signal("handler", signum)
+        raise _exception(signum)
 
-    def _note_signal(self, way: str) -> None:
+    def _note_signal(self, way: str, signum: int) -> None:
         with self._lock:
             self.interrupted = True
+            if self._signum is None:
+                self._signum = signum
             self._counts[way] += 1
             first = self._first_at is None
             if first:
@@ -136,8 +160,8 @@ class StopOnInterrupt:
             # the C-level handler writes this byte at once, also while the main thread is inside a long C
             # call (the Python-level handler then waits for it to return)
             for byte in data:
-                if byte == signal.SIGINT and not self._done.is_set():
-                    self._note_signal("wakeup")
+                if byte in self._old_handlers and not self._done.is_set():
+                    self._note_signal("wakeup", byte)
 
     def _watchdog(self) -> None:
         if not self._done.wait(self.grace):
@@ -157,4 +181,8 @@ class StopOnInterrupt:
         try:
             print(f"{self.program}: {self.message}", file=sys.stderr, flush=True)
         finally:
-            os._exit(EXIT_INTERRUPTED)
+            os._exit(exit_status(_exception(self._signum)))
+
+
+def _exception(signum) -> KeyboardInterrupt:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()

@@ -63,8 +63,9 @@ def _earlier_export(parent: Path) -> Path:
     return out
 
 
-def _interrupt(argv: list, wait_for: str, *, delay: float = 0.3, timeout: float = 120) -> tuple[int, str, float]:
-    """Start ``argv``, send SIGINT once ``wait_for`` appears on stderr; (status, stderr, seconds to exit)."""
+def _interrupt(argv: list, wait_for: str, *, delay: float = 0.3, timeout: float = 120,
+               signum: int = signal.SIGINT) -> tuple[int, str, float]:
+    """Start ``argv``, send ``signum`` once ``wait_for`` appears on stderr; (status, stderr, seconds to exit)."""
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
@@ -82,7 +83,7 @@ def _interrupt(argv: list, wait_for: str, *, delay: float = 0.3, timeout: float 
         assert seen.wait(timeout), "".join(lines)
         time.sleep(delay)
         sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         proc.wait(timeout=30)
         took = time.monotonic() - sent
     finally:
@@ -92,8 +93,9 @@ def _interrupt(argv: list, wait_for: str, *, delay: float = 0.3, timeout: float 
     return proc.returncode, "".join(lines), took
 
 
-def _check(case: str, rc: int, err: str, took: float, parent: Path, before: dict, line_pattern: str) -> None:
-    line = error_line(rc, err, expected_rc=130)
+def _check(case: str, rc: int, err: str, took: float, parent: Path, before: dict, line_pattern: str,
+           expected_rc: int = 130) -> None:
+    line = error_line(rc, err, expected_rc=expected_rc)
     assert line_pattern in line, line
     assert took < 10, f"took {took:.1f} s to stop"
     assert_unchanged(before, tree_state(parent))
@@ -108,6 +110,26 @@ def test_ctrl_c_during_a_real_conversion(tiny_ddpm_src, tmp_path):
                                 "onnx", "--overwrite"], "unet: exporting")
     _check("export: Ctrl-C during the UNet's conversion", rc, err, took, out.parent, before,
            f"edge-sched export: interrupted; {out} was left as it was")
+
+
+def test_sigterm_during_a_real_conversion(tiny_ddpm_src, tmp_path):
+    """kill / systemctl stop / a CI timeout: the same cleanup as Ctrl-C, and the status 143 (128 + SIGTERM)."""
+    out = _earlier_export(tmp_path / "exports")
+    before = tree_state(out.parent)
+    rc, err, took = _interrupt([sys.executable, "-m", "edge_sched.cli", "export", tiny_ddpm_src, out, "--format",
+                                "onnx", "--overwrite"], "unet: exporting", signum=signal.SIGTERM)
+    _check("export: SIGTERM during the UNet's conversion", rc, err, took, out.parent, before,
+           f"edge-sched export: interrupted; {out} was left as it was", expected_rc=143)
+
+
+@pytest.mark.parametrize("mode", ["swallow", "stuck"])
+def test_sigterm_that_a_library_swallows(tiny_ddpm_src, tmp_path, mode):
+    out = _earlier_export(tmp_path / "exports")
+    before = tree_state(out.parent)
+    rc, err, took = _interrupt([sys.executable, "-c", DRIVER, mode, "export", tiny_ddpm_src, out, "--format", "onnx",
+                                "--overwrite"], "unet: exporting", signum=signal.SIGTERM)
+    _check(f"export: SIGTERM that the exporter {'swallows once' if mode == 'swallow' else 'ignores for ever'}",
+           rc, err, took, out.parent, before, "interrupted", expected_rc=143)
 
 
 @pytest.mark.parametrize("mode", ["swallow", "stuck"])
