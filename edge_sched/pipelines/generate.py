@@ -7,7 +7,8 @@ single run with its seed gives), one file each (``--out DIR/``: new numbered ``N
 ``--out x.png``: ``x-SEED.png``, refused where one exists unless ``--overwrite``) plus a grid of them (in
 ``x.png`` / ``DIR/grid-NNNNN-...png``; ``--no-grid`` skips it). They run as one batch, one generator per
 image, where that gives each image its single run's noise (one image per prompt, no Brownian tree), else
-one run per seed. ``--seed -1`` draws a seed (as A1111: below 2**32 - 2) and records it.
+one run per seed (a Brownian tree without ``noise_sampler_seed`` is seeded from the image's seed, as A1111
+seeds it). ``--seed -1`` draws a seed (as A1111: below 2**32 - 2) and records it.
 
 ``--rng cpu|cuda`` picks the noise source: torch's CPU generator (the default) or torch's CUDA one
 (the noise a PyTorch user gets on an NVIDIA GPU), recorded in the PNG as A1111 names them:
@@ -247,10 +248,17 @@ def generate_to_file(pipe: DiffusionPipeline, args, schedule: str | None = None)
                   f"--images {args.images}" if calls[0]["num_images_per_prompt"] > 1 else ""]
         check_memory(pipe, calls[0], options=" with ".join(c for c in chosen if c))
     groups: list[list] = []
-    for call in calls:
+    # a Brownian tree without noise_sampler_seed is drawn from a fresh random seed (as in diffusers): seeded
+    # here from each image's seed, as A1111 seeds it, so that --seed reproduces the image
+    own_scheduler = pipe.scheduler
+    seed_tree = brownian and own_scheduler.config.get("noise_sampler_seed", 0) is None
+    for seed, call in zip(seeds, calls):
+        if seed_tree:
+            pipe.scheduler = type(own_scheduler).from_config(own_scheduler.config, noise_sampler_seed=seed)
         images = pipe(**call).images
         per_seed = len(images) // (len(seeds) if len(calls) == 1 else 1)
         groups += [images[i:i + per_seed] for i in range(0, len(images), per_seed)]
+    pipe.scheduler = own_scheduler
     width, height = groups[0][0].size
     sampler = a1111_sampler_name(pipe.scheduler)
     schedule_type = a1111_schedule_type(pipe.scheduler, schedule) if sampler != type(pipe.scheduler).__name__ else None
