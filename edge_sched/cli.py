@@ -197,7 +197,7 @@ def cmd_export_loop(args) -> int:
     settings = dict(export.parse_override(item) for item in args.set or [])
     manifest = export.export_loop(args.source, args.output, steps=args.steps, size=export.parse_size(args.size),
                                   scheduler=args.scheduler, overrides=settings, batch=args.batch, rng=args.rng,
-                                  overwrite=args.overwrite)
+                                  format=args.format, overwrite=args.overwrite)
     loop = manifest["loop"]
     print(f"exported the {loop['scheduler']['class']} loop ({loop['num_model_calls']} model calls, rng {loop['rng']}) "
           f"to {args.output}/{loop['graph']}")
@@ -289,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--rng", default="input", choices=["input", "cuda", "cpu"],
                    help="noise: graph inputs, or drawn in the graph from a seed as torch's CUDA / CPU generator")
+    p.add_argument("--format", default="onnx", choices=["onnx", "openvino"],
+                   help="denoise/ as ONNX (model.onnx) or OpenVINO IR (openvino_model.xml; --rng input only)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it is an earlier export")
     p.set_defaults(func=cmd_export_loop)
 

@@ -8,6 +8,7 @@ noise=...)`` returns the final latents. ``loop.draw_noise(generator)`` draws ``i
 generator) in the order diffusers draws them; Brownian-tree draws (DPM++ SDE) come from the scheduler's
 own noise sampler, which needs a fixed ``noise_sampler_seed``.
 
+A loop exported with ``--format openvino`` (``denoise/openvino_model.xml``) runs on OpenVINO only.
 ``rng="cuda"`` / ``rng="cpu"`` graphs compute torch's generators (Philox, the Mersenne Twister) in
 unsigned integer arithmetic, which OpenVINO's CPU plugin does not compute exactly: they are refused for
 OpenVINO.
@@ -50,6 +51,9 @@ class DenoiseLoop:
                               f"run on OpenVINO: {OPENVINO_REASONS[self.rng]}; run it with ONNX Runtime, or export "
                               "the loop with rng='input' and feed the noise")
         graph = self.folder / self.spec["graph"]
+        if backend == "onnxruntime" and graph.suffix == ".xml":
+            raise EngineError(f"{self.folder}: the loop graph is OpenVINO IR ({self.spec['graph']}, exported with --format "
+                              "openvino): run it with backend='openvino', or export the loop with --format onnx")
         self.graph = load_component("denoise", graph.parent, backend, **engine_options)
         self.latent_shape = tuple(self.spec["latent_shape"])
 

@@ -20,6 +20,8 @@ Output ``latents``: what diffusers' pipeline returns with ``output_type="latent"
 final ``denoised``). The manifest ``edge_sched.json`` gains ``components.denoise`` and ``loop``
 (see :func:`loop_manifest`). The graph's input for the initial noise is ``initial_latents``, not
 ``latents``: one ONNX value cannot be both a graph input and the output computed from it.
+``format="openvino"`` writes the same graph as OpenVINO IR instead (``denoise/openvino_model.xml``, converted by
+``openvino.convert_model``, float32 weights), for ``rng="input"`` only.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ from .scheduler import convert_scheduler
 from .step_graph import IR_VERSION, OPSET as STEP_OPSET, StepExportError, build_step_graphs
 
 RNG_MODES = ("input", "cuda", "cpu")
+FORMATS = ("onnx", "openvino")
 LOOP_FOLDER, LOOP_FILE, LOOP_DATA = "denoise", "model.onnx", "model.onnx_data"
+LOOP_IR = "openvino_model.xml"  # --format openvino: the loop as OpenVINO IR (+ openvino_model.bin)
 LOOP_FORMAT, LOOP_VERSION = "edge_sched.denoise_loop", 1
 # a protobuf file holds at most 2 GiB: larger graphs keep their weights in LOOP_DATA
 _EMBED_LIMIT = 1 << 30
@@ -399,14 +403,16 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def export_loop(source, output, *, steps: int | None = None, size=(512, 512), scheduler: str | None = None,
                 overrides: dict | None = None, timesteps=None, sigmas=None, batch: int = 1, rng: str = "input",
-                overwrite: bool = False, keep_unet: bool = True) -> dict:
+                format: str = "onnx", overwrite: bool = False, keep_unet: bool = True) -> dict:
     """Write OUTPUT (see the module doc) for ``steps`` inference steps (or custom ``timesteps`` /
     ``sigmas``) at image ``size`` (height, width) and ``batch`` images per call; returns the manifest.
 
     ``scheduler``: a diffusers class name or A1111 sampler name (default: the source's own), built from the
     source's scheduler config; ``overrides``: its config keys (``use_karras_sigmas``...) and step options
     (``eta``, ``s_churn``...), each routed where the scheduler has it. ``rng``: "input", "cuda" or "cpu"
-    (see the module doc). ``keep_unet``: also copy unet/ (a folder the Python
+    (see the module doc). ``format``: "onnx" (denoise/model.onnx) or "openvino" (denoise/openvino_model.xml
+    + .bin, the same graph through ``openvino.convert_model``, float32 weights; rng "input" only: OpenVINO's
+    CPU plugin does not compute the generators' integer arithmetic exactly). ``keep_unet``: also copy unet/ (a folder the Python
     runtime loads as well; the UNet weights are then stored twice, as ONNX refuses external data shared
     between graphs through links); False stores them once, in denoise/.
     Atomic as ``edge-sched export``: built next to OUTPUT and renamed; an existing OUTPUT is replaced only
@@ -414,6 +420,14 @@ def export_loop(source, output, *, steps: int | None = None, size=(512, 512), sc
     """
     if rng not in RNG_MODES:
         raise LoopExportError(f"rng must be one of {', '.join(RNG_MODES)}, got {rng!r}")
+    if format not in FORMATS:
+        raise LoopExportError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format == "openvino" and rng != "input":
+        from edge_sched.denoise_graph import OPENVINO_REASONS
+
+        raise LoopExportError(f"format 'openvino' needs rng 'input': a loop drawing torch's noise itself (rng {rng!r}) "
+                              f"cannot run on OpenVINO, because {OPENVINO_REASONS[rng]}; export with --rng input "
+                              "(the app feeds initial_latents and noise), or keep --format onnx for ONNX Runtime")
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise LoopExportError(f"batch must be a positive int, got {batch!r}")
     source_folder = Path(source).expanduser().absolute()
@@ -442,8 +456,11 @@ def export_loop(source, output, *, steps: int | None = None, size=(512, 512), sc
         _set_model_index_scheduler(tmp / "model_index.json", type(sched).__name__)
         (tmp / LOOP_FOLDER).mkdir()
         size_bytes = _save_model(model, tmp / LOOP_FOLDER)
+        del model
+        if format == "openvino":
+            size_bytes = _convert_to_openvino(tmp / LOOP_FOLDER)
         manifest = loop_manifest(src, graphs.plan, io, shapes, rng=rng, size=(height, width), batch=int(batch),
-                                 keep_unet=keep_unet, graph_bytes=size_bytes, tmp=tmp)
+                                 keep_unet=keep_unet, graph_bytes=size_bytes, tmp=tmp, graph_format=format)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return manifest
 
@@ -494,8 +511,19 @@ def _save_model(model: onnx.ModelProto, folder: Path) -> dict:
     return {p.name: p.stat().st_size for p in sorted(folder.iterdir())}
 
 
+def _convert_to_openvino(folder: Path) -> dict:
+    """denoise/model.onnx (+ its external data) -> denoise/openvino_model.xml + .bin, weights kept in float32;
+    the ONNX files are removed."""
+    import openvino as ov
+
+    ov.save_model(ov.convert_model(str(folder / LOOP_FILE)), str(folder / LOOP_IR), compress_to_fp16=False)
+    for name in (LOOP_FILE, LOOP_DATA):
+        (folder / name).unlink(missing_ok=True)
+    return {p.name: p.stat().st_size for p in sorted(folder.iterdir())}
+
+
 def loop_manifest(src: _Source, plan: dict, io: dict, shapes: _Shapes, *, rng, size, batch, keep_unet, graph_bytes,
-                  tmp: Path) -> dict:
+                  tmp: Path, graph_format: str = "onnx") -> dict:
     """The source's manifest (or a minimal one for optimum's folders) with ``components.denoise``, the
     ``loop`` description and fresh file hashes."""
     from .pipeline import file_hashes
@@ -506,13 +534,15 @@ def loop_manifest(src: _Source, plan: dict, io: dict, shapes: _Shapes, *, rng, s
     components = dict(base.get("components") or {})
     if not keep_unet:
         components.pop("unet", None)
-    components[LOOP_FOLDER] = {"file": f"{LOOP_FOLDER}/{LOOP_FILE}", "inputs": io["inputs"], "outputs": io["outputs"]}
+    graph = f"{LOOP_FOLDER}/{LOOP_IR if graph_format == 'openvino' else LOOP_FILE}"
+    components[LOOP_FOLDER] = {"file": graph, "inputs": io["inputs"], "outputs": io["outputs"]}
     base["components"] = components
     base["scheduler"] = {"class": plan["scheduler"]["class"], "config": "scheduler/scheduler_config.json"}
     base["loop"] = {
         "format": LOOP_FORMAT,
         "version": LOOP_VERSION,
-        "graph": f"{LOOP_FOLDER}/{LOOP_FILE}",
+        "graph": graph,
+        "graph_format": graph_format,
         "source": str(src.folder),
         "size": {"height": size[0], "width": size[1]},
         "batch": batch,
@@ -537,7 +567,8 @@ def loop_manifest(src: _Source, plan: dict, io: dict, shapes: _Shapes, *, rng, s
                     "none when it holds batch rows",
         "decode": {"output": "latents", "vae": "vae_decoder", "scaling_factor": src.scaling_factor,
                    "image": "clip(sample / 2 + 0.5, 0, 1)"},
-        "engines": ["onnxruntime"] if rng in GENERATORS else ["onnxruntime", "openvino"],
+        "engines": (["openvino"] if graph_format == "openvino" else
+                    ["onnxruntime"] if rng in GENERATORS else ["onnxruntime", "openvino"]),
         "graph_bytes": graph_bytes,
         "unet_kept": keep_unet,
     }
@@ -545,4 +576,4 @@ def loop_manifest(src: _Source, plan: dict, io: dict, shapes: _Shapes, *, rng, s
     return base
 
 
-__all__ = ["LoopExportError", "RNG_MODES", "build_loop_model", "export_loop", "loop_manifest", "parse_size"]
+__all__ = ["FORMATS", "LoopExportError", "RNG_MODES", "build_loop_model", "export_loop", "loop_manifest", "parse_size"]

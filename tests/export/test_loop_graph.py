@@ -316,6 +316,57 @@ def test_weights_in_external_data(pipeline_folder, exported_loops, monkeypatch, 
         np.testing.assert_array_equal(a(**feeds, **noise), b(**feeds, **noise))
 
 
+@pytest.mark.parametrize("case_id", ["euler-a", "dpmpp-2m-karras", "lcm"])
+def test_openvino_ir_loop(case_id, exported_loops, pipeline_folder, reference_pipeline, tmp_path):  # noqa: F811
+    """--format openvino: denoise/ holds the loop as OpenVINO IR (float32 weights). In our OpenVINO engine (f32
+    precision hint) its image is diffusers' within the bound, and the ONNX loop graph's (read by OpenVINO, run by
+    ONNX Runtime) within the bound too: convert_model and read_model of the ONNX file compile differently, so the
+    latents are not bit for bit those of OpenVINO reading the ONNX (measured: 9e-5 apart at most, Euler a)."""
+    case = CASES[case_id]
+    onnx_folder, _ = exported_loops(case_id)
+    folder = tmp_path / "ir"
+    manifest = export.export_loop(pipeline_folder(case.kind, case.how), folder, size=SIZE, scheduler=case.scheduler,
+                                  overrides=case.settings, batch=case.batch, format="openvino", **_schedule(case.call))
+    assert sorted(p.name for p in (folder / LOOP_FOLDER).iterdir()) == ["openvino_model.bin", "openvino_model.xml"]
+    loop = manifest["loop"]
+    assert (loop["graph"], loop["graph_format"], loop["engines"]) == ("denoise/openvino_model.xml", "openvino",
+                                                                      ["openvino"])
+    assert manifest["components"]["denoise"]["file"] == loop["graph"]
+    assert sorted(loop["graph_bytes"]) == ["openvino_model.bin", "openvino_model.xml"]
+    pipe = DiffusionPipeline.from_pretrained(folder)
+    feeds = _conditioning(pipe, case, case.guidance > 1 and case.kind != "lcm")
+    ir = DenoiseLoop(folder, backend="openvino")
+    assert ir.graph.inference_precision == "f32"
+    noise = ir.draw_noise(TorchGenerator(SEED))
+    latents = ir(**feeds, **noise)
+    got = _decode(pipe, latents)
+    want = _reference_image(reference_pipeline, case)
+    diff = float(np.abs(got.astype(np.float64) - want).max())
+    _record(case_id, manifest, onnx_folder, "openvino-ir", diff)
+    assert diff <= BOUND, f"{case_id}, OpenVINO IR loop: max abs pixel difference {diff:.3g} > {BOUND}"
+    for backend in ("onnxruntime", "openvino"):
+        onnx_latents = DenoiseLoop(onnx_folder, backend=backend)(**feeds, **noise)
+        same_graph = float(np.abs(got.astype(np.float64) - _decode(pipe, onnx_latents)).max())
+        _record(case_id, manifest, onnx_folder, f"openvino-ir-vs-onnx-{backend}", same_graph)
+        assert same_graph <= BOUND, f"{case_id}: IR vs the ONNX loop on {backend}: {same_graph:.3g} > {BOUND}"
+    with pytest.raises(EngineError, match="the loop graph is OpenVINO IR .* run it with backend='openvino'"):
+        DenoiseLoop(folder, backend="onnxruntime")
+
+
+@pytest.mark.parametrize("rng", ["cuda", "cpu"])
+def test_openvino_format_refuses_seeded_rng(rng, pipeline_folder, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "out"
+    with pytest.raises(LoopExportError, match=f"format 'openvino' needs rng 'input'.*rng '{rng}'.*OpenVINO's CPU plugin"):
+        export.export_loop(pipeline_folder("sd", E), out, steps=3, size=SIZE, rng=rng, format="openvino")
+    args = ["export-loop", str(pipeline_folder("sd", E)), str(out), "--steps", "3", "--size", "32x32", "--rng", rng,
+            "--format", "openvino"]
+    assert main(args) == 1
+    assert "format 'openvino' needs rng 'input'" in capsys.readouterr().err
+    with pytest.raises(LoopExportError, match="format must be one of onnx, openvino, got 'ir'"):
+        export.export_loop(pipeline_folder("sd", E), out, steps=3, size=SIZE, format="ir")
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
 def test_bad_input(pipeline_folder, tmp_path, exported_loops):  # noqa: F811
     source = pipeline_folder("sd", E)
     out = tmp_path / "out"
