@@ -29,6 +29,7 @@ import numpy as np
 
 from ..random import TorchGenerator
 from .base import DiffusionPipeline
+from .flow_base import FlowPipelineBase, flow_solver_options
 from .memory import check_memory
 from .image_io import (
     a1111_parameters, file_stem, image_file_targets, load_image, make_grid, output_target, save_image,
@@ -110,7 +111,10 @@ def choose_scheduler(args):
         chosen = choice or resolve_sampler(type(pipe.scheduler).__name__, args.schedule)
         overrides = parse_overrides(getattr(args, "set", None), chosen.cls)
         if choice is not None or chosen.options or overrides:
-            pipe.scheduler = chosen.cls.from_config(pipe.scheduler.config, **{**chosen.options, **overrides})
+            # on a flow folder, DPM++ / UniPC / DEIS / SA-Solver get the flow options nobody can pass here
+            flow = flow_solver_options(chosen.cls.__name__, pipe.scheduler.config) \
+                if isinstance(pipe, FlowPipelineBase) else {}
+            pipe.scheduler = chosen.cls.from_config(pipe.scheduler.config, **{**flow, **chosen.options, **overrides})
         return chosen.schedule
 
     return choose

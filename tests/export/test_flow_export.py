@@ -224,3 +224,35 @@ def test_openvino_genai_runs_our_openvino_folders(kind, flow_folder):
     image = np.asarray(pipe.generate("a photo of a cat", width=32, height=32, num_inference_steps=3).data)
     assert image.shape == (1, 32, 32, 3) and image.dtype == np.uint8
     assert image.std() > 1.0
+
+
+@pytest.mark.parametrize("kind,sampler", [("flux", "DPM++ 2M"), ("sd3", "DPM++ 2M")])
+def test_cli_flow_solver_by_name_matches_diffusers(kind, sampler, flow_folder, tmp_path):
+    """`generate --scheduler "DPM++ 2M"` on a flow folder: the CLI adds use_flow_sigmas, flow_prediction and the
+    folder's shift (and dynamic shifting), the options a diffusers user sets by hand; same PNG as diffusers."""
+    import diffusers
+    import torch
+    from PIL import Image
+
+    from edge_sched.schedulers import resolve_sampler
+
+    out = tmp_path / "cli.png"
+    done = subprocess.run([sys.executable, "-m", "edge_sched.cli", "generate", "a photo of a cat", "--model",
+                           str(flow_folder(kind, "edge-onnx")), "--scheduler", sampler, "--steps", "4", "--size",
+                           "32x32", "--seed", "5", "--out", str(out), "--quiet"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ref = getattr(diffusers, {"flux": "FluxPipeline", "sd3": "StableDiffusion3Pipeline"}[kind]).from_pretrained(
+        flow_folder(kind, "source"))
+    ref.set_progress_bar_config(disable=True)
+    chosen = resolve_sampler(sampler, None)
+    config = ref.scheduler.config
+    flow = {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": config["shift"],
+            "use_dynamic_shifting": config["use_dynamic_shifting"]}
+    ref.scheduler = getattr(diffusers, chosen.cls.__name__).from_config(config, **flow, **chosen.options)
+    want = ref("a photo of a cat", num_inference_steps=4, height=32, width=32, output_type="np",
+               generator=torch.Generator().manual_seed(5)).images[0]
+    with Image.open(out) as image:
+        got = np.asarray(image, np.float32) / 255
+    # PNG levels: at most one level of 255 apart (the float images agree within 1e-3)
+    assert float(np.abs(got - np.round(want * 255) / 255).max()) <= 1 / 255 + 1e-6
