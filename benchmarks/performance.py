@@ -14,7 +14,8 @@ median over the rounds (and every round's steady image): on a noisy machine that
 difference from the machine's drift, which a single pass cannot.
 
 Matched settings: fp32 compute (OpenVINO's CPU default on this machine is bf16: the OpenVINO peers
-also run with their default precision, reported apart), all cores, same prompt, steps, size and
+also run with their default precision, and ours with precision="fast", reported apart with each image's
+difference from the same runner's f32 image), all cores, same prompt, steps, size and
 scheduler (Euler). Static shapes: our OpenVINO runners reshape to the known size (pipe.reshape);
 the OpenVINO peers run as they load (dynamic), and reshaped where they offer it, reported apart.
 """
@@ -25,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,11 +42,16 @@ RUNNERS = {
     "edge_sched-ort": ("edge_sched-ort", "onnx", {}),
     "edge_sched-ort-lowmem": ("edge_sched-ort-lowmem", "onnx", {}),
     "edge_sched-ort-noarena": ("edge_sched-ort", "onnx", {"engine": {"cpu_memory_arena": False}}),
+    # precision="fast" on ONNX Runtime's CPU provider: float32 (its fp16 graphs do not help there)
+    "edge_sched-ort-fast": ("edge_sched-ort", "onnx", {"precision": "default"}),
     "optimum-ort": ("optimum-ort", "onnx", {}),
     "edge_sched-ov": ("edge_sched-ov", "openvino", {"static": True}),
     "edge_sched-ov-cache": ("edge_sched-ov", "openvino", {"static": True, "compile_cache": True}),
     "edge_sched-ov-dynamic": ("edge_sched-ov", "openvino", {"static": False}),
     "edge_sched-ov-lowmem": ("edge_sched-ov-lowmem", "openvino", {"static": True}),
+    # precision="fast": the device's default precision, as the peers' "default" rows (bf16 on this CPU)
+    "edge_sched-ov-fast": ("edge_sched-ov", "openvino", {"static": True, "precision": "default"}),
+    "edge_sched-ov-dynamic-fast": ("edge_sched-ov", "openvino", {"static": False, "precision": "default"}),
     "optimum-ov": ("optimum-ov", "openvino", {}),
     "optimum-ov-static": ("optimum-ov", "openvino", {"static": True}),
     "optimum-ov-bf16": ("optimum-ov", "openvino", {"precision": "default"}),
@@ -56,7 +63,12 @@ FLOORS = {
     "floor-ort": ("floor-ort", "onnx", {}),
     "floor-ov": ("floor-ov", "openvino", {"static": False}),
     "floor-ov-static": ("floor-ov", "openvino", {"static": True}),
+    "floor-ov-fast": ("floor-ov", "openvino", {"static": False, "precision": "default"}),
+    "floor-ov-static-fast": ("floor-ov", "openvino", {"static": True, "precision": "default"}),
 }
+# a runner in the device's default precision -> the same runner in f32, whose image it is compared with
+F32_PEERS = {"edge_sched-ov-fast": "edge_sched-ov", "edge_sched-ov-dynamic-fast": "edge_sched-ov-dynamic",
+             "edge_sched-ort-fast": "edge_sched-ort", "optimum-ov-bf16": "optimum-ov", "genai-bf16": "genai"}
 
 
 def warm_page_cache(folder: Path) -> None:
@@ -83,6 +95,19 @@ def run_child(kind: str, folder: Path, settings: dict, timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
+def image_differences(images: dict, runners: dict) -> None:
+    """Each default-precision runner's image against its f32 peer's (same pipeline, same seed; images
+    in [0, 1], openvino-genai's 8-bit), into the runner's result as ``image_diff_vs_f32``."""
+    import numpy as np
+
+    for fast, exact in F32_PEERS.items():
+        if fast in images and exact in images and fast in runners:
+            a, b = (np.load(images[n]).astype(np.float64) for n in (fast, exact))
+            diff = np.abs(a - b)
+            runners[fast]["image_diff_vs_f32"] = {"peer": exact, "max_abs": float(diff.max()),
+                                                  "mean_abs": float(diff.mean())}
+
+
 def combine_rounds(results: list[dict]) -> dict:
     """One result from several rounds of the same runner: the median of each number (per graph for
     the floors' graph times), every round's steady image, and the first round's memory profile."""
@@ -104,12 +129,12 @@ def combine_rounds(results: list[dict]) -> dict:
     return merged
 
 
-def build_folders(model: str, cache: Path, say) -> dict:
+def build_folders(model: str, cache: Path, say, formats=("onnx", "openvino")) -> dict:
     if model == "sd15":
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from sd15_random import build
 
-        return build(cache / "sd15", ("onnx", "openvino"), say=say)
+        return build(cache / "sd15", tuple(formats), say=say)
     # tiny: the tests' random-weight pipeline, for a quick check of the suite itself
     sys.path.insert(0, str(ROOT))
     import export
@@ -185,6 +210,8 @@ def main(argv=None) -> int:
     parser.add_argument("--floor-repeats", type=int, default=5)
     parser.add_argument("--runners", nargs="*", default=list(RUNNERS), choices=list(RUNNERS))
     parser.add_argument("--no-floors", action="store_true")
+    parser.add_argument("--floors", nargs="*", default=list(FLOORS), choices=list(FLOORS), help="the floors to run")
+    parser.add_argument("--note", action="append", default=[], help="a line for RESULTS.md (kept by --update)")
     parser.add_argument("--no-footprint", action="store_true")
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/, "
@@ -199,7 +226,9 @@ def main(argv=None) -> int:
     def say(message):
         print(message, file=sys.stderr, flush=True)
 
-    folders = build_folders(args.model, args.cache, say)
+    floors = [] if args.no_floors else args.floors
+    formats = sorted({RUNNERS[n][1] for n in args.runners} | {FLOORS[n][1] for n in floors})
+    folders = build_folders(args.model, args.cache, say, formats)  # only the formats the chosen jobs run
     base = dict(height=args.height, width=args.width, steps=args.steps, guidance_scale=args.guidance_scale,
                 repeats=args.repeats, floor_repeats=args.floor_repeats, precision="f32")
     results: dict = {"settings": base, "model": args.model, "machine": machine(), "versions": versions(),
@@ -210,19 +239,26 @@ def main(argv=None) -> int:
         if old.get("settings") != base or old.get("model") != args.model:
             parser.error(f"--update: {previous} was made with other settings ({old.get('settings')})")
         results.update(runners=old["runners"], floors=old["floors"],
-                       **{k: old[k] for k in ("footprint_mb", "variants") if k in old})
+                       **{k: old[k] for k in ("footprint_mb", "variants", "notes", "sizes_mb", "component_mb")
+                          if k in old})
         results["date"] = f"{old['date']}, updated {results['date']}"
-    results["sizes_mb"] = {fmt: round(folder_size_mb(folders[fmt]), 1) for fmt in ("onnx", "openvino")}
-    results["component_mb"] = {n: round(folder_size_mb(folders["openvino"] / n), 1)
+    results["notes"] = results.get("notes", []) + args.note
+    results["sizes_mb"] = {**results.get("sizes_mb", {}),
+                           **{fmt: round(folder_size_mb(folders[fmt]), 1) for fmt in formats}}
+    fmt = "openvino" if "openvino" in formats else formats[0]
+    results["component_mb"] = {n: round(folder_size_mb(folders[fmt] / n), 1)
                                for n in ("text_encoder", "unet", "vae_decoder")}
     jobs = [(n, *RUNNERS[n], "runners") for n in args.runners]
-    if not args.no_floors:
-        jobs += [(n, *FLOORS[n], "floors") for n in FLOORS]
+    jobs += [(n, *FLOORS[n], "floors") for n in floors]
     order = list(RUNNERS) + list(FLOORS)  # keep the table's order when updating
     rounds: dict = {}
+    images_dir = Path(tempfile.mkdtemp(prefix="edge_sched-images-"))
+    images = {}  # runner -> its last round's image, for the precision comparisons
     for round_no, (name, kind, variant, overrides, table) in ((r, j) for r in range(args.rounds) for j in jobs):
         say(f"{name} ({variant}){f' round {round_no + 1} of {args.rounds}' if args.rounds > 1 else ''} ...")
         settings = {**base, **overrides}
+        if table == "runners" and (name in F32_PEERS or name in F32_PEERS.values()):
+            settings["save_image"] = str(images_dir / f"{name}.npy")
         warm_page_cache(folders[variant])
         if overrides.get("compile_cache"):  # cold compile cache first, then warm
             with tempfile.TemporaryDirectory() as cache_dir:
@@ -232,9 +268,13 @@ def main(argv=None) -> int:
                 result["cold_cache_first_s"] = cold.get("first_s")
         else:
             result = run_child(kind, folders[variant], settings, args.timeout)
+        if settings.get("save_image") and "error" not in result:
+            images[name] = settings["save_image"]
         rounds.setdefault((table, name), []).append(result)
         results[table][name] = {"settings": overrides, **combine_rounds(rounds[(table, name)])}
         say(f"  {json.dumps(result)[:300]}")
+    image_differences(images, results["runners"])
+    shutil.rmtree(images_dir, ignore_errors=True)
     for table in ("runners", "floors"):
         results[table] = dict(sorted(results[table].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
     if not args.no_footprint:

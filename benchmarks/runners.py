@@ -45,11 +45,14 @@ def reset_peak() -> bool:
 MEMORY: dict = {}
 
 
+LAST_OUTPUT: list = [None]  # what the last timed call returned (the image, for --save-image)
+
+
 def timed(fn, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        fn()
+        LAST_OUTPUT[0] = fn()
         times.append(time.perf_counter() - t)
     return times
 
@@ -70,6 +73,7 @@ class GraphClock:
         from edge_sched.runtime.openvino_engine import OpenVINOComponent
 
         self.reset()
+        self.components = {}  # graph name -> the component that ran it
         self.peaks = None  # {graph: VmHWM MB} while profiling memory
         for cls in (OnnxRuntimeComponent, OpenVINOComponent):
             original = cls._run
@@ -83,6 +87,7 @@ class GraphClock:
                 finally:
                     self.per_graph[component.name] = self.per_graph.get(component.name, 0.0) + time.perf_counter() - t
                     self.calls[component.name] = self.calls.get(component.name, 0) + 1
+                    self.components[component.name] = component
                     if self.peaks is not None:
                         self.peaks[component.name] = max(self.peaks.get(component.name, 0.0), peak_rss_mb())
 
@@ -101,13 +106,14 @@ def edge_sched_pipeline(runner: str, folder: str, settings: dict):
 
     __import__("openvino" if runner.startswith("edge_sched-ov") else "onnxruntime")
     MEMORY["after_imports"] = status_mb("VmRSS")
+    # the suite's "default" precision (the device's own, as the peers' default rows) is our precision="fast"
+    precision = {"default": "fast", "f32": "exact"}.get(settings["precision"], settings["precision"])
     if runner.startswith("edge_sched-ov"):
-        options = dict(backend="openvino", inference_precision=None if settings["precision"] == "default"
-                       else settings["precision"], low_memory=runner.endswith("lowmem"))
+        options = dict(backend="openvino", precision=precision, low_memory=runner.endswith("lowmem"))
         if settings.get("cache_dir"):
             options["cache_dir"] = settings["cache_dir"]
     else:
-        options = dict(backend="onnxruntime", low_memory=runner.endswith("lowmem"))
+        options = dict(backend="onnxruntime", precision=precision, low_memory=runner.endswith("lowmem"))
     options.update(settings.get("engine", {}))  # engine options a runner variant sets (e.g. the ORT arena)
     static = settings.get("static", False)
     pipe = DiffusionPipeline.from_pretrained(folder, compile=not static, **options)
@@ -168,9 +174,10 @@ def genai_pipeline(runner: str, folder: str, settings: dict):
         pipe = openvino_genai.Text2ImagePipeline(folder, "CPU", **ov_precision(settings))
 
     def run():
-        return pipe.generate(PROMPT, height=settings["height"], width=settings["width"],
-                             num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
-                             rng_seed=0)
+        image = pipe.generate(PROMPT, height=settings["height"], width=settings["width"],
+                              num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
+                              rng_seed=0)
+        return image.data  # uint8 [batch, H, W, 3]: the others' float images are in [0, 1]
 
     return run
 
@@ -263,8 +270,11 @@ def main() -> None:
             clock.reset()
         steady += timed(run, 1)
         in_graphs.append(clock.seconds if clock else 0.0)
+    image = LAST_OUTPUT[0]  # the last steady image (same seed every time), kept for save_image
     result = {"load_s": load, "first_s": first, "cold_start_s": load + first, "steady_s": statistics.median(steady),
               "steady_all_s": steady, "peak_rss_mb": peak_rss_mb()}
+    if clock and runner.startswith("edge_sched-ov"):  # what the device computed in (precision="fast": its default)
+        result["inference_precision"] = getattr(clock.components.get("unet"), "inference_precision", None)
     if clock:
         result["graphs_s"] = statistics.median(in_graphs)
         result["per_graph_s"] = {k: v / clock.calls[k] for k, v in clock.per_graph.items()}  # per call, last image
@@ -278,10 +288,11 @@ def main() -> None:
             run()
             MEMORY["peak_in_graph"], clock.peaks = clock.peaks, None
     result["memory_mb"] = MEMORY
-    if settings.get("save_image"):  # the image itself, for comparisons across weight precisions (after timing)
+    if settings.get("save_image"):  # the last steady image, for comparisons across precisions (in [0, 1])
         import numpy as np
 
-        np.save(settings["save_image"], np.asarray(run()))
+        image = np.asarray(image)
+        np.save(settings["save_image"], image.astype(np.float32) / 255 if image.dtype == np.uint8 else image)
     print(json.dumps(result))
 
 
