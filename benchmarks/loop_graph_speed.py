@@ -1,0 +1,463 @@
+"""Speed of the exported scheduler graphs (issue 19): the step graph against the numpy step, and the one-call
+loop graph against our Python loop on the same engine and graphs.
+
+1. **Step**: per scheduler, a whole loop of ``--steps`` model calls at 1x4x64x64: our numpy scheduler
+   (``scale_model_input`` + ``step``) against ``step.onnx`` of ``export.export_step`` (the step and the next
+   call's scaling in one run) in ONNX Runtime's CPU provider, the state fed back call by call. Noise is drawn
+   before the loop and handed to both (the numpy step through a generator returning the drawn arrays), so
+   neither side pays for drawing it; the graph's final sample is checked bit for bit against numpy's.
+   Graph variants: one intra-op thread (the headline; numpy is single-threaded), all cores, IO binding
+   (outputs written into preallocated buffers), graph optimizations off. Each round times numpy and every
+   variant (the fastest of three loops each), in a rotating order; the ratio is graph / numpy per round,
+   reported as the median over the rounds with the interquartile range. The floor of one ``session.run`` (a graph holding one Identity of a
+   1x4x64x64 tensor) is measured in the same rounds.
+2. **Loop**: a pipeline's ``denoise/model.onnx`` (``export.export_loop``) called once per image against our
+   Python pipeline's loop (``output_type="latent"``, the same prompt embeddings, the UNet graph of the same
+   folder) on the same engine settings; both are checked to give the same latents bit for bit, then timed
+   image by image, alternating, after a warm-up. ``--loop tiny`` (the tests' random-weight pipeline, built once
+   into benchmarks/.cache/loop_graph/ by a child process with torch) or ``--loop sd15`` (the performance
+   suite's SD1.5-architecture ONNX folder, benchmarks/.cache/sd15/onnx, which must exist) or ``--loop none``.
+
+This process never imports torch (a child builds the tiny pipeline); timing runs with ``nice`` from the shell.
+Writes benchmarks/results/loop_graph_speed.md and, with ``--write-results``, the section "Scheduler graphs" of
+benchmarks/RESULTS.md.
+
+    python benchmarks/loop_graph_speed.py [--steps 20] [--rounds 15] [--only NAME ...] [--quick]
+        [--loop tiny|sd15|none] [--loop-steps 10] [--loop-size 128x128] [--loop-images 5] [--write-results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+
+from edge_sched.schedulers import scheduler_class  # noqa: E402
+from edge_sched.schedulers.configuration import init_parameters  # noqa: E402
+from export.step_graph import build_step_graphs  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+CACHE = ROOT / "benchmarks" / ".cache" / "loop_graph"
+SD15_ONNX = ROOT / "benchmarks" / ".cache" / "sd15" / "onnx"
+SHAPE = (1, 4, 64, 64)
+SD = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+# label: (scheduler class, config beyond SD's betas, step options); the families of tests/export/test_step_graph.py
+FAMILIES = {
+    "Euler": ("EulerDiscreteScheduler", {}, {}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}, {}),
+    "Heun": ("HeunDiscreteScheduler", {}, {}),
+    "LMS": ("LMSDiscreteScheduler", {}, {}),
+    "KDPM2 a": ("KDPM2AncestralDiscreteScheduler", {}, {}),
+    "DDIM": ("DDIMScheduler", {}, {}),
+    "DDIM eta 0.5": ("DDIMScheduler", {}, {"eta": 0.5}),
+    "DDPM": ("DDPMScheduler", {}, {}),
+    "PNDM": ("PNDMScheduler", {"skip_prk_steps": True}, {}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}, {}),
+    "DPM++ 2M SDE Karras": ("DPMSolverMultistepScheduler",
+                            {"use_karras_sigmas": True, "algorithm_type": "sde-dpmsolver++"}, {}),
+    "DPM singlestep 3": ("DPMSolverSinglestepScheduler", {"solver_order": 3}, {}),
+    "UniPC": ("UniPCMultistepScheduler", {}, {}),
+    "DEIS": ("DEISMultistepScheduler", {}, {}),
+    "SA-Solver": ("SASolverScheduler", {}, {}),
+    "LCM": ("LCMScheduler", {}, {}),
+    "TCD": ("TCDScheduler", {}, {"eta": 0.3}),
+    "EDM Euler": ("EDMEulerScheduler", {}, {}),
+    "IPNDM": ("IPNDMScheduler", {}, {}),
+    "Flow match Euler": ("FlowMatchEulerDiscreteScheduler", {"shift": 3.0}, {}),
+}
+QUICK = ["Euler", "Euler a", "DPM++ 2M Karras", "UniPC"]
+LOOPS_PER_ROUND = 3
+VARIANTS = ("ort 1 thread", "ort all cores", "ort 1 thread, IO binding", "ort 1 thread, no graph optimization")
+
+
+def _config(cls, extra: dict) -> dict:
+    params = set(init_parameters(cls))
+    return {**{k: v for k, v in SD.items() if k in params}, **extra}
+
+
+class PreDrawn:
+    """A noise source handing out arrays drawn before the loop, in order (the step's draws cost nothing)."""
+
+    device = "cpu"
+
+    def __init__(self, rows):
+        self.rows, self.next = rows, 0
+
+    def _take(self, shape, dtype):
+        row = self.rows[self.next]
+        self.next += 1
+        assert row.shape == tuple(shape), (row.shape, shape)
+        return row.astype(dtype, copy=False)
+
+    def randn(self, shape, dtype=np.float32):
+        return self._take(shape, dtype)
+
+    rand = randn
+
+    def initial_seed(self) -> int:
+        return 0
+
+    def copy(self):
+        return PreDrawn(self.rows[self.next:])
+
+
+def _session(model, *, threads=1, optimize=True):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+class StepCase:
+    """One scheduler's numpy loop and graph loops on the same inputs and noise."""
+
+    def __init__(self, label: str, steps: int):
+        name, extra, self.options = FAMILIES[label]
+        self.cls = scheduler_class(name)
+        self.config = _config(self.cls, extra)
+        self.steps = steps
+        graphs = build_step_graphs(name, config=self.config, num_inference_steps=steps, step_options=self.options)
+        self.plan, self.model = graphs.plan, graphs.step
+        self.calls = self.plan["num_model_calls"]
+        rng = np.random.default_rng(0)
+        self.x0 = rng.standard_normal(SHAPE).astype(np.float32)
+        distinct = [(rng.standard_normal(SHAPE) * 0.5).astype(np.float32) for _ in range(4)]
+        self.outputs = [distinct[i % 4] for i in range(self.calls)]
+        self.noise = [[rng.standard_normal(SHAPE).astype(np.float32) for _ in c["noise"]] for c in self.plan["calls"]]
+        if any(d["kind"] == "brownian" for c in self.plan["calls"] for d in c["noise"]):
+            raise ValueError(f"{label}: Brownian-tree noise is drawn by the scheduler itself, not timed here")
+        self.sched = self.cls.from_config(dict(self.config))
+        self.takes_generator = "generator" in inspect.signature(self.sched.step).parameters
+        self.sessions = {
+            "ort 1 thread": _session(self.model),
+            "ort all cores": _session(self.model, threads=0),
+            "ort 1 thread, no graph optimization": _session(self.model, optimize=False),
+        }
+        self.sessions["ort 1 thread, IO binding"] = self.sessions["ort 1 thread"]
+        self.output_names = [o.name for o in self.model.graph.output]
+        self.nodes = sum(1 for _ in _all_nodes(self.model.graph))
+        self.ifs = sum(1 for n in _all_nodes(self.model.graph) if n.op_type == "If")
+
+    # -- numpy
+    def numpy_loop(self) -> tuple[float, np.ndarray]:
+        sched = self.sched
+        sched.set_timesteps(self.steps)
+        gen = PreDrawn([row for rows in self.noise for row in rows])
+        kwargs = dict(self.options, **({"generator": gen} if self.takes_generator else {}))
+        scale = getattr(sched, "scale_model_input", None)  # flow matching has none
+        x = self.x0 * np.float32(sched.init_noise_sigma)
+        timesteps = list(sched.timesteps)[: self.calls]
+        start = time.perf_counter()
+        for t, out in zip(timesteps, self.outputs):
+            if scale is not None:
+                scale(x, t)
+            x = sched.step(out, t, x, **kwargs).prev_sample
+        return (time.perf_counter() - start) / self.calls, x
+
+    # -- graph
+    def _feeds(self):
+        x = self.x0 * np.float32(self.plan["init_noise_sigma"])
+        zeros = np.zeros(SHAPE, np.float32)
+        state = {s["input"]: zeros for s in self.plan["state"]}
+        noise = {i["name"]: zeros for i in self.plan["inputs"] if i["name"].startswith("noise")}
+        return x, state, noise
+
+    def graph_loop(self, variant: str) -> tuple[float, np.ndarray]:
+        if variant.endswith("IO binding"):
+            return self._bound_loop(self.sessions[variant])
+        session, names, plan = self.sessions[variant], self.output_names, self.plan
+        x, state, noise = self._feeds()
+        index = [np.array(i, np.int64) for i in range(self.calls)]
+        state_out = [(s["input"], names.index(s["output"])) for s in plan["state"]]
+        start = time.perf_counter()
+        for i in range(self.calls):
+            feed = {"sample": x, "model_output": self.outputs[i], "step_index": index[i], **state, **noise}
+            for d, row in zip(plan["calls"][i]["noise"], self.noise[i]):
+                feed[d["input"]] = row
+            res = session.run(None, feed)
+            x = res[0]
+            state = {k: res[j] for k, j in state_out}
+        return (time.perf_counter() - start) / self.calls, x
+
+    def _bound_loop(self, session):
+        """IO binding: inputs bound as they are, every output into a preallocated buffer (two sets, swapped)."""
+        plan, names = self.plan, self.output_names
+        x, state, noise = self._feeds()
+        buffers = [{n: np.empty(SHAPE, np.float32) for n in names} for _ in range(2)]
+        index = [np.array(i, np.int64) for i in range(self.calls)]
+        bindings = []
+        for b in buffers:
+            io = session.io_binding()
+            for n in names:
+                io.bind_output(n, "cpu", 0, np.float32, SHAPE, b[n].ctypes.data)
+            bindings.append(io)
+        start = time.perf_counter()
+        for i in range(self.calls):
+            io, out = bindings[i % 2], buffers[i % 2]
+            feed = {"sample": x, "model_output": self.outputs[i], "step_index": index[i], **state, **noise}
+            for d, row in zip(plan["calls"][i]["noise"], self.noise[i]):
+                feed[d["input"]] = row
+            for k, v in feed.items():
+                io.bind_cpu_input(k, v)
+            session.run_with_iobinding(io)
+            x = out["prev_sample"]
+            state = {s["input"]: out[s["output"]] for s in plan["state"]}
+        x = x.copy()
+        return (time.perf_counter() - start) / self.calls, x
+
+
+def _all_nodes(graph):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.g.node:
+                yield from _all_nodes(attr.g)
+
+
+def _run_floor():
+    """One session.run of a graph holding one Identity of a 1x4x64x64 tensor: ONNX Runtime's fixed cost per call."""
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "floor",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(SHAPE))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(SHAPE))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session, x = _session(model), np.zeros(SHAPE, np.float32)
+
+    def once():
+        start = time.perf_counter()
+        for _ in range(20):
+            session.run(None, {"x": x})
+        return (time.perf_counter() - start) / 20
+
+    return once
+
+
+def _spread(values) -> tuple[float, float, float]:
+    q = np.percentile(values, [25, 50, 75])
+    return float(q[1]), float(q[0]), float(q[2])
+
+
+def step_benchmark(labels, steps: int, rounds: int, say) -> dict:
+    cases = {}
+    for label in labels:
+        cases[label] = StepCase(label, steps)
+        _, want = cases[label].numpy_loop()
+        for variant in VARIANTS:
+            _, got = cases[label].graph_loop(variant)  # warm-up, and the graph must be the numpy step
+            if not np.array_equal(got.view(np.uint32), want.view(np.uint32)):
+                raise AssertionError(f"{label}: the step graph ({variant}) differs from the numpy step")
+    floor = _run_floor()
+    times = {label: {k: [] for k in ("numpy", *VARIANTS)} for label in labels}
+    floors = []
+    for r in range(rounds):
+        floors.append(floor())
+        for label, case in cases.items():
+            order = ["numpy", *VARIANTS]
+            order = order[r % len(order):] + order[: r % len(order)]
+            for who in order:  # the least disturbed of a few loops: the machine is shared
+                run = case.numpy_loop if who == "numpy" else (lambda w=who: case.graph_loop(w))
+                times[label][who].append(min(run()[0] for _ in range(LOOPS_PER_ROUND)))
+        say(f"  round {r + 1}/{rounds}")
+    rows = {}
+    for label, t in times.items():
+        ratios = {v: _spread([g / n for g, n in zip(t[v], t["numpy"])]) for v in VARIANTS}
+        rows[label] = {"scheduler": cases[label].cls.__name__, "calls": cases[label].calls,
+                       "nodes": cases[label].nodes, "ifs": cases[label].ifs,
+                       "numpy_us": statistics.median(t["numpy"]) * 1e6,
+                       "graph_us": {v: statistics.median(t[v]) * 1e6 for v in VARIANTS}, "ratio": ratios}
+        say(f"  {label}: numpy {rows[label]['numpy_us']:.0f} us, graph {rows[label]['graph_us'][VARIANTS[0]]:.0f} us, "
+            f"{ratios[VARIANTS[0]][0]:.2f}x")
+    return {"rows": rows, "run_floor_us": statistics.median(floors) * 1e6, "steps": steps, "rounds": rounds}
+
+
+# ---------------------------------------------------------------------------- the loop
+def _tiny_source(say) -> Path:
+    folder = CACHE / "tiny-onnx"
+    if not folder.exists():
+        say(f"building the tiny random-weight pipeline into {folder} (a child process with torch)")
+        code = ("import sys, shutil; from pathlib import Path; sys.path.insert(0, sys.argv[1]); import export; "
+                "from tests.export.tiny import build_tiny_sd; out = Path(sys.argv[2]); "
+                "src = build_tiny_sd(out.with_name('tiny-source')); "
+                "export.export_pipeline(src, out, format='onnx', progress=None); shutil.rmtree(src)")
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-c", code, str(ROOT), str(folder)], check=True)
+    return folder
+
+
+def loop_benchmark(source: Path, *, steps: int, size, scheduler: str, images: int, threads, say) -> dict:
+    import export
+    from edge_sched.denoise_graph import DenoiseLoop
+    from edge_sched.pipelines import DiffusionPipeline
+
+    out = CACHE / f"loop-{source.parent.name}-{source.name}-{scheduler.replace(' ', '_')}-{steps}-{size[0]}x{size[1]}"
+    start = time.perf_counter()
+    export.export_loop(source, out, steps=steps, size=size, scheduler=scheduler, overwrite=True)
+    say(f"  export-loop: {time.perf_counter() - start:.1f} s")
+    engine = {} if threads is None else {"num_threads": threads}
+    pipe = DiffusionPipeline.from_pretrained(out, backend="onnxruntime", **engine)
+    pipe.set_progress_bar_config(disable=True)
+    loop = DenoiseLoop(out, **({} if threads is None else {"intra_op_threads": threads}))
+    positive, negative = pipe.encode_prompt(["a photo of a cat"], do_classifier_free_guidance=True)
+    guidance = 7.5
+    call = dict(prompt_embeds=positive, negative_prompt_embeds=negative, height=size[0], width=size[1],
+                num_inference_steps=steps, guidance_scale=guidance, output_type="latent")
+
+    def python_image(seed):
+        begin = time.perf_counter()
+        latents = pipe(**call, generator=seed).images
+        return time.perf_counter() - begin, np.asarray(latents)
+
+    feeds = {"prompt_embeds": np.concatenate([negative, positive]), "guidance_scale": np.array(guidance, np.float32)}
+
+    def graph_image(seed):
+        begin = time.perf_counter()
+        latents = loop(**feeds, **loop.draw_noise(seed))  # the initial latents drawn as the pipeline draws them
+        return time.perf_counter() - begin, latents
+
+    _, a = python_image(1)
+    _, b = graph_image(1)
+    if not np.array_equal(a, b):
+        raise AssertionError(f"the loop graph's latents differ from the Python loop's (max {np.abs(a - b).max():.3g})")
+    times = {"python": [], "graph": []}
+    for i in range(images):
+        for who in (("python", "graph") if i % 2 == 0 else ("graph", "python")):
+            times[who].append((python_image if who == "python" else graph_image)(2 + i)[0])
+        say(f"  image {i + 1}/{images}: python {times['python'][-1]:.3f} s, graph {times['graph'][-1]:.3f} s")
+    ratios = [g / p for g, p in zip(times["graph"], times["python"])]
+    return {"source": str(source.relative_to(ROOT) if source.is_relative_to(ROOT) else source), "steps": steps,
+            "size": list(size), "scheduler": scheduler, "images": images, "threads": threads or "all cores",
+            "python_s": statistics.median(times["python"]), "graph_s": statistics.median(times["graph"]),
+            "ratio": _spread(ratios), "rounds_python_s": times["python"], "rounds_graph_s": times["graph"]}
+
+
+# ---------------------------------------------------------------------------- the report
+def markdown(step: dict | None, loops: list[dict]) -> str:
+    lines = []
+    if step:
+        v0 = VARIANTS[0]
+        lines += [f"Step graph (`step.onnx`) against the numpy step, 1x4x64x64 float32, {step['steps']} steps, "
+                  f"ONNX Runtime {ort.__version__} CPU, numpy {np.__version__}; per step, median of {step['rounds']} "
+                  f"interleaved rounds (each the fastest of {LOOPS_PER_ROUND} loops); ratio = graph / numpy per round, median [interquartile range]; noise drawn "
+                  "before the loop for both; every graph's final sample equal to numpy's bit for bit. "
+                  f"One `session.run` of a one-Identity graph: {step['run_floor_us']:.1f} us.", "",
+                  "| scheduler | calls | nodes (If) | numpy us | graph us, 1 thread | ratio, 1 thread | "
+                  "ratio, all cores | ratio, IO binding | ratio, no graph optimization |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for label, r in step["rows"].items():
+            cells = [f"{r['ratio'][v][0]:.2f}x [{r['ratio'][v][1]:.2f}-{r['ratio'][v][2]:.2f}]" for v in VARIANTS]
+            lines.append(f"| {label} | {r['calls']} | {r['nodes']} ({r['ifs']}) | {r['numpy_us']:.0f} | "
+                         f"{r['graph_us'][v0]:.0f} | " + " | ".join(cells) + " |")
+        med = statistics.median(r["ratio"][v0][0] for r in step["rows"].values())
+        worst = max(step["rows"].items(), key=lambda kv: kv[1]["ratio"][v0][0])
+        best = min(step["rows"].items(), key=lambda kv: kv[1]["ratio"][v0][0])
+        lines += ["", f"1 thread: median ratio {med:.2f}x over {len(step['rows'])} schedulers; slowest {worst[0]} "
+                      f"{worst[1]['ratio'][v0][0]:.2f}x, fastest {best[0]} {best[1]['ratio'][v0][0]:.2f}x."]
+    for r in loops:
+        lo, hi = r["ratio"][1], r["ratio"][2]
+        lines += ["", f"Loop graph (`denoise/model.onnx`, one call per image) against our Python loop (the pipeline "
+                      f"with `output_type=\"latent\"`), {r['source']}: {r['scheduler']}, {r['steps']} steps, "
+                      f"{r['size'][0]}x{r['size'][1]}, guidance 7.5 (UNet batch 2), ONNX Runtime CPU, "
+                      f"{r['threads']}; same latents bit for bit; {r['images']} images each, alternating, after a "
+                      "warm-up.", "",
+                  "| runner | steady image s (median) | every image s |", "|---|---|---|",
+                  f"| Python loop (pipeline) | {r['python_s']:.4f} | "
+                  f"{', '.join(f'{t:.4f}' for t in r['rounds_python_s'])} |",
+                  f"| loop graph | {r['graph_s']:.4f} | {', '.join(f'{t:.4f}' for t in r['rounds_graph_s'])} |",
+                  "", f"Loop graph / Python loop: {r['ratio'][0]:.3f}x (per-image ratios, interquartile range "
+                      f"{lo:.3f}-{hi:.3f})."]
+    return "\n".join(lines)
+
+
+SECTION = "## Scheduler graphs (`python benchmarks/loop_graph_speed.py`)"
+
+
+def write_results_section(text: str, header: str) -> None:
+    """Replace (or append) this benchmark's section of benchmarks/RESULTS.md, up to the next '## ' heading."""
+    path = ROOT / "benchmarks" / "RESULTS.md"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    section = f"{SECTION}\n\n{header}\n\n{text}\n"
+    if SECTION in old:
+        before, rest = old.split(SECTION, 1)
+        nxt = rest.find("\n## ")
+        after = rest[nxt + 1:] if nxt >= 0 else ""
+        new = before + section + ("\n" + after if after else "")
+    else:
+        marker = "\n![performance chart]"
+        at = old.find(marker)
+        new = (old[:at].rstrip("\n") + "\n\n" + section + old[at:]) if at >= 0 else (old.rstrip("\n") + "\n\n" + section)
+    path.write_text(new, encoding="utf-8")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--only", nargs="+", metavar="NAME", help=f"scheduler labels: {', '.join(FAMILIES)}")
+    parser.add_argument("--quick", action="store_true", help=f"{', '.join(QUICK)}, 3 rounds")
+    parser.add_argument("--no-step", action="store_true", help="skip the step benchmark")
+    parser.add_argument("--loop", choices=("tiny", "sd15", "none"), default="tiny")
+    parser.add_argument("--loop-steps", type=int, default=10)
+    parser.add_argument("--loop-size", default="128x128", help="image size HxW")
+    parser.add_argument("--loop-scheduler", default="DPM++ 2M Karras")
+    parser.add_argument("--loop-images", type=int, default=5)
+    parser.add_argument("--loop-threads", type=int, default=None, help="engine intra-op threads (default: all cores)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "loop_graph_speed.md")
+    parser.add_argument("--write-results", action="store_true", help="also write the section of benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+    labels = args.only or (QUICK if args.quick else list(FAMILIES))
+    unknown = [n for n in labels if n not in FAMILIES]
+    if unknown:
+        parser.error(f"unknown scheduler {', '.join(map(repr, unknown))}; choose from {', '.join(FAMILIES)}")
+    rounds = 3 if args.quick and args.rounds == 15 else args.rounds
+
+    def say(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    load = os.getloadavg()
+    step = None
+    if not args.no_step:
+        say(f"step graphs: {len(labels)} schedulers, {args.steps} steps, {rounds} rounds")
+        step = step_benchmark(labels, args.steps, rounds, say)
+    loops = []
+    if args.loop != "none":
+        source = _tiny_source(say) if args.loop == "tiny" else SD15_ONNX
+        if not (source / "unet" / "model.onnx").is_file():
+            parser.error(f"{source}: no ONNX export (build it with python benchmarks/sd15_random.py onnx)")
+        height, width = (int(v) for v in args.loop_size.lower().split("x"))
+        say(f"loop graph: {source}, {args.loop_scheduler}, {args.loop_steps} steps, {height}x{width}")
+        loops.append(loop_benchmark(source, steps=args.loop_steps, size=(height, width), scheduler=args.loop_scheduler,
+                                    images=args.loop_images, threads=args.loop_threads, say=say))
+    end = os.getloadavg()
+    header = (f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC on {platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} cores (shared with other work: load average {load[0]:.2f} at the start, "
+              f"{end[0]:.2f} at the end).")
+    text = markdown(step, loops)
+    print(header + "\n\n" + text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(header + "\n\n" + text + "\n", encoding="utf-8")
+    (args.out.with_suffix(".json")).write_text(json.dumps({"step": step, "loops": loops}, indent=1) + "\n",
+                                               encoding="utf-8")
+    if args.write_results:
+        write_results_section(text, header)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
