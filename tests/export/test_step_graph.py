@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -301,6 +302,45 @@ def test_kdiffusion_only_samplers_match_numpy(name):
                     "bytes": graphs.step.ByteSize(), "ort": (np.nan, *distance)}
     assert distance[1] == 0, f"{name}: ONNX Runtime differs from the numpy step in {distance[1]} values"
     assert graphs.plan["num_model_calls"] == len(ours)
+
+
+#: schedulers with no diffusers pipeline case above, each held to its own numpy step (numpy: tests/parity)
+OTHER_SCHEDULERS = {"DDIMParallelScheduler": SD, "DDPMParallelScheduler": SD, "DDPMWuerstchenScheduler": {},
+                    "DPMSolverMultistepInverseScheduler": SD, "UnCLIPScheduler": {}}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_SCHEDULERS))
+def test_other_schedulers_match_numpy(name):
+    schedule = {"num_inference_steps": 6}
+    config = OTHER_SCHEDULERS[name]
+    graphs = build_step_graphs(name, config=config, **schedule)
+    ours, sched_after, draws = run_numpy(name, config, schedule, {})
+    got = run_graph(graphs, sched_after, draws, lambda model, file: _ort(model))
+    distance = numpy_distance(ours, got)
+    assert distance[1] == 0, f"{name}: ONNX Runtime differs from the numpy step in {distance[1]} values"
+    assert graphs.plan["num_model_calls"] == len(ours)
+
+
+#: how the README's "Schedulers" bullet of "Apps without Python" names the refused ones
+README_NAMES = {"DPMAdaptiveScheduler": "DPM adaptive", "VQDiffusionScheduler": "VQ-Diffusion",
+                "ScoreSdeVeScheduler": "ScoreSdeVe", "ScoreSdeVpScheduler": "ScoreSdeVp",
+                "KarrasVeScheduler": "KarrasVe", "RePaintScheduler": "RePaint"}
+
+
+def test_every_scheduler_exports_or_is_refused_and_the_readme_says_which():
+    """Each of our scheduler classes is exported by a case of this file (bit for bit with numpy) or refused
+    with its reason (PLANLESS), and the README lists exactly the refused ones, so the list cannot go stale."""
+    from edge_sched.schedulers import SCHEDULER_CLASSES
+
+    tested = {c[0] for c in CASES.values()} | set(OTHER_SCHEDULERS) | {"DPMPP2SAncestralScheduler", "DPMFastScheduler"}
+    assert set(SCHEDULER_CLASSES) - tested - set(PLANLESS) == set()
+    assert not tested & set(PLANLESS)
+    assert set(README_NAMES) == set(PLANLESS)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    bullet = readme.split("- **Schedulers.** Every scheduler with a fixed plan exports", 1)[1].split("\n- **", 1)[0]
+    refused = bullet.split("Refused, with the", 1)[1]
+    for name, label in README_NAMES.items():
+        assert label in refused, f"README does not list {label} ({name}) as refused"
 
 
 @pytest.mark.parametrize("case", ["euler_ancestral", "ddim_thresholding", "dpmpp_2m_karras", "heun", "unipc_3",
