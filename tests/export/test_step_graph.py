@@ -289,34 +289,24 @@ def test_loop_matches_diffusers_and_numpy(case, tmp_path):
     assert distance[1] == 0, f"{case}: ONNX Runtime differs from the numpy step in {distance[1]} values"
 
 
-@pytest.mark.parametrize("name", ["DPMPP2SAncestralScheduler", "DPMFastScheduler"])
-def test_kdiffusion_only_samplers_match_numpy(name):
-    """The k-diffusion ports diffusers lacks (their numpy loops are held to k-diffusion in
-    tests/parity/test_kdiffusion_only.py): the graph repeats the numpy loop bit for bit."""
-    schedule = {"num_inference_steps": 8}
-    graphs = build_step_graphs(name, config=SD, **schedule)
-    ours, sched_after, draws = run_numpy(name, SD, schedule, {})
-    got = run_graph(graphs, sched_after, draws, lambda model, file: _ort(model))
-    distance = numpy_distance(ours, got)
-    REPORT[name] = {"calls": len(ours), "nodes": sum(1 for _ in _all_nodes(graphs.step.graph)),
-                    "bytes": graphs.step.ByteSize(), "ort": (np.nan, *distance)}
-    assert distance[1] == 0, f"{name}: ONNX Runtime differs from the numpy step in {distance[1]} values"
-    assert graphs.plan["num_model_calls"] == len(ours)
-
-
-#: schedulers with no diffusers pipeline case above, each held to its own numpy step (numpy: tests/parity)
-OTHER_SCHEDULERS = {"DDIMParallelScheduler": SD, "DDPMParallelScheduler": SD, "DDPMWuerstchenScheduler": {},
+#: schedulers without a case above, each held to its own numpy step (the numpy ones are held to diffusers or,
+#: for the k-diffusion ports diffusers lacks, to k-diffusion in tests/parity/): config for each
+OTHER_SCHEDULERS = {"DPMPP2SAncestralScheduler": SD, "DPMFastScheduler": SD, "DDIMParallelScheduler": SD,
+                    "DDPMParallelScheduler": SD, "DDPMWuerstchenScheduler": {},
                     "DPMSolverMultistepInverseScheduler": SD, "UnCLIPScheduler": {}}
 
 
 @pytest.mark.parametrize("name", sorted(OTHER_SCHEDULERS))
 def test_other_schedulers_match_numpy(name):
-    schedule = {"num_inference_steps": 6}
+    """The graph repeats the numpy loop bit for bit."""
+    schedule = {"num_inference_steps": 8}
     config = OTHER_SCHEDULERS[name]
     graphs = build_step_graphs(name, config=config, **schedule)
     ours, sched_after, draws = run_numpy(name, config, schedule, {})
     got = run_graph(graphs, sched_after, draws, lambda model, file: _ort(model))
     distance = numpy_distance(ours, got)
+    REPORT[name] = {"calls": len(ours), "nodes": sum(1 for _ in _all_nodes(graphs.step.graph)),
+                    "bytes": graphs.step.ByteSize(), "ort": (np.nan, *distance)}
     assert distance[1] == 0, f"{name}: ONNX Runtime differs from the numpy step in {distance[1]} values"
     assert graphs.plan["num_model_calls"] == len(ours)
 
@@ -332,7 +322,7 @@ def test_every_scheduler_exports_or_is_refused_and_the_readme_says_which():
     with its reason (PLANLESS), and the README lists exactly the refused ones, so the list cannot go stale."""
     from edge_sched.schedulers import SCHEDULER_CLASSES
 
-    tested = {c[0] for c in CASES.values()} | set(OTHER_SCHEDULERS) | {"DPMPP2SAncestralScheduler", "DPMFastScheduler"}
+    tested = {c[0] for c in CASES.values()} | set(OTHER_SCHEDULERS)
     assert set(SCHEDULER_CLASSES) - tested - set(PLANLESS) == set()
     assert not tested & set(PLANLESS)
     assert set(README_NAMES) == set(PLANLESS)
