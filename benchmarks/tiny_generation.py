@@ -5,7 +5,14 @@ OpenVINO), then runs, each in a fresh process: edge_sched on ONNX Runtime, optim
 ORTStableDiffusionPipeline, edge_sched on OpenVINO (f32, our default, and the device's default
 precision, which is optimum's setting), optimum's OVStableDiffusionPipeline; same prompt,
 seed, 10 steps, 32x32, guidance 7.5. Reports import+load time, the generation time (median of
-repeats), and the process's peak RSS. Usage: python benchmarks/tiny_generation.py [--repeats N]
+repeats), and the process's peak RSS.
+
+So that order cannot decide a ratio, the parent stays idle while a runner is timed (the build and the
+exports run in a child process of their own, before any runner: the parent never imports torch) and the
+runners are interleaved over ``--rounds`` (each round runs every runner once, in a rotated order); each
+number is the median over the rounds, with the rounds' min-max beside it.
+
+Usage: python benchmarks/tiny_generation.py [--repeats N] [--rounds R] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,9 +35,8 @@ runner, folder, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if runner.startswith("edge_sched"):
     from edge_sched import DiffusionPipeline
     backend = runner.split("-")[1]
-    precision = {"default": None}.get(runner.split("-")[-1], "f32")  # edge_sched-openvino-default: the device's
-    pipe = DiffusionPipeline.from_pretrained(folder, backend=backend,
-                                             **({"inference_precision": precision} if backend == "openvino" else {}))
+    precision = "fast" if runner.endswith("-default") else "exact"  # edge_sched-openvino-default: the device's
+    pipe = DiffusionPipeline.from_pretrained(folder, backend=backend, precision=precision)
     pipe.set_progress_bar_config(disable=True)
     run = lambda: pipe("a cat and a dog", num_inference_steps=10, generator=0, output_type="np").images
 else:
@@ -53,33 +60,58 @@ print(json.dumps({"load_s": load, "first_s": times[0], "steady_s": statistics.me
 """
 
 
+BUILD = r"""
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import export
+from tests.export.tiny import build_tiny_sd
+tmp = Path(sys.argv[2])
+src = build_tiny_sd(tmp / "src" / "tiny-sd")
+for fmt in ("onnx", "openvino"):
+    export.export_pipeline(src, tmp / fmt, format=fmt, progress=None)
+"""
+RUNNERS = [("edge_sched-onnxruntime", "onnx"), ("optimum-ort", "onnx"), ("edge_sched-openvino", "openvino"),
+           ("edge_sched-openvino-default", "openvino"), ("optimum-ov", "openvino")]
+FIELDS = ("load_s", "first_s", "steady_s", "peak_rss_mb")
+
+
+def summary(values: list[float], digits: int) -> str:
+    """The median over the rounds, with the rounds' min-max when there are several."""
+    middle = f"{statistics.median(values):.{digits}f}"
+    return middle if len(values) == 1 else f"{middle} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
-    import export
-    from tests.export.tiny import build_tiny_sd
-
+    if args.repeats < 1 or args.rounds < 1:
+        parser.error("--repeats and --rounds must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
-        src = build_tiny_sd(Path(tmp) / "src" / "tiny-sd")
-        folders = {fmt: Path(tmp) / fmt for fmt in ("onnx", "openvino")}
-        for fmt, out in folders.items():
-            export.export_pipeline(src, out, format=fmt, progress=None)
-        runners = [("edge_sched-onnxruntime", "onnx"), ("optimum-ort", "onnx"),
-                   ("edge_sched-openvino", "openvino"), ("edge_sched-openvino-default", "openvino"),
-                   ("optimum-ov", "openvino")]
-        rows = []
-        for runner, fmt in runners:
-            out = subprocess.run([sys.executable, "-c", CHILD, runner, str(folders[fmt]), str(args.repeats)],
-                                 capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            rows.append((runner, json.loads(out)))
-    print(f"tiny SD (32x32, 10 steps, CFG), {platform.processor() or platform.machine()}, "
-          f"python {platform.python_version()}, median of {args.repeats}")
-    print("| runner | import+load s | first image s | steady image s | peak RSS MB |")
-    print("|---|---|---|---|---|")
-    for runner, r in rows:
-        print(f"| {runner} | {r['load_s']:.2f} | {r['first_s']:.3f} | {r['steady_s']:.3f} | {r['peak_rss_mb']:.0f} |")
+        subprocess.run([sys.executable, "-c", BUILD, str(ROOT), tmp], check=True, capture_output=True, text=True)
+        results: dict[str, list[dict]] = {runner: [] for runner, _ in RUNNERS}
+        for round_index in range(args.rounds):
+            shift = round_index % len(RUNNERS)
+            for runner, fmt in RUNNERS[shift:] + RUNNERS[:shift]:
+                done = subprocess.run([sys.executable, "-c", CHILD, runner, str(Path(tmp) / fmt), str(args.repeats)],
+                                      capture_output=True, text=True)
+                if done.returncode:
+                    raise RuntimeError(f"{runner} failed:\n{done.stderr[-2000:]}")
+                results[runner].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    lines = [f"tiny SD (32x32, 10 steps, CFG), {platform.processor() or platform.machine()}, "
+             f"python {platform.python_version()}; per round the median of {args.repeats} images; "
+             f"{args.rounds} interleaved round(s): median [min-max] over the rounds", "",
+             "| runner | import+load s | first image s | steady image s | peak RSS MB |", "|---|---|---|---|---|"]
+    for runner, rounds in results.items():
+        cells = [summary([r[f] for r in rounds], d) for f, d in zip(FIELDS, (2, 3, 3, 0))]
+        lines.append(f"| {runner} | {' | '.join(cells)} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
     return 0
 
 
