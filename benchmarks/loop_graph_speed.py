@@ -49,6 +49,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from edge_sched.schedulers import scheduler_class  # noqa: E402
 from edge_sched.schedulers.configuration import init_parameters  # noqa: E402
+from export.graph_splice import all_nodes  # noqa: E402
 from export.step_graph import build_step_graphs  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -152,8 +153,8 @@ class StepCase:
         }
         self.sessions["ort 1 thread, IO binding"] = self.sessions["ort 1 thread"]
         self.output_names = [o.name for o in self.model.graph.output]
-        self.nodes = sum(1 for _ in _all_nodes(self.model.graph))
-        self.ifs = sum(1 for n in _all_nodes(self.model.graph) if n.op_type == "If")
+        self.nodes = sum(1 for _ in all_nodes(self.model.graph))
+        self.ifs = sum(1 for n in all_nodes(self.model.graph) if n.op_type == "If")
 
     # -- numpy
     def numpy_loop(self) -> tuple[float, np.ndarray]:
@@ -222,13 +223,6 @@ class StepCase:
         x = x.copy()
         return (time.perf_counter() - start) / self.calls, x
 
-
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.g.node:
-                yield from _all_nodes(attr.g)
 
 
 def _run_floor():

@@ -60,16 +60,19 @@ def spliced(graph: onnx.GraphProto, prefix: str, bind: dict[str, str]):
     return list(g.node), list(g.initializer), list(g.value_info), [v.name for v in g.output]
 
 
-def _inputs_read(graph: onnx.GraphProto) -> set[str]:
-    """Every value name a node of ``graph`` or of its subgraphs reads."""
-    names = set()
+def all_nodes(graph: onnx.GraphProto):
+    """Every node of ``graph`` and of its subgraphs (If branches, Loop bodies), depth first."""
     for node in graph.node:
-        names.update(node.input)
+        yield node
         for attr in node.attribute:
             for g in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else
                       attr.graphs if attr.type == onnx.AttributeProto.GRAPHS else []):
-                names |= _inputs_read(g)
-    return names
+                yield from all_nodes(g)
+
+
+def _inputs_read(graph: onnx.GraphProto) -> set[str]:
+    """Every value name a node of ``graph`` or of its subgraphs reads."""
+    return {name for node in all_nodes(graph) for name in node.input}
 
 
 def drop_unused_initializers(graph: onnx.GraphProto) -> None:
@@ -81,15 +84,8 @@ def drop_unused_initializers(graph: onnx.GraphProto) -> None:
 
 
 def _op_types(graph: onnx.GraphProto, domain: str = "") -> set[str]:
-    ops = set()
-    for node in graph.node:
-        if node.domain in (domain, "ai.onnx" if domain == "" else domain):
-            ops.add(node.op_type)
-        for attr in node.attribute:
-            for g in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else
-                      attr.graphs if attr.type == onnx.AttributeProto.GRAPHS else []):
-                ops |= _op_types(g, domain)
-    return ops
+    domains = (domain, "ai.onnx" if domain == "" else domain)
+    return {node.op_type for node in all_nodes(graph) if node.domain in domains}
 
 
 def default_opset(model: onnx.ModelProto) -> int:

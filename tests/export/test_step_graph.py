@@ -27,6 +27,7 @@ import torch  # noqa: E402
 from edge_sched.random import TorchGenerator  # noqa: E402
 from edge_sched.schedulers import scheduler_class  # noqa: E402
 from edge_sched.schedulers.resolve import UnknownSchedulerError  # noqa: E402
+from export.graph_splice import all_nodes  # noqa: E402
 from export.numpy_trace import Recorder, TraceError, tracing  # noqa: E402
 from export.step_graph import PLANLESS, StepExportError, build_step_graphs, export_step  # noqa: E402
 from tests.parity.harness import RTOL, initial_sample, model_fn  # noqa: E402
@@ -283,7 +284,7 @@ def test_loop_matches_diffusers_and_numpy(case, tmp_path):
     assert graphs.plan["num_model_calls"] == len(ours)
     got = run_graph(graphs, sched_after, draws, lambda model, file: _ort(model))
     distance = numpy_distance(ours, got)
-    n_nodes = sum(1 for _ in _all_nodes(graphs.step.graph))
+    n_nodes = sum(1 for _ in all_nodes(graphs.step.graph))
     REPORT[case] = {"calls": len(ours), "nodes": n_nodes, "bytes": graphs.step.ByteSize(), "ort": (np.nan, *distance)}
     REPORT[case]["ort"] = (diffusers_error(case, got), *distance)
     assert distance[1] == 0, f"{case}: ONNX Runtime differs from the numpy step in {distance[1]} values"
@@ -305,7 +306,7 @@ def test_other_schedulers_match_numpy(name):
     ours, sched_after, draws = run_numpy(name, config, schedule, {})
     got = run_graph(graphs, sched_after, draws, lambda model, file: _ort(model))
     distance = numpy_distance(ours, got)
-    REPORT[name] = {"calls": len(ours), "nodes": sum(1 for _ in _all_nodes(graphs.step.graph)),
+    REPORT[name] = {"calls": len(ours), "nodes": sum(1 for _ in all_nodes(graphs.step.graph)),
                     "bytes": graphs.step.ByteSize(), "ort": (np.nan, *distance)}
     assert distance[1] == 0, f"{name}: ONNX Runtime differs from the numpy step in {distance[1]} values"
     assert graphs.plan["num_model_calls"] == len(ours)
@@ -345,13 +346,6 @@ def test_openvino_f32(case, tmp_path):
     entry["openvino"] = (np.nan, *distance)
     entry["openvino"] = (diffusers_error(case, got), *distance)
 
-
-def _all_nodes(graph):
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.g.node:
-                yield from _all_nodes(attr.g)
 
 
 # ---------------------------------------------------------------------------- the folder and the plan
