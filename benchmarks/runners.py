@@ -132,6 +132,12 @@ def edge_sched_pipeline(runner: str, folder: str, settings: dict):
     return run
 
 
+def pipeline_class(folder: str) -> str:
+    from pathlib import Path
+
+    return json.loads((Path(folder) / "model_index.json").read_text())["_class_name"]
+
+
 # ---- peers -------------------------------------------------------------------------------------------
 
 def optimum_pipeline(runner: str, folder: str, settings: dict):
@@ -143,12 +149,13 @@ def optimum_pipeline(runner: str, folder: str, settings: dict):
         MEMORY["after_imports"] = status_mb("VmRSS")
         pipe = ORTStableDiffusionPipeline.from_pretrained(folder)
     else:
-        from optimum.intel import OVStableDiffusionPipeline
+        import optimum.intel
 
+        # the folder's own pipeline class: OVStableDiffusionPipeline, OVStableDiffusion3Pipeline (the flow row)
+        cls = getattr(optimum.intel, "OV" + pipeline_class(folder))
         MEMORY["after_imports"] = status_mb("VmRSS")
         static = settings.get("static")
-        pipe = OVStableDiffusionPipeline.from_pretrained(folder, ov_config=ov_precision(settings) or None,
-                                                         compile=not static)
+        pipe = cls.from_pretrained(folder, ov_config=ov_precision(settings) or None, compile=not static)
         if static:
             pipe.reshape(batch_size=1, height=settings["height"], width=settings["width"], num_images_per_prompt=1)
             pipe.compile()
@@ -191,6 +198,8 @@ def graph_inputs(settings: dict, folder: str) -> dict:
 
     import numpy as np
 
+    if pipeline_class(folder) == "StableDiffusion3Pipeline":
+        return sd3_graph_inputs(settings, folder)
     config = {n: json.loads((Path(folder) / n / "config.json").read_text()) for n in ("text_encoder", "unet", "vae_decoder")}
     factor = 2 ** (len(config["vae_decoder"]["block_out_channels"]) - 1)
     latent = (config["unet"]["in_channels"], settings["height"] // factor, settings["width"] // factor)
@@ -206,7 +215,34 @@ def graph_inputs(settings: dict, folder: str) -> dict:
     }
 
 
-CALLS = {"text_encoder": 2, "vae_decoder": 1}  # per image; the UNet: one call per step
+def sd3_graph_inputs(settings: dict, folder: str) -> dict:
+    """SD3 without T5 (the flow row): both CLIP encoders batch 1 (prompt and negative prompt), the
+    transformer batch 2 with the joint text of 77 CLIP tokens + max_sequence_length (256) T5 zeros, as
+    diffusers builds it, and the VAE decoder batch 1."""
+    from pathlib import Path
+
+    import numpy as np
+
+    config = {n: json.loads((Path(folder) / n / "config.json").read_text()) for n in ("transformer", "vae_decoder")}
+    t = config["transformer"]
+    factor = 2 ** (len(config["vae_decoder"]["block_out_channels"]) - 1)
+    latent = (t["in_channels"], settings["height"] // factor, settings["width"] // factor)
+    rng = np.random.default_rng(0)
+    batch = 2 if settings["guidance_scale"] > 1 else 1
+    ids = {"input_ids": np.zeros((1, 77), np.int64)}
+    return {
+        "text_encoder": ids, "text_encoder_2": ids,
+        "transformer": {"hidden_states": rng.standard_normal((batch, *latent), np.float32),
+                        "encoder_hidden_states": rng.standard_normal((batch, 77 + 256, t["joint_attention_dim"]),
+                                                                     np.float32),
+                        "pooled_projections": rng.standard_normal((batch, t["pooled_projection_dim"]), np.float32),
+                        "timestep": np.full((batch,), 500.0, np.float32)},
+        "vae_decoder": {"latent_sample": rng.standard_normal((1, *latent), np.float32)},
+    }
+
+
+# per image; the UNet / transformer: one call per step
+CALLS = {"text_encoder": 2, "text_encoder_2": 2, "vae_decoder": 1}
 
 
 def floor(runner: str, folder: str, settings: dict) -> dict:
@@ -237,7 +273,8 @@ def floor(runner: str, folder: str, settings: dict) -> dict:
         call()  # warm-up
         per_graph[name] = statistics.median(timed(call, settings["floor_repeats"]))
         del call
-    calls = {**CALLS, "unet": settings["steps"]}
+    calls = {**{n: CALLS[n] for n in per_graph if n in CALLS}, "unet": settings["steps"], "transformer": settings["steps"]}
+    calls = {n: c for n, c in calls.items() if n in per_graph}
     total = sum(per_graph[n] * calls[n] for n in per_graph)
     return {"graphs_s": per_graph, "calls": calls, "floor_s": total, "peak_rss_mb": peak_rss_mb()}
 
