@@ -1,8 +1,9 @@
 """edge_sched: diffusers' schedulers in pure numpy, for devices that never install torch."""
 
-from . import heap, random
-from .schedulers import *  # noqa: F401,F403  (scheduler classes under their diffusers names)
-from .schedulers import __all__ as _scheduler_names
+import importlib
+
+from . import heap
+from .schedulers import __all__ as _scheduler_names  # the list only: no scheduler module is imported here
 
 __version__ = "0.1.0"
 
@@ -22,12 +23,21 @@ _PIPELINE_NAMES = (
 
 
 def __getattr__(name):
-    # pipelines load on first use, so `import edge_sched` stays a numpy-only import
+    # schedulers, pipelines and the generators load on first use (PEP 562), so `import edge_sched`
+    # imports neither numpy nor any scheduler module (issue 18 item 4: ~0.1 s of scheduler modules)
+    if name == "random":
+        return importlib.import_module(".random", __name__)
     if name in _PIPELINE_NAMES:
-        from . import pipelines
-
-        return getattr(pipelines, name)
+        return getattr(importlib.import_module(".pipelines", __name__), name)
+    if name in _scheduler_names:
+        value = getattr(importlib.import_module(".schedulers", __name__), name)
+        globals()[name] = value  # bound once, as the star import bound it before
+        return value
     raise AttributeError(f"module 'edge_sched' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})
 
 
 __all__ = ["random", "__version__", *_scheduler_names, *_PIPELINE_NAMES]

@@ -1,51 +1,44 @@
-"""numpy schedulers with diffusers' names, configs and numbers."""
+"""numpy schedulers with diffusers' names, configs and numbers.
 
-from .ays import AysSchedules
-from .a1111 import A1111_SAMPLERS, from_a1111_name
-from .dpmsolver_sde import DPMSolverSDEScheduler
-from .dpmsolver_singlestep import DPMSolverSinglestepScheduler
-from .dpm_adaptive import DPMAdaptiveScheduler
-from .dpm_fast import DPMFastScheduler
-from .dpmpp_2s_ancestral import DPMPP2SAncestralScheduler
-from .kdpm2 import KDPM2DiscreteScheduler
-from .kdpm2_ancestral import KDPM2AncestralDiscreteScheduler
-from .base import SchedulerMixin, SchedulerNotReadyError, SchedulerOutput
-from .configuration import SCHEDULER_CLASSES, ConfigError, FrozenConfig
-from .resolve import (
-    SamplerChoice, SamplerNotAvailableError, UnknownSchedulerError, resolve_sampler, resolve_scheduler, scheduler_class,
-    scheduler_from_name,
-)
-from .cm_stochastic_iterative import CMStochasticIterativeScheduler
-from .ddim_parallel import DDIMParallelScheduler
-from .ddpm_parallel import DDPMParallelScheduler
-from .ddpm_wuerstchen import DDPMWuerstchenScheduler
-from .karras_ve import KarrasVeOutput, KarrasVeScheduler
-from .repaint import RePaintScheduler
-from .score_sde_ve import ScoreSdeVeScheduler, SdeVeOutput
-from .score_sde_vp import ScoreSdeVpScheduler
-from .unclip import UnCLIPScheduler
-from .cosine_dpmsolver_multistep import CosineDPMSolverMultistepScheduler
-from .deis_multistep import DEISMultistepScheduler
-from .dpmsolver_multistep_inverse import DPMSolverMultistepInverseScheduler
-from .edm_dpmsolver_multistep import EDMDPMSolverMultistepScheduler
-from .edm_euler import EDMEulerScheduler
-from .flow_match_heun import FlowMatchHeunDiscreteScheduler
-from .ipndm import IPNDMScheduler
-from .sa_solver import SASolverScheduler
-from .tcd import TCDScheduler, TCDSchedulerOutput
-from .ddim import DDIMScheduler
-from .ddim_inverse import DDIMInverseScheduler
-from .ddpm import DDPMScheduler
-from .dpmsolver_multistep import DPMSolverMultistepScheduler
-from .euler import EulerDiscreteScheduler
-from .euler_ancestral import EulerAncestralDiscreteScheduler
-from .flow_match_euler import FlowMatchEulerDiscreteScheduler
-from .heun import HeunDiscreteScheduler
-from .lcm import LCMScheduler, LCMSchedulerOutput
-from .lms import LMSDiscreteScheduler
-from .pndm import PNDMScheduler
-from .unipc_multistep import UniPCMultistepScheduler
-from .vq_diffusion import VQDiffusionScheduler, VQDiffusionSchedulerOutput
+Every name is imported on first use (PEP 562 ``__getattr__``): ``import edge_sched`` imports no scheduler
+module, and ``from edge_sched.schedulers import DDIMScheduler`` imports only ddim's (issue 18 item 4).
+``__all__`` and ``dir()`` stay complete; ``from edge_sched.schedulers import *`` imports everything.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .registry import BUILTIN as _SCHEDULER_MODULES
+from .registry import SCHEDULER_CLASSES
+
+# every public name that is not a scheduler class -> its module
+_HOMES = {
+    "A1111_SAMPLERS": "a1111", "from_a1111_name": "a1111",
+    "AysSchedules": "ays",
+    "SchedulerMixin": "base", "SchedulerNotReadyError": "base", "SchedulerOutput": "base",
+    "ConfigError": "configuration", "FrozenConfig": "configuration",
+    "SamplerChoice": "resolve", "SamplerNotAvailableError": "resolve", "UnknownSchedulerError": "resolve",
+    "resolve_sampler": "resolve", "resolve_scheduler": "resolve", "scheduler_class": "resolve",
+    "scheduler_from_name": "resolve",
+    "KarrasVeOutput": "karras_ve", "SdeVeOutput": "score_sde_ve", "TCDSchedulerOutput": "tcd",
+    "LCMSchedulerOutput": "lcm", "VQDiffusionSchedulerOutput": "vq_diffusion",
+    **_SCHEDULER_MODULES,
+}
+
+
+def __getattr__(name: str):
+    module = _HOMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later reads skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "A1111_SAMPLERS",

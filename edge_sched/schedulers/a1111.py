@@ -14,10 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from . import (  # noqa: F401  (register every class the tables name)
-    ddim, dpmsolver_multistep, dpmsolver_singlestep, euler, euler_ancestral, heun, kdiffusion_only, kdpm2,
-    kdpm2_ancestral, lcm, lms, pndm, unipc_multistep,
-)
 from .base import SchedulerMixin
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..jsonfile import read_json
+from .registry import SCHEDULER_CLASSES  # every scheduler class by its diffusers name (filled on first use)
 
 logger = logging.getLogger("edge_sched")
 
@@ -448,8 +449,6 @@ class ConfigMixin:
         return sorted((c for c in found if c is not None), key=lambda c: c.__name__)
 
 
-# Registry of every scheduler class by its diffusers name, filled by SchedulerMixin.
-SCHEDULER_CLASSES: dict[str, type] = {}
 
 
 def _lookup_class(name: str) -> type | None:
