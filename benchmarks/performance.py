@@ -162,6 +162,9 @@ def footprint(say) -> dict:
     setups = {
         "edge_sched[onnx]": [[f"{ROOT}[onnx]"]],
         "edge_sched[openvino]": [[f"{ROOT}[openvino]"]],
+        # the floors under our installs (RESULTS.md's Targets: at most numpy + the engine + 10%)
+        "numpy + onnxruntime": [["numpy", "onnxruntime"]],
+        "numpy + openvino": [["numpy", "openvino"]],
         "optimum-onnx + torch": [["torch==2.13.0"], ["optimum-onnx[onnxruntime]", "diffusers"]],
         "optimum-intel + torch": [["torch==2.13.0"], ["optimum-intel[openvino]", "diffusers"]],
     }

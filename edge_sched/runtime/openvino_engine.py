@@ -186,8 +186,11 @@ class OpenVINOComponent(Component):
         return {n: np.array(self.request.get_tensor(port).data, copy=True) for n, port in self._outputs}
 
     def release(self) -> None:
+        # the output ports keep the compiled model (and its repacked weights) alive: drop them too, or a
+        # released component still held by someone (a profiler, a loop's local) keeps the whole graph
         self.request = None
         self.compiled = None
+        self._outputs = []
 
 
 def _compiled_precision(compiled) -> str | None:

@@ -127,3 +127,31 @@ def test_released_component_says_so(tmp_path):
     c.release()
     with pytest.raises(EngineError, match="released"):
         c(x=X, t=np.float32(0))
+
+
+def _engine_objects(component) -> list:
+    """Engine (openvino / onnxruntime) objects reachable from the component's attributes."""
+    import gc
+    import types
+
+    seen, found, todo = set(), [], [component.__dict__]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, (type, types.ModuleType, types.FunctionType)):
+            continue
+        seen.add(id(obj))
+        if type(obj).__module__.split(".")[0] in ("openvino", "onnxruntime"):
+            found.append(type(obj).__name__)
+        todo.extend(gc.get_referents(obj))
+    return found
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_released_component_keeps_no_engine_object(tmp_path, backend):
+    # low-memory mode frees a graph by releasing it; whoever still holds the component (a profiler, a
+    # caller's local) must not keep the compiled model alive through a port, a request or a session
+    c = load_component("g", affine_graph(tmp_path / "r"), backend)
+    c(x=X, t=np.float32(0))
+    assert _engine_objects(c)  # the walk sees them while loaded
+    c.release()
+    assert _engine_objects(c) == []
