@@ -19,11 +19,11 @@ loop graph against our Python loop on the same engine and graphs.
    suite's SD1.5-architecture ONNX folder, benchmarks/.cache/sd15/onnx, which must exist) or ``--loop none``.
 
 This process never imports torch (a child builds the tiny pipeline); timing runs with ``nice`` from the shell.
-Writes benchmarks/results/loop_graph_speed.md and, with ``--write-results``, the section "Scheduler graphs" of
-benchmarks/RESULTS.md.
+Writes benchmarks/results/loop_graph_speed.{md,json}; ``python benchmarks/report.py`` then carries the markdown
+into benchmarks/RESULTS.md.
 
     python benchmarks/loop_graph_speed.py [--steps 20] [--rounds 15] [--only NAME ...] [--quick]
-        [--loop tiny|sd15|none] [--loop-steps 10] [--loop-size 128x128] [--loop-images 5] [--write-results]
+        [--loop tiny|sd15|none] [--loop-steps 10] [--loop-size 128x128] [--loop-images 5]
 """
 
 from __future__ import annotations
@@ -153,6 +153,9 @@ class StepCase:
         }
         self.sessions["ort 1 thread, IO binding"] = self.sessions["ort 1 thread"]
         self.output_names = [o.name for o in self.model.graph.output]
+        # plan.json's hand-over, per call: (state input, index of the output holding it or None, input holding it)
+        index = {n: j for j, n in enumerate(self.output_names)}
+        self.handover = [[(k, index.get(src), src) for k, src in c["state"].items()] for c in self.plan["calls"]]
         self.nodes = sum(1 for _ in all_nodes(self.model.graph))
         self.ifs = sum(1 for n in all_nodes(self.model.graph) if n.op_type == "If")
 
@@ -183,10 +186,10 @@ class StepCase:
     def graph_loop(self, variant: str) -> tuple[float, np.ndarray]:
         if variant.endswith("IO binding"):
             return self._bound_loop(self.sessions[variant])
-        session, names, plan = self.sessions[variant], self.output_names, self.plan
+        session, plan = self.sessions[variant], self.plan
         x, state, noise = self._feeds()
         index = [np.array(i, np.int64) for i in range(self.calls)]
-        state_out = [(s["input"], names.index(s["output"])) for s in plan["state"]]
+        handover = self.handover
         start = time.perf_counter()
         for i in range(self.calls):
             feed = {"sample": x, "model_output": self.outputs[i], "step_index": index[i], **state, **noise}
@@ -194,21 +197,27 @@ class StepCase:
                 feed[d["input"]] = row
             res = session.run(None, feed)
             x = res[0]
-            state = {k: res[j] for k, j in state_out}
+            state = {k: feed[src] if j is None else res[j] for k, j, src in handover[i]}
         return (time.perf_counter() - start) / self.calls, x
 
     def _bound_loop(self, session):
-        """IO binding: inputs bound as they are, every output into a preallocated buffer (two sets, swapped)."""
+        """IO binding: inputs bound as they are, every sample-shaped output into a preallocated buffer (two
+        sets, swapped); a state output that is a placeholder at some calls is left to ONNX Runtime to allocate."""
         plan, names = self.plan, self.output_names
         x, state, noise = self._feeds()
-        buffers = [{n: np.empty(SHAPE, np.float32) for n in names} for _ in range(2)]
+        sized = [o["name"] for o in plan["outputs"] if o["shape"] == ["batch", "channels", "height", "width"]]
+        buffers = [{n: np.empty(SHAPE, np.float32) for n in sized} for _ in range(2)]
         index = [np.array(i, np.int64) for i in range(self.calls)]
         bindings = []
         for b in buffers:
             io = session.io_binding()
             for n in names:
-                io.bind_output(n, "cpu", 0, np.float32, SHAPE, b[n].ctypes.data)
+                if n in b:
+                    io.bind_output(n, "cpu", 0, np.float32, SHAPE, b[n].ctypes.data)
+                else:
+                    io.bind_output(n, "cpu")
             bindings.append(io)
+        unsized = [(j, n) for j, n in enumerate(names) if n not in sized]
         start = time.perf_counter()
         for i in range(self.calls):
             io, out = bindings[i % 2], buffers[i % 2]
@@ -219,7 +228,11 @@ class StepCase:
                 io.bind_cpu_input(k, v)
             session.run_with_iobinding(io)
             x = out["prev_sample"]
-            state = {s["input"]: out[s["output"]] for s in plan["state"]}
+            res = dict(out)
+            if unsized:
+                values = io.get_outputs()
+                res.update({n: values[j].numpy() for j, n in unsized})
+            state = {k: res[src] if src in res else feed[src] for k, src in plan["calls"][i]["state"].items()}
         x = x.copy()
         return (time.perf_counter() - start) / self.calls, x
 
@@ -349,7 +362,8 @@ def markdown(step: dict | None, loops: list[dict]) -> str:
         lines += [f"Step graph (`step.onnx`) against the numpy step, 1x4x64x64 float32, {step['steps']} steps, "
                   f"ONNX Runtime {ort.__version__} CPU, numpy {np.__version__}; per step, median of {step['rounds']} "
                   f"interleaved rounds (each the fastest of {LOOPS_PER_ROUND} loops); ratio = graph / numpy per round, median [interquartile range]; noise drawn "
-                  "before the loop for both; every graph's final sample equal to numpy's bit for bit. "
+                  "before the loop for both; the graph's state handed over as plan.json's `calls[i].state` says "
+                  "(arrays re-pointed, not copied); every graph's final sample equal to numpy's bit for bit. "
                   f"One `session.run` of a one-Identity graph: {step['run_floor_us']:.1f} us.", "",
                   "| scheduler | calls | nodes (If) | numpy us | graph us, 1 thread | ratio, 1 thread | "
                   "ratio, all cores | ratio, IO binding | ratio, no graph optimization |",
@@ -379,26 +393,6 @@ def markdown(step: dict | None, loops: list[dict]) -> str:
     return "\n".join(lines)
 
 
-SECTION = "## Scheduler graphs (`python benchmarks/loop_graph_speed.py`)"
-
-
-def write_results_section(text: str, header: str) -> None:
-    """Replace (or append) this benchmark's section of benchmarks/RESULTS.md, up to the next '## ' heading."""
-    path = ROOT / "benchmarks" / "RESULTS.md"
-    old = path.read_text(encoding="utf-8") if path.exists() else ""
-    section = f"{SECTION}\n\n{header}\n\n{text}\n"
-    if SECTION in old:
-        before, rest = old.split(SECTION, 1)
-        nxt = rest.find("\n## ")
-        after = rest[nxt + 1:] if nxt >= 0 else ""
-        new = before + section + ("\n" + after if after else "")
-    else:
-        marker = "\n![performance chart]"
-        at = old.find(marker)
-        new = (old[:at].rstrip("\n") + "\n\n" + section + old[at:]) if at >= 0 else (old.rstrip("\n") + "\n\n" + section)
-    path.write_text(new, encoding="utf-8")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -413,7 +407,6 @@ def main(argv=None) -> int:
     parser.add_argument("--loop-images", type=int, default=5)
     parser.add_argument("--loop-threads", type=int, default=None, help="engine intra-op threads (default: all cores)")
     parser.add_argument("--out", type=Path, default=RESULTS / "loop_graph_speed.md")
-    parser.add_argument("--write-results", action="store_true", help="also write the section of benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     labels = args.only or (QUICK if args.quick else list(FAMILIES))
     unknown = [n for n in labels if n not in FAMILIES]
@@ -448,8 +441,6 @@ def main(argv=None) -> int:
     args.out.write_text(header + "\n\n" + text + "\n", encoding="utf-8")
     (args.out.with_suffix(".json")).write_text(json.dumps({"step": step, "loops": loops}, indent=1) + "\n",
                                                encoding="utf-8")
-    if args.write_results:
-        write_results_section(text, header)
     return 0
 
 

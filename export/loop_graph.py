@@ -441,7 +441,7 @@ def export_loop(source, output, *, steps: int | None = None, size=(512, 512), sc
                 if v is not None}
     if not schedule:
         raise LoopExportError("give steps (num_inference_steps), timesteps or sigmas")
-    graphs = build_step_graphs(sched, step_options=step_options, **schedule)
+    graphs = build_step_graphs(sched, step_options=step_options, handover="graph", **schedule)
     unet_config_file = source_folder / "unet" / "config.json"
     unet = onnx.load(str(src.unet_file))
     channels = _dims(next(v for v in unet.graph.input if v.name == "sample"))[1]

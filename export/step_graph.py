@@ -20,15 +20,27 @@ as its body.
     state ``state.<name>`` (multistep history, Heun's predictor sample and derivative...; zeros
     before the first step).
     outputs: ``prev_sample``, ``model_input`` (the next call's scaled model input; after the last
-    call, scaled as for the last call, which nobody needs), the scheduler output's other fields
-    present at every step (``pred_original_sample``, LCM's ``denoised``), and ``next_state.<name>``
-    for every state input (passed through where a step leaves a slot empty).
+    call, scaled as for the last call, which nobody needs; absent where the scheduler does not scale,
+    the next input then being ``prev_sample``), the scheduler output's other fields present at every
+    step (``pred_original_sample``, LCM's ``denoised``), and the carried state's new values.
+    How the state is handed to the next call (``handover``):
+
+    ``"host"`` (the default, for apps calling the step themselves): ``next_state.<name>`` is an output
+    only where some call computes that slot; per call, ``plan.json`` maps every state input of the next
+    call to the input or output holding its value (``calls[i].state``: a history slot shifted by one
+    is the previous call's ``state.<other>`` or ``model_output``), so the app re-points arrays as the
+    numpy step re-points list entries and nothing is copied. A ``next_state`` output a call does not
+    compute is a one-element placeholder there (an ``If`` output needs a tensor of its rank).
+    ``"graph"`` (for a graph calling the step, such as the whole-loop ``Loop`` body): every state input
+    has its ``next_state.<name>`` output at every call (passed through where a step leaves a slot as it
+    was), and ``model_input`` is always an output.
 ``scale_model_input.onnx``
     ``sample``, ``step_index`` -> ``model_input``: the scaling before the first call (or a
     mid-schedule start).
 ``plan.json``
     timesteps (what the model sees at each call), ``init_noise_sigma``, per call the noise
-    inputs it reads, the graphs' inputs, outputs and state slots.
+    inputs it reads and where the next call's state comes from, the graphs' inputs, outputs and
+    state slots.
 
 Schedulers without a fixed plan (``PLANLESS``) raise :class:`StepExportError` saying why.
 The loop is traced from its first call: state arriving at call ``i`` is what calls ``0 .. i-1``
@@ -60,7 +72,8 @@ OPSET = 17
 IR_VERSION = 8  # what OpenVINO's and older ONNX Runtimes' readers accept with opset 17
 STEP_GRAPH, SCALE_GRAPH, PLAN = "step.onnx", "scale_model_input.onnx", "plan.json"
 PLAN_FORMAT = "edge_sched.step_graph"
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # 2: per-call state hand-over (calls[i].state), next_model_input, handover
+HANDOVERS = ("host", "graph")
 # the traced sample: distinct dimensions, so that a constant baked in at that shape is caught
 TRACE_SHAPE = (3, 4, 5, 7)
 AXIS_NAMES = ("batch", "channels", "height", "width")
@@ -109,6 +122,7 @@ def export_step(
     timesteps=None,
     sigmas=None,
     step_options: dict | None = None,
+    handover: str = "host",
     overwrite: bool = False,
 ) -> dict:
     """Write ``step.onnx``, ``scale_model_input.onnx`` and ``plan.json`` for one schedule into the
@@ -118,12 +132,14 @@ def export_step(
     name (diffusers class name or A1111 sampler name) built from ``config`` (a scheduler config
     dict, e.g. a pipeline's scheduler_config.json) with ``overrides`` (keys the class must have).
     ``step_options``: keyword arguments of the scheduler's ``step`` (``eta``, ``s_churn``...).
+    ``handover``: ``"host"`` (state handed over by the caller, per plan.json, nothing copied) or
+    ``"graph"`` (every state slot an output at every call); see the module's docstring.
     """
     output = Path(output)
     check_replaceable(output, overwrite)
     graphs = build_step_graphs(scheduler, config=config, overrides=overrides,
                                num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas,
-                               step_options=step_options)
+                               step_options=step_options, handover=handover)
     with atomic_folder(output, overwrite) as tmp:
         onnx.save(graphs.step, tmp / STEP_GRAPH)
         onnx.save(graphs.scale_model_input, tmp / SCALE_GRAPH)
@@ -136,8 +152,10 @@ def export_step(
 
 
 def build_step_graphs(scheduler, *, config=None, overrides=None, num_inference_steps=None, timesteps=None,
-                      sigmas=None, step_options=None) -> StepGraphs:
+                      sigmas=None, step_options=None, handover="host") -> StepGraphs:
     """The step graph, the scaling graph and the plan, in memory (see :func:`export_step`)."""
+    if handover not in HANDOVERS:
+        raise StepExportError(f"handover must be one of {', '.join(map(repr, HANDOVERS))}, got {handover!r}")
     sched = _fresh_scheduler(scheduler, config, overrides)
     name = type(sched).__name__
     options = _check_step_options(sched, step_options)
@@ -151,12 +169,12 @@ def build_step_graphs(scheduler, *, config=None, overrides=None, num_inference_s
     init_noise_sigma = float(sched.init_noise_sigma)
     try:
         steps, scales = _trace_schedule(sched, options)
-        step_model = _step_model(f"{name}_step", steps, scales, len(plan_timesteps))
+        step_model, handovers = _step_model(f"{name}_step", steps, scales, len(plan_timesteps), handover)
         scale_model = _scale_model(f"{name}_scale_model_input", scales, len(plan_timesteps))
     except TraceError as e:
         raise StepExportError(f"{name} with {_show({**schedule, **options})} cannot be traced into a graph: "
                               f"{e}") from e
-    plan = _plan(sched, schedule, options, plan_timesteps, init_noise_sigma, steps, step_model)
+    plan = _plan(sched, schedule, options, plan_timesteps, init_noise_sigma, steps, step_model, handover, handovers)
     return StepGraphs(step_model, scale_model, plan)
 
 
@@ -384,9 +402,36 @@ def _interface(traces: list[_Trace]):
     return inputs, outputs + [f"next_{s}" for s in sorted(states)]
 
 
-def _value_info(name, shape, dtype):
+def _value_info(name, shape, dtype, sized=True):
+    """``sized`` False: dimensions of their own (an output that is a placeholder at some calls)."""
     dims = list(AXIS_NAMES) if tuple(shape) == TRACE_SHAPE else list(shape)
+    if not sized:  # named dimensions, not unknown ones: OpenVINO's CPU plugin needs an If output's rank
+        dims = [f"{d}_or_0" if isinstance(d, str) else f"d{k}_or_0" for k, d in enumerate(dims)]
     return helper.make_tensor_value_info(name, ONNX_DTYPES[np.dtype(dtype)], dims)
+
+
+def _handover(traces, plain_outputs, states) -> list[dict]:
+    """Per call, where each state input of the next call comes from: an input of this call (the slot
+    left as it was, or re-pointed at another input: a history shifted by one, the model output kept) or
+    an output (a value this call computed, under the first output name it has)."""
+    maps = []
+    for t in traces:
+        named = {}
+        for o in plain_outputs:
+            named.setdefault(t.outputs[o].name, o)
+        source = {}
+        for state in states:
+            value = t.outputs.get("next_" + state)
+            if value is None:
+                source[state] = state
+            elif value.name in t.rec.inputs:
+                source[state] = value.name
+            elif value.name in named:
+                source[state] = named[value.name]
+            else:
+                named[value.name] = source[state] = "next_" + state
+        maps.append(source)
+    return maps
 
 
 class _Merge:
@@ -395,9 +440,11 @@ class _Merge:
     an If chain. Internal names start with ``prefix``; ``rename`` maps the traces' input names
     (sample, step_index...) to the values that feed them."""
 
-    def __init__(self, traces, outputs, n_calls, info, prefix="", rename=None):
+    def __init__(self, traces, outputs, n_calls, info, prefix="", rename=None, placeholders=None):
         self.traces, self.outputs, self.n_calls, self.info = traces, outputs, n_calls, info
         self.prefix, self.rename = prefix, dict(rename or {})
+        # per call, the outputs that are a placeholder there (state the host hands over itself)
+        self.placeholders = placeholders or [set() for _ in traces]
         groups: dict = {}
         for i, t in enumerate(traces):
             groups.setdefault(_signature(t, outputs)[0], []).append(i)
@@ -457,6 +504,11 @@ class _Merge:
         produced = {x for n in first.rec.nodes for x in n.outputs}
         alias, copies = {}, []
         for out, name in zip(self.outputs, out_names):
+            if out in self.placeholders[members[0]]:  # the same at every call of the branch: part of its signature
+                shape, dtype = self.info[out][:2]
+                copies.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(
+                    np.zeros((1,) * len(shape), np.dtype(dtype)), name)))
+                continue
             value = first.outputs.get(out)
             if value is not None and value.name in produced and value.name not in alias:
                 alias[value.name] = name
@@ -519,12 +571,27 @@ def _scale_model(name, scales, n_calls) -> onnx.ModelProto:
     return _model(name, *_Merge(scales, outputs, n_calls, info).nodes(outputs), inputs, outputs, info)
 
 
-def _step_model(name, steps, scales, n_calls) -> onnx.ModelProto:
+def _step_model(name, steps, scales, n_calls, handover) -> tuple[onnx.ModelProto, list[dict]]:
     """The step, then the next call's scale_model_input on its prev_sample (at the last call: the last
-    call's scaling again, an output nobody needs), as one graph. Both are gathered at ``step_index``."""
+    call's scaling again, an output nobody needs), as one graph. Both are gathered at ``step_index``.
+    Also returns, per call, where the next call's state comes from (see :func:`_handover`)."""
     inputs, outputs = _interface(steps)
+    states = [n for n in inputs if n.startswith("state.")]
+    plain = [o for o in outputs if not o.startswith("next_state.")]
+    if handover == "graph":
+        maps = [{s: "next_" + s for s in states} for _ in steps]
+    else:  # only the state some call computes is an output; at the other calls a placeholder
+        maps = _handover(steps, plain, states)
+        computed = {source for m in maps for source in m.values()}
+        outputs = plain + [o for o in outputs if o.startswith("next_state.") and o in computed]
+    placeholders = [{o for o in outputs if o.startswith("next_state.") and m[o[len("next_"):]] != o} for m in maps]
     info = _output_info(steps, outputs, inputs)
-    nodes, inits = _Merge(steps, outputs, n_calls, info).nodes(outputs)
+    for o in set().union(*placeholders):
+        info[o] = (*info[o], False)
+    nodes, inits = _Merge(steps, outputs, n_calls, info, placeholders=placeholders).nodes(outputs)
+    if handover == "host" and all(t.outputs["model_input"].name == "sample" for t in scales):
+        # no scaling: the next call's model input is prev_sample itself, not a copy of it
+        return _model(name, nodes, inits, inputs, outputs, info), maps
     scale_outputs = ["model_input"]
     scale_info = _output_info(scales, scale_outputs, {})
     # the next call's scaling, its tables shifted by one call: gathered at step_index itself, no index arithmetic
@@ -533,16 +600,17 @@ def _step_model(name, steps, scales, n_calls) -> onnx.ModelProto:
     scale_nodes, scale_inits = merge.nodes(["model_input"])
     outputs.insert(1, "model_input")
     info["model_input"] = scale_info["model_input"]
-    return _model(name, nodes + scale_nodes, inits + scale_inits, inputs, outputs, info)
+    return _model(name, nodes + scale_nodes, inits + scale_inits, inputs, outputs, info), maps
 
 
 # ---------------------------------------------------------------------------- the plan
-def _plan(sched, schedule, options, timesteps, init_noise_sigma, steps, model) -> dict:
+def _plan(sched, schedule, options, timesteps, init_noise_sigma, steps, model, handover, handovers) -> dict:
     graph = model.graph
 
     def io(values):
         return [{"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
-                 "shape": [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]} for v in values]
+                 "shape": [d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
+                           for d in v.type.tensor_type.shape.dim]} for v in values]
 
     sigmas = getattr(sched, "sigmas", None)
     return {
@@ -560,14 +628,19 @@ def _plan(sched, schedule, options, timesteps, init_noise_sigma, steps, model) -
         "graphs": {"step": STEP_GRAPH, "scale_model_input": SCALE_GRAPH},
         "inputs": io(graph.input),
         "outputs": io(graph.output),
-        "state": [{"input": v.name, "output": "next_" + v.name, "initial": "zeros"}
-                  for v in graph.input if v.name.startswith("state.")],
-        "calls": [{"timestep": t.item(), "noise": [_draw_info(j, kind, interval)
-                                                  for j, (kind, interval) in enumerate(s.noise)]}
-                  for t, s in zip(timesteps, steps)],
-        "usage": ("x = initial noise * init_noise_sigma; model_input = scale_model_input(x, 0); for each call i: "
-                  "model_output = model(model_input, timesteps[i]); draw calls[i].noise in order; "
-                  "x, model_input, state = step(x, model_output, i, noise..., state)"),
+        "handover": handover,
+        "state": [{"input": v.name, **({"output": "next_" + v.name} if handover == "graph" else {}),
+                   "initial": "zeros"} for v in graph.input if v.name.startswith("state.")],
+        "next_model_input": "model_input" if any(v.name == "model_input" for v in graph.output) else "prev_sample",
+        "calls": [{"timestep": t.item(),
+                   "noise": [_draw_info(j, kind, interval) for j, (kind, interval) in enumerate(s.noise)],
+                   "state": handed}
+                  for t, s, handed in zip(timesteps, steps, handovers)],
+        "usage": ("x = initial noise * init_noise_sigma; model_input = scale_model_input(x, 0); state = zeros; "
+                  "for each call i: model_output = model(model_input, timesteps[i]); draw calls[i].noise in "
+                  "order; out = step(x, model_output, i, noise..., state); x = out.prev_sample; model_input = "
+                  "out[next_model_input]; state = {name: (the step's inputs and outputs)[source] for name, "
+                  "source in calls[i].state}"),
     }
 
 
@@ -588,4 +661,4 @@ def _jsonable(value):
     return value
 
 
-__all__ = ["PLANLESS", "StepExportError", "StepGraphs", "build_step_graphs", "export_step"]
+__all__ = ["HANDOVERS", "PLANLESS", "StepExportError", "StepGraphs", "build_step_graphs", "export_step"]

@@ -206,8 +206,9 @@ def run_graph(graphs, sched_after, draws, load, seed=0):
             feed[d["input"]] = sched_after.noise_sampler(*d["interval"]) if d["kind"] == "brownian" \
                 else next(generated)
         res = step(feed)
-        x, model_input = res["prev_sample"], res["model_input"]
-        state = {s["input"]: res[s["output"]] for s in plan["state"]}
+        x, model_input = res["prev_sample"], res[plan["next_model_input"]]
+        # the plan's hand-over: each state input of the next call is one of this call's inputs or outputs
+        state = {name: res[source] if source in res else feed[source] for name, source in call["state"].items()}
         outs.append({f: res[f] for f in FIELDS if f in res})
     return outs
 
@@ -346,6 +347,54 @@ def test_openvino_f32(case, tmp_path):
     entry["openvino"] = (np.nan, *distance)
     entry["openvino"] = (diffusers_error(case, got), *distance)
 
+
+
+# ---------------------------------------------------------------------------- state hand-over
+HISTORY_CASES = ["pndm", "lms", "ipndm", "heun", "dpm_singlestep_3", "dpmpp_2m_karras", "flow_match_euler"]
+
+
+def _state_copies(model) -> int:
+    """Identity nodes writing a next_state output (a tensor copied only to be handed to the next call)."""
+    return sum(1 for n in all_nodes(model.graph) if n.op_type == "Identity" and "next_state." in n.output[0])
+
+
+@pytest.mark.parametrize("case", HISTORY_CASES)
+def test_host_handover_copies_no_state_and_equals_the_graph_handover(case):
+    """handover="host" (export_step's default) leaves shifted history and kept inputs to the caller: no state
+    output is a copy, and a scheduler without scaling has no model_input output; handover="graph" (the loop's
+    body) hands every slot over as an output. Both give the numpy loop bit for bit."""
+    name, config, schedule, options = CASES[case]
+    ours, sched_after, draws = run_numpy(name, config, schedule, options)
+    host = build_step_graphs(name, config=config, step_options=options, **schedule)
+    graph = build_step_graphs(name, config=config, step_options=options, handover="graph", **schedule)
+    assert host.plan["handover"] == "host" and graph.plan["handover"] == "graph"
+    assert _state_copies(host.step) == 0
+    states = [s["input"] for s in graph.plan["state"]]
+    assert [o["name"] for o in graph.plan["outputs"] if o["name"].startswith("next_")] == ["next_" + s for s in states]
+    assert all(c["state"] == {s: "next_" + s for s in states} for c in graph.plan["calls"])
+    # every hand-over names an input or an output of the step
+    names = {i["name"] for i in host.plan["inputs"]} | {o["name"] for o in host.plan["outputs"]}
+    assert all(set(c["state"]) == set(states) and set(c["state"].values()) <= names for c in host.plan["calls"])
+    scaled = any(n.op_type != "Identity" for n in host.scale_model_input.graph.node)
+    assert host.plan["next_model_input"] == ("model_input" if scaled else "prev_sample")
+    assert graph.plan["next_model_input"] == "model_input"
+    for graphs in (host, graph):
+        got = run_graph(graphs, sched_after, draws, lambda model, file: _ort(model))
+        assert numpy_distance(ours, got)[1] == 0, f"{case}, handover {graphs.plan['handover']}: differs from numpy"
+
+
+def test_pndm_steady_step_re_points_its_history():
+    """PNDM's steady step keeps the last three model outputs and the new one: four re-pointed slots, no output."""
+    name, config, schedule, options = CASES["pndm"]
+    plan = build_step_graphs(name, config=config, **schedule).plan
+    last = plan["calls"][-1]["state"]
+    assert [last[f"state.ets.{k}"] for k in range(4)] == ["state.ets.1", "state.ets.2", "state.ets.3", "model_output"]
+    assert not [o for o in plan["outputs"] if o["name"].startswith("next_state.ets")]
+
+
+def test_unknown_handover_refused():
+    with pytest.raises(StepExportError, match="handover must be one of 'host', 'graph', got 'copy'"):
+        build_step_graphs("Euler", config=SD, num_inference_steps=4, handover="copy")
 
 
 # ---------------------------------------------------------------------------- the folder and the plan
