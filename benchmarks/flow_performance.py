@@ -39,6 +39,12 @@ RUNNERS = {
     "genai-bf16": ("genai", {"precision": "default"}),
     "floor-ov": ("floor-ov", {"static": False}),
     "floor-ov-fast": ("floor-ov", {"static": False, "precision": "default"}),
+    # openvino-genai pads a missing T5 with 77 zero tokens where diffusers pads max_sequence_length (256): these
+    # run ours with max_sequence_length=77, the same transformer work as genai (154 text tokens, not 333)
+    "edge_sched-ov-77": ("edge_sched-ov", {"static": False, "max_sequence_length": 77}),
+    "edge_sched-ov-fast-77": ("edge_sched-ov", {"static": False, "precision": "default", "max_sequence_length": 77}),
+    "floor-ov-77": ("floor-ov", {"static": False, "max_sequence_length": 77}),
+    "floor-ov-fast-77": ("floor-ov", {"static": False, "precision": "default", "max_sequence_length": 77}),
 }
 LABELS = {
     "edge_sched-ov": "edge_sched StableDiffusion3Pipeline, OpenVINO",
@@ -49,10 +55,16 @@ LABELS = {
     "genai-bf16": "openvino-genai Text2ImagePipeline, device default precision",
     "floor-ov": "floor: each graph alone, f32",
     "floor-ov-fast": "floor: each graph alone, device default precision",
+    "edge_sched-ov-77": "edge_sched, max_sequence_length=77 (genai's text length)",
+    "edge_sched-ov-fast-77": 'edge_sched, precision="fast", max_sequence_length=77',
+    "floor-ov-77": "floor: each graph alone, f32, 77 + 77 text tokens",
+    "floor-ov-fast-77": "floor: each graph alone, device default precision, 77 + 77 text tokens",
 }
 FLOOR_OF = {"edge_sched-ov": "floor-ov", "optimum-ov": "floor-ov", "genai": "floor-ov",
-            "edge_sched-ov-fast": "floor-ov-fast", "optimum-ov-bf16": "floor-ov-fast", "genai-bf16": "floor-ov-fast"}
-F32_OF = {"edge_sched-ov-fast": "edge_sched-ov", "optimum-ov-bf16": "optimum-ov", "genai-bf16": "genai"}
+            "edge_sched-ov-fast": "floor-ov-fast", "optimum-ov-bf16": "floor-ov-fast", "genai-bf16": "floor-ov-fast",
+            "edge_sched-ov-77": "floor-ov-77", "edge_sched-ov-fast-77": "floor-ov-fast-77"}
+F32_OF = {"edge_sched-ov-fast": "edge_sched-ov", "optimum-ov-bf16": "optimum-ov", "genai-bf16": "genai",
+          "edge_sched-ov-fast-77": "edge_sched-ov-77"}
 
 
 MODELS = {"sd3-medium": "SD3-Medium architecture (MMDiT 2.03B, CLIP-L + CLIP-G, 16-channel VAE), random weights, "
@@ -117,7 +129,7 @@ def write_markdown(results: dict, path: Path) -> None:
     lines += ["", "| floor | " + " | ".join(f"{g} s" for g in ("text_encoder", "text_encoder_2", "transformer",
                                                                    "vae_decoder")) + " | image floor s |",
               "|---|---|---|---|---|---|"]
-    for name in ("floor-ov", "floor-ov-fast"):
+    for name in ("floor-ov", "floor-ov-fast", "floor-ov-77", "floor-ov-fast-77"):
         r = rows.get(name)
         if not r or "error" in r:
             continue
@@ -146,6 +158,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=ROOT / "benchmarks" / ".cache")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per runner")
+    parser.add_argument("--update", action="store_true", help="re-run only the given runners; keep the other rows "
+                        "and the notes of the previous flow_performance.json in --out (same settings)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.runners) - set(RUNNERS))
     if unknown:
@@ -163,6 +177,15 @@ def main(argv=None) -> int:
                "size_mb": folder_size_mb(folder),
                "component_mb": {p.name: round(folder_size_mb(p), 1) for p in sorted(folder.iterdir())
                                 if p.is_dir() and any(p.glob("*.bin"))}}
+    previous = args.out / "flow_performance.json"
+    if args.update and previous.is_file():
+        old = json.loads(previous.read_text())
+        if old["settings"] != base:
+            parser.error(f"--update: {previous} was made with other settings ({old['settings']})")
+        results["runners"] = {k: v for k, v in old["runners"].items() if k not in args.runners}
+        results["notes"] = old.get("notes", []) + args.note
+        results["date"] = f"{old['date']}, updated {results['date']}"
+        results["rounds"] = old["rounds"] if old["rounds"] == args.rounds else f"{old['rounds']} / {args.rounds}"
     images_dir = Path(tempfile.mkdtemp(prefix="edge_sched-flow-images-"))
     images, rounds = {}, {}
     try:

@@ -127,9 +127,14 @@ def edge_sched_pipeline(runner: str, folder: str, settings: dict):
     def run():
         return pipe(PROMPT, height=settings["height"], width=settings["width"],
                     num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
-                    generator=0, output_type="np").images
+                    generator=0, output_type="np", **text_length(settings)).images
 
     return run
+
+
+def text_length(settings: dict) -> dict:
+    """SD3's max_sequence_length where a runner sets it (the T5 part of the joint text; zeros without T5)."""
+    return {"max_sequence_length": settings["max_sequence_length"]} if "max_sequence_length" in settings else {}
 
 
 def pipeline_class(folder: str) -> str:
@@ -217,8 +222,8 @@ def graph_inputs(settings: dict, folder: str) -> dict:
 
 def sd3_graph_inputs(settings: dict, folder: str) -> dict:
     """SD3 without T5 (the flow row): both CLIP encoders batch 1 (prompt and negative prompt), the
-    transformer batch 2 with the joint text of 77 CLIP tokens + max_sequence_length (256) T5 zeros, as
-    diffusers builds it, and the VAE decoder batch 1."""
+    transformer batch 2 with the joint text of 77 CLIP tokens + max_sequence_length (256, or the settings')
+    T5 zeros, as diffusers builds it, and the VAE decoder batch 1."""
     from pathlib import Path
 
     import numpy as np
@@ -233,7 +238,8 @@ def sd3_graph_inputs(settings: dict, folder: str) -> dict:
     return {
         "text_encoder": ids, "text_encoder_2": ids,
         "transformer": {"hidden_states": rng.standard_normal((batch, *latent), np.float32),
-                        "encoder_hidden_states": rng.standard_normal((batch, 77 + 256, t["joint_attention_dim"]),
+                        "encoder_hidden_states": rng.standard_normal((batch, 77 + settings.get("max_sequence_length", 256),
+                                                                      t["joint_attention_dim"]),
                                                                      np.float32),
                         "pooled_projections": rng.standard_normal((batch, t["pooled_projection_dim"]), np.float32),
                         "timestep": np.full((batch,), 500.0, np.float32)},
