@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# a history-shifting multistep scheduler, a two-evaluation one, an ancestral one and one without scaling
-LABELS = ["PNDM", "Heun", "Euler a", "DDIM"]
+# history-shifting multistep schedulers (LMS: a state output that is a placeholder at some calls; DPM
+# singlestep: a model output handed on for several calls), a
+# two-evaluation one, an ancestral one and one without scaling
+LABELS = ["PNDM", "LMS", "DPM singlestep 3", "Heun", "Euler a", "DDIM"]
 
 
 def test_step_benchmark_one_round(tmp_path):
