@@ -2,7 +2,8 @@
 
 The SD1.5-architecture pipeline with random weights (sd15_random.py; same sizes as the real model) runs one
 512x512 image in a fresh child process per mode (no torch there), OpenVINO on the CPU, float32 compute
-(``precision="exact"``: the parity setting; bf16 would halve the activations but is another mode). Memory
+(``precision="exact"``: the parity setting) except in the "fast" modes (``precision="fast"``: the
+device's own precision, bf16 on CPUs that have it, which halves activations and expanded weights). Memory
 does not depend on the step count, so each image takes ``--steps`` (default 2) Euler steps with
 classifier-free guidance (UNet batch 2). For each mode: VmHWM of the process (the peak RSS), RSS after the
 imports and after loading, and the peak inside each graph call (VmHWM reset before each call:
@@ -11,7 +12,8 @@ runners.GraphClock), next to the graph's weights on disk, so the rest is activat
 Modes: default (every graph compiled at load, as most users run it), low-memory (one graph in memory at
 a time: ``low_memory=True``, diffusers' ``enable_model_cpu_offload``), low-memory + VAE tiling
 (``enable_vae_tiling()`` with 256-pixel tiles: at 512x512 the config's 512-pixel tiles would not tile
-at all), and the same three on int8 weights (``export --weight-compression int8``).
+at all), the same three on int8 weights (``export --weight-compression int8``), and the low-memory tiled
+modes in the fast precision.
 
     python benchmarks/board_memory.py [--steps 2] [--modes ...]   # writes benchmarks/results/board_memory.md
     python benchmarks/board_memory.py --model tiny --size 32 --out /tmp/x.md  # a quick check of the script
@@ -28,14 +30,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "benchmarks" / ".cache"
 RESULT = ROOT / "benchmarks" / "results" / "board_memory.md"
-#: mode -> (export variant, low_memory, VAE tile size in pixels or None)
+#: mode -> (export variant, low_memory, VAE tile size in pixels or None, precision)
 MODES = {
-    "fp32": ("openvino", False, None),
-    "fp32, low-memory": ("openvino", True, None),
-    "fp32, low-memory, VAE tiling": ("openvino", True, 256),
-    "int8": ("openvino-int8", False, None),
-    "int8, low-memory": ("openvino-int8", True, None),
-    "int8, low-memory, VAE tiling": ("openvino-int8", True, 256),
+    "fp32": ("openvino", False, None, "exact"),
+    "fp32, low-memory": ("openvino", True, None, "exact"),
+    "fp32, low-memory, VAE tiling": ("openvino", True, 256, "exact"),
+    "int8": ("openvino-int8", False, None, "exact"),
+    "int8, low-memory": ("openvino-int8", True, None, "exact"),
+    "int8, low-memory, VAE tiling": ("openvino-int8", True, 256, "exact"),
+    "fp32, low-memory, VAE tiling, fast": ("openvino", True, 256, "fast"),
+    "int8, low-memory, VAE tiling, fast": ("openvino-int8", True, 256, "fast"),
 }
 #: board sizes the README speaks of, and what the OS and a desktop-less system keep for themselves (MB)
 BOARDS_MB = (2048, 4096, 8192)
@@ -54,10 +58,11 @@ def reset_peak():
     return _reset()
 runners.reset_peak = reset_peak
 folder, low_memory, tile, size, steps = sys.argv[2], sys.argv[3] == "1", json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+precision = sys.argv[7]
 from edge_sched.pipelines import DiffusionPipeline
 after_imports = status_mb("VmRSS")
 clock = GraphClock()
-pipe = DiffusionPipeline.from_pretrained(folder, backend="openvino", precision="exact", low_memory=low_memory)
+pipe = DiffusionPipeline.from_pretrained(folder, backend="openvino", precision=precision, low_memory=low_memory)
 pipe.set_progress_bar_config(disable=True)
 if tile:
     pipe.enable_vae_tiling()
@@ -101,9 +106,9 @@ def build_folders(model: str, cache: Path, variants) -> dict:
 
 
 def run_mode(mode: str, folder: Path, size: int, steps: int) -> dict:
-    _, low_memory, tile = MODES[mode]
+    _, low_memory, tile, precision = MODES[mode]
     done = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / "benchmarks"), str(folder), "1" if low_memory else "0",
-                           json.dumps(tile), str(size), str(steps)], capture_output=True, text=True, cwd=ROOT)
+                           json.dumps(tile), str(size), str(steps), precision], capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise RuntimeError(f"{mode}: the child failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -118,7 +123,8 @@ def boards_that_fit(peak_mb: float) -> str:
 
 def report(results: dict, size: int, steps: int) -> str:
     lines = [f"# SD1.5 at {size}x{size} on small boards (`python benchmarks/board_memory.py`)", "",
-             f"SD1.5-architecture pipeline, random weights, OpenVINO CPU, float32 compute, {steps} Euler steps with "
+             f"SD1.5-architecture pipeline, random weights, OpenVINO CPU, float32 compute (the fast modes: the device's "
+             f"default precision), {steps} Euler steps with "
              "guidance (UNet batch 2), one image, one fresh process per mode. Peak = VmHWM. Per graph: the peak "
              "inside its calls (VmHWM reset before each call) / its weights on disk. A board fits when peak + "
              f"{SYSTEM_RESERVE_MB} MB (kernel and a desktop-less OS) is at most its memory.", "",

@@ -52,6 +52,9 @@ RUNNERS = {
     # precision="fast": the device's default precision, as the peers' "default" rows (bf16 on this CPU)
     "edge_sched-ov-fast": ("edge_sched-ov", "openvino", {"static": True, "precision": "default"}),
     "edge_sched-ov-dynamic-fast": ("edge_sched-ov", "openvino", {"static": False, "precision": "default"}),
+    # guidance only where 0.28 < sigma <= 5.42 (the paper's interval, as on the digits model): the other steps
+    # run the UNet once, at batch 1 (dynamic shapes)
+    "edge_sched-ov-dynamic-gi": ("edge_sched-ov", "openvino", {"static": False, "guidance_interval": [0.28, 5.42]}),
     "optimum-ov": ("optimum-ov", "openvino", {}),
     "optimum-ov-static": ("optimum-ov", "openvino", {"static": True}),
     "optimum-ov-bf16": ("optimum-ov", "openvino", {"precision": "default"}),
@@ -69,6 +72,8 @@ FLOORS = {
 # a runner in the device's default precision -> the same runner in f32, whose image it is compared with
 F32_PEERS = {"edge_sched-ov-fast": "edge_sched-ov", "edge_sched-ov-dynamic-fast": "edge_sched-ov-dynamic",
              "edge_sched-ort-fast": "edge_sched-ort", "optimum-ov-bf16": "optimum-ov", "genai-bf16": "genai"}
+# a runner guiding only inside a sigma interval -> the same runner guiding every step
+GUIDANCE_PEERS = {"edge_sched-ov-dynamic-gi": "edge_sched-ov-dynamic"}
 
 
 def warm_page_cache(folder: Path) -> None:
@@ -97,15 +102,16 @@ def run_child(kind: str, folder: Path, settings: dict, timeout: float) -> dict:
 
 def image_differences(images: dict, runners: dict) -> None:
     """Each default-precision runner's image against its f32 peer's (same pipeline, same seed; images
-    in [0, 1], openvino-genai's 8-bit), into the runner's result as ``image_diff_vs_f32``."""
+    in [0, 1], openvino-genai's 8-bit), into the runner's result as ``image_diff_vs_f32``; each
+    guidance-interval runner's against full guidance, as ``image_diff_vs_full_guidance``."""
     import numpy as np
 
-    for fast, exact in F32_PEERS.items():
-        if fast in images and exact in images and fast in runners:
-            a, b = (np.load(images[n]).astype(np.float64) for n in (fast, exact))
-            diff = np.abs(a - b)
-            runners[fast]["image_diff_vs_f32"] = {"peer": exact, "max_abs": float(diff.max()),
-                                                  "mean_abs": float(diff.mean())}
+    for peers, key in ((F32_PEERS, "image_diff_vs_f32"), (GUIDANCE_PEERS, "image_diff_vs_full_guidance")):
+        for runner, peer in peers.items():
+            if runner in images and peer in images and runner in runners:
+                a, b = (np.load(images[n]).astype(np.float64) for n in (runner, peer))
+                diff = np.abs(a - b)
+                runners[runner][key] = {"peer": peer, "max_abs": float(diff.max()), "mean_abs": float(diff.mean())}
 
 
 def combine_rounds(results: list[dict]) -> dict:
@@ -241,6 +247,9 @@ def main(argv=None) -> int:
         old = json.loads(previous.read_text())
         if old.get("settings") != base or old.get("model") != args.model:
             parser.error(f"--update: {previous} was made with other settings ({old.get('settings')})")
+        if old.get("machine") != results["machine"]:  # a table mixing machines would compare their CPUs
+            parser.error(f"--update: {previous} was measured on {old.get('machine')}, this is {results['machine']}: "
+                         "run the whole suite here (without --update)")
         results.update(runners=old["runners"], floors=old["floors"],
                        **{k: old[k] for k in ("footprint_mb", "variants", "notes", "sizes_mb", "component_mb")
                           if k in old})
@@ -260,7 +269,7 @@ def main(argv=None) -> int:
     for round_no, (name, kind, variant, overrides, table) in ((r, j) for r in range(args.rounds) for j in jobs):
         say(f"{name} ({variant}){f' round {round_no + 1} of {args.rounds}' if args.rounds > 1 else ''} ...")
         settings = {**base, **overrides}
-        if table == "runners" and (name in F32_PEERS or name in F32_PEERS.values()):
+        if table == "runners" and name in {*F32_PEERS, *F32_PEERS.values(), *GUIDANCE_PEERS, *GUIDANCE_PEERS.values()}:
             settings["save_image"] = str(images_dir / f"{name}.npy")
         warm_page_cache(folders[variant])
         if overrides.get("compile_cache"):  # cold compile cache first, then warm

@@ -18,6 +18,7 @@ LABELS = {
     "edge_sched-ov-lowmem": "edge_sched, OpenVINO, low-memory mode, static shapes",
     "edge_sched-ov-fast": "edge_sched, OpenVINO, static shapes, precision=\"fast\" (device default)",
     "edge_sched-ov-dynamic-fast": "edge_sched, OpenVINO, dynamic shapes, precision=\"fast\" (device default)",
+    "edge_sched-ov-dynamic-gi": "edge_sched, OpenVINO, dynamic shapes, guidance interval (0.28, 5.42]",
     "optimum-ov": "optimum OVStableDiffusionPipeline",
     "optimum-ov-static": "optimum OVStableDiffusionPipeline, reshaped",
     "optimum-ov-bf16": "optimum OVStableDiffusionPipeline, device default precision",
@@ -210,6 +211,7 @@ def markdown(results: dict) -> str:
             lines.append(f"| {name} | {_f(g['text_encoder'], 3)} | {_f(g['unet'], 3)} | {_f(g['vae_decoder'], 3)} | "
                          f"{_f(f['floor_s'])}{rounds} |")
     lines += precision_table(results)
+    lines += guidance_table(results)
     lines += memory_profile(results)
     rows = targets(results)
     lines += ["", "## Targets", "", "| target | measured | bound | met |", "|---|---|---|---|"]
@@ -220,6 +222,7 @@ def markdown(results: dict) -> str:
     if results.get("variants"):
         v = results["variants"]
         lines += ["", "## Weight precision (`python benchmarks/weight_variants.py`)", "",
+                  *([f"Measured on {v['machine']} ({v['date']}), not in the suite's run above."] if v.get("machine") and v["machine"] != results["machine"] else []),
                   f"edge_sched (OpenVINO with static shapes), fp32 compute, {v['settings']['height']}x{v['settings']['width']}, "
                   f"{v['settings']['steps']} steps; image difference against the fp32 graphs of the same format, same "
                   "seed (images in [0, 1]; random weights make the images noise-like, so this is a worst case "
@@ -273,6 +276,29 @@ def precision_table(results: dict) -> list[str]:
         lines.append(f"| {LABELS.get(fast, fast)} | {r[fast].get('inference_precision') or ('f32' if 'ort' in fast else 'device default')} | "
                      f"{_f(steady)} | {_f(base)} | {_f(base / steady if steady and base else None)}x | "
                      f"{_f(steady / floor if steady and floor else None, 3)}x | {_f(diff.get('max_abs'), 4)} | "
+                     f"{_f(diff.get('mean_abs'), 5)} |")
+    return lines
+
+
+def guidance_table(results: dict) -> list[str]:
+    """Guidance inside a sigma interval against guidance at every step: time, and how far the image moved."""
+    from performance import GUIDANCE_PEERS
+
+    r = results["runners"]
+    rows = [(gi, full) for gi, full in GUIDANCE_PEERS.items() if gi in r and "error" not in r[gi]]
+    if not rows:
+        return []
+    lines = ["", "## Guidance interval on the suite", "",
+             "`guidance_interval=(0.28, 5.42)` (the paper's interval, as on the digits model): outside it the UNet "
+             "runs once, at batch 1, instead of at batch 2; same seed. The image difference is the change guidance "
+             "in an interval makes by design, not an error (random weights: a worst case).", "",
+             "| runner | steady image s | full guidance steady s | ratio | max abs image diff | mean abs image diff |",
+             "|---|---|---|---|---|---|"]
+    for gi, full in rows:
+        diff = r[gi].get("image_diff_vs_full_guidance", {})
+        steady, base = r[gi].get("steady_s"), r.get(full, {}).get("steady_s")
+        lines.append(f"| {LABELS.get(gi, gi)} | {_f(steady)} | {_f(base)} | "
+                     f"{_f(steady / base if steady and base else None, 3)}x | {_f(diff.get('max_abs'), 4)} | "
                      f"{_f(diff.get('mean_abs'), 5)} |")
     return lines
 
@@ -337,6 +363,7 @@ SIDE_REPORTS = (
     ("soak.md", "Soak (`python benchmarks/soak.py`)"),
     ("scheduler_step.md", "Scheduler step against diffusers (`python benchmarks/scheduler_step.py`)"),
     ("flow_performance.md", "Flow pipelines (`python benchmarks/flow_performance.py`)"),
+    ("tiny_flow_exports.md", "Tiny flow pipelines: export time and size (`python benchmarks/tiny_flow_exports.py`)"),
 )
 
 

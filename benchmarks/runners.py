@@ -127,14 +127,18 @@ def edge_sched_pipeline(runner: str, folder: str, settings: dict):
     def run():
         return pipe(PROMPT, height=settings["height"], width=settings["width"],
                     num_inference_steps=settings["steps"], guidance_scale=settings["guidance_scale"],
-                    generator=0, output_type="np", **text_length(settings)).images
+                    generator=0, output_type="np", **call_options(settings)).images
 
     return run
 
 
-def text_length(settings: dict) -> dict:
-    """SD3's max_sequence_length where a runner sets it (the T5 part of the joint text; zeros without T5)."""
-    return {"max_sequence_length": settings["max_sequence_length"]} if "max_sequence_length" in settings else {}
+def call_options(settings: dict) -> dict:
+    """Pipeline-call options a runner variant sets: SD3's max_sequence_length (the T5 part of the joint text;
+    zeros without T5), our guidance_interval (sigma_low, sigma_high)."""
+    options = {k: settings[k] for k in ("max_sequence_length",) if k in settings}
+    if "guidance_interval" in settings:
+        options["guidance_interval"] = tuple(settings["guidance_interval"])
+    return options
 
 
 def pipeline_class(folder: str) -> str:

@@ -10,12 +10,13 @@ import argparse
 import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from performance import folder_size_mb, run_child  # noqa: E402
+from performance import folder_size_mb, machine, run_child  # noqa: E402
 
 # variant -> (runner, fp32 variant it is compared with)
 VARIANTS = {
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
             rows[variant]["mean_abs_image_diff"] = float(np.abs(images[variant] - images[reference]).mean())
     path = args.out / "results" / "performance.json"
     results = json.loads(path.read_text())
-    results["variants"] = {"settings": settings, "rows": rows}
+    results["variants"] = {"settings": settings, "rows": rows, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
     from report import write_report
 
     write_report(results, args.out)

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_board_memory_runs_every_mode(tmp_path):
     out = tmp_path / "board.md"
-    modes = ["fp32", "fp32, low-memory, VAE tiling", "int8, low-memory"]
+    modes = ["fp32", "fp32, low-memory, VAE tiling", "int8, low-memory", "int8, low-memory, VAE tiling, fast"]
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "board_memory.py"), "--model", "tiny",
                            "--size", "64", "--steps", "1", "--cache", str(tmp_path / "cache"), "--out", str(out),
                            "--modes", *modes], capture_output=True, text=True, timeout=900)

@@ -41,8 +41,12 @@ def test_suite_runs_every_runner_and_writes_the_report(tmp_path):
         assert f["calls"] == {"text_encoder": 2, "unet": 2, "vae_decoder": 1}
         expected = sum(f["graphs_s"][g] * n for g, n in f["calls"].items())
         assert abs(f["floor_s"] - expected) < 1e-9
+    # the guidance-interval runner against full guidance, and the default-precision runners against f32
+    assert results["runners"]["edge_sched-ov-dynamic-gi"]["image_diff_vs_full_guidance"]["peer"] == "edge_sched-ov-dynamic"
+    assert all("image_diff_vs_f32" in results["runners"][n] for n in ("edge_sched-ov-fast", "genai-bf16"))
     report = (out / "RESULTS.md").read_text()
     assert "## Targets" in report and "## Memory profile" in report and "failed" not in report
+    assert "## Guidance interval on the suite" in report and "## Device default precision against f32" in report
     assert (out / "results" / "performance.png").stat().st_size > 1000
 
 
