@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from edge_sched.jsonfile import read_json
 import edge_sched.pipelines  # noqa: F401  (registers the pipeline classes)
@@ -443,7 +442,10 @@ def export_loop(source, output, *, steps: int | None = None, size=(512, 512), sc
         raise LoopExportError("give steps (num_inference_steps), timesteps or sigmas")
     graphs = build_step_graphs(sched, step_options=step_options, handover="graph", **schedule)
     unet_config_file = source_folder / "unet" / "config.json"
-    unet = onnx.load(str(src.unet_file))
+    # the UNet's own external weights stay where they are, referenced (a 3.4 GB SD1.5 UNet read into the body
+    # graph would not fit a protobuf message): denoise/ gets a copy of those files, same names and offsets
+    unet = onnx.load(str(src.unet_file), load_external_data=False)
+    unet_data = _external_files(unet, src.unet_file)
     channels = _dims(next(v for v in unet.graph.input if v.name == "sample"))[1]
     if not isinstance(channels, int):
         channels = int(read_json(unet_config_file, error=SourceError).get("in_channels", 4))
@@ -455,7 +457,9 @@ def export_loop(source, output, *, steps: int | None = None, size=(512, 512), sc
         sched.save_pretrained(tmp / "scheduler")
         _set_model_index_scheduler(tmp / "model_index.json", type(sched).__name__)
         (tmp / LOOP_FOLDER).mkdir()
-        size_bytes = _save_model(model, tmp / LOOP_FOLDER)
+        for name in unet_data:
+            shutil.copyfile(src.unet_file.parent / name, tmp / LOOP_FOLDER / name)
+        size_bytes = _save_model(model, tmp / LOOP_FOLDER, taken=unet_data)
         del model
         if format == "openvino":
             size_bytes = _convert_to_openvino(tmp / LOOP_FOLDER)
@@ -498,12 +502,37 @@ def _set_model_index_scheduler(path: Path, scheduler_class: str) -> None:
     path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _save_model(model: onnx.ModelProto, folder: Path) -> dict:
-    """denoise/model.onnx, its weights in model.onnx_data when the graph would not fit a protobuf file."""
+def _external_files(model: onnx.ModelProto, model_file: Path) -> list[str]:
+    """The files next to ``model_file`` holding the model's external tensors (subgraphs included), checked
+    to be plain files inside its folder."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    folder = model_file.parent.resolve()
+    names = []
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != TensorProto.EXTERNAL:
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        path = (folder / location).resolve()
+        if not location or path.parent != folder or not path.is_file() or path.is_symlink():
+            raise SourceError(f"{model_file}: tensor {tensor.name} keeps its data in {location!r}, which is not a "
+                              f"file next to the graph")
+        if location not in names:
+            names.append(location)
+    return names
+
+
+def _save_model(model: onnx.ModelProto, folder: Path, taken=()) -> dict:
+    """denoise/model.onnx, its weights in model.onnx_data when the graph would not fit a protobuf file
+    (another name where the UNet's own external data, copied there, already has that one)."""
     external = model.ByteSize() > _EMBED_LIMIT
     if external:
+        location = LOOP_DATA if LOOP_DATA not in taken else "loop_" + LOOP_DATA
         onnx.save_model(model, str(folder / LOOP_FILE), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=LOOP_DATA, size_threshold=1024)
+                        location=location, size_threshold=1024)
+        onnx.checker.check_model(str(folder / LOOP_FILE), full_check=True)
+    elif taken:  # tensors in files next to it: the checker reads them from the saved graph's folder
+        onnx.save_model(model, str(folder / LOOP_FILE))
         onnx.checker.check_model(str(folder / LOOP_FILE), full_check=True)
     else:
         onnx.checker.check_model(model, full_check=True)

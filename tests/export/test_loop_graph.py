@@ -316,6 +316,40 @@ def test_weights_in_external_data(pipeline_folder, exported_loops, monkeypatch, 
         np.testing.assert_array_equal(a(**feeds, **noise), b(**feeds, **noise))
 
 
+def test_source_unet_with_external_data(pipeline_folder, exported_loops, monkeypatch, tmp_path):  # noqa: F811
+    """A UNet keeping its weights in external data (every SD-size export: 3.4 GB cannot be one protobuf) is
+    referenced, not read into the loop graph: denoise/ gets a copy of its data file under the same name, and
+    the loop's own large tensors (embedding limit 0 here; the UNet's tensors under 40 kB stayed embedded in
+    its graph) go to a file of another name."""
+    import shutil
+
+    import export.loop_graph as loop_graph
+
+    source = tmp_path / "source"
+    shutil.copytree(pipeline_folder("sd", E), source)
+    unet = onnx.load(str(source / "unet" / "model.onnx"))
+    onnx.save_model(unet, str(source / "unet" / "model.onnx"), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="model.onnx_data", size_threshold=40_000)
+    case = CASES["euler-a"]
+    embedded, _ = exported_loops("euler-a")
+    feeds = {"prompt_embeds": np.random.default_rng(0).standard_normal((2, 77, 32)).astype(np.float32),
+             "guidance_scale": np.array(7.5, np.float32)}
+    noise = DenoiseLoop(embedded).draw_noise(3)
+    want = {backend: DenoiseLoop(embedded, backend=backend)(**feeds, **noise) for backend in ("onnxruntime", "openvino")}
+    for limit, files in ((1 << 30, ["model.onnx", "model.onnx_data"]),
+                         (0, ["loop_model.onnx_data", "model.onnx", "model.onnx_data"])):
+        monkeypatch.setattr(loop_graph, "_EMBED_LIMIT", limit)
+        folder = tmp_path / f"loop-{limit}"
+        manifest = export.export_loop(source, folder, size=SIZE, scheduler=case.scheduler, **_schedule(case.call))
+        assert sorted(manifest["loop"]["graph_bytes"]) == files
+        assert (folder / "denoise" / "model.onnx_data").read_bytes() == (source / "unet" / "model.onnx_data").read_bytes()
+        for backend in ("onnxruntime", "openvino"):
+            np.testing.assert_array_equal(DenoiseLoop(folder, backend=backend)(**feeds, **noise), want[backend])
+    with pytest.raises(export.ExportError, match="not a file next to the graph"):
+        (source / "unet" / "model.onnx_data").unlink()
+        export.export_loop(source, tmp_path / "broken", size=SIZE, scheduler=case.scheduler, **_schedule(case.call))
+
+
 @pytest.mark.parametrize("case_id", ["euler-a", "dpmpp-2m-karras", "lcm"])
 def test_openvino_ir_loop(case_id, exported_loops, pipeline_folder, reference_pipeline, tmp_path):  # noqa: F811
     """--format openvino: denoise/ holds the loop as OpenVINO IR (float32 weights). In our OpenVINO engine (f32
