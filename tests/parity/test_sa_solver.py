@@ -127,7 +127,9 @@ def test_torch_exp_log_are_not_correctly_rounded():
     exp_off = torch.exp(torch.from_numpy(x)).numpy() != np.exp(x.astype(np.float64)).astype(np.float32)
     y = np.abs(x) + np.float32(1e-3)
     log_off = torch.log(torch.from_numpy(y)).numpy() != np.log(y.astype(np.float64)).astype(np.float32)
-    assert exp_off.mean() > 1e-3 and log_off.mean() > 1e-3, (exp_off.mean(), log_off.mean())
+    # some values differ from the correctly rounded ones; how many depends on the CPU's vector path (measured on
+    # an Intel Xeon with AVX-512: exp 1.1%, log 0.017%; more than 0.1% of each on an AMD EPYC with AVX2)
+    assert exp_off.any() and log_off.any(), (exp_off.mean(), log_off.mean())
 
 
 @pytest.mark.parametrize("config,steps", CASES, ids=[f"{_id(c)}-{n}" for c, n in CASES])

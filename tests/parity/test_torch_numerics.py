@@ -17,4 +17,6 @@ def test_torch_float32_sqrt_is_not_correctly_rounded():
     err_ulps = np.max(np.abs(theirs - exact) / np.spacing(ours))
     print(f"\ntorch float32 sqrt: {off:.1%} of values differ from the correctly rounded one; "
           f"max error {err_ulps:.2f} ulp")
-    assert off > 0.01 and err_ulps < 1.0
+    # not correctly rounded means some value differs; how many depends on the CPU's vector path (measured:
+    # 1-2% on an AMD EPYC with AVX2, 0.64% on an Intel Xeon with AVX-512), always within one ulp
+    assert off > 0 and err_ulps < 1.0
