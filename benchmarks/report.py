@@ -255,12 +255,17 @@ def targets_note(results: dict) -> list[str]:
             "amount over or under the bound (percent of the bound where no unit is shown)."]
 
 
+def _measured_pairs(runners: dict, peers: dict) -> list[tuple[str, str]]:
+    """(runner, its peer) for each runner of ``peers`` that ran without an error."""
+    return [(runner, peer) for runner, peer in peers.items() if runner in runners and "error" not in runners[runner]]
+
+
 def precision_table(results: dict) -> list[str]:
     """The device-default-precision rows against the same runner in f32: time, and how far the image moved."""
     from performance import F32_PEERS
 
     r = results["runners"]
-    rows = [(fast, exact) for fast, exact in F32_PEERS.items() if fast in r and "error" not in r[fast]]
+    rows = _measured_pairs(r, F32_PEERS)
     if not rows:
         return []
     lines = ["", "## Device default precision against f32", "",
@@ -285,7 +290,7 @@ def guidance_table(results: dict) -> list[str]:
     from performance import GUIDANCE_PEERS
 
     r = results["runners"]
-    rows = [(gi, full) for gi, full in GUIDANCE_PEERS.items() if gi in r and "error" not in r[gi]]
+    rows = _measured_pairs(r, GUIDANCE_PEERS)
     if not rows:
         return []
     lines = ["", "## Guidance interval on the suite", "",
