@@ -7,7 +7,9 @@ loop graph against our Python loop on the same engine and graphs.
    before the loop and handed to both (the numpy step through a generator returning the drawn arrays), so
    neither side pays for drawing it; the graph's final sample is checked bit for bit against numpy's.
    Graph variants: one intra-op thread (the headline; numpy is single-threaded), all cores, IO binding
-   (each output written into a fresh array, no copy), graph optimizations off. Each round times numpy and every
+   (each output written into a fresh array, no copy), graph optimizations off, and ``layout="per_call"``'s graphs
+   (one thread; the app runs ``calls[i].graph`` at call i, one session per file made before timing; no step
+   index, no gathered tables, no If). Each round times numpy and every
    variant (the fastest of three loops each), in a rotating order; the ratio is graph / numpy per round,
    reported as the median over the rounds with the interquartile range. The floor of one ``session.run`` (a graph holding one Identity of a
    1x4x64x64 tensor) is measured in the same rounds.
@@ -17,6 +19,8 @@ loop graph against our Python loop on the same engine and graphs.
    image by image, alternating, after a warm-up. ``--loop tiny`` (the tests' random-weight pipeline, built once
    into benchmarks/.cache/loop_graph/ by a child process with torch) or ``--loop sd15`` (the performance
    suite's SD1.5-architecture ONNX folder, benchmarks/.cache/sd15/onnx, which must exist) or ``--loop none``.
+   Loop rows of an earlier run (the results JSON next to ``--out``) whose source was not measured now are carried
+   over, each labelled with the date and machine it was measured on.
 
 This process never imports torch (a child builds the tiny pipeline); timing runs with ``nice`` from the shell.
 Writes benchmarks/results/loop_graph_speed.{md,json}; ``python benchmarks/report.py`` then carries the markdown
@@ -33,6 +37,7 @@ import inspect
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -83,7 +88,9 @@ FAMILIES = {
 }
 QUICK = ["Euler", "Euler a", "DPM++ 2M Karras", "UniPC"]
 LOOPS_PER_ROUND = 3
-VARIANTS = ("ort 1 thread", "ort all cores", "ort 1 thread, IO binding", "ort 1 thread, no graph optimization")
+PER_CALL = "ort 1 thread, per-call graphs"
+VARIANTS = ("ort 1 thread", "ort all cores", "ort 1 thread, IO binding", "ort 1 thread, no graph optimization",
+            PER_CALL)
 
 
 def _config(cls, extra: dict) -> dict:
@@ -136,6 +143,9 @@ class StepCase:
         self.steps = steps
         graphs = build_step_graphs(name, config=self.config, num_inference_steps=steps, step_options=self.options)
         self.plan, self.model = graphs.plan, graphs.step
+        per_call = build_step_graphs(name, config=self.config, num_inference_steps=steps, step_options=self.options,
+                                     layout="per_call")
+        self.per_call_plan = per_call.plan
         self.calls = self.plan["num_model_calls"]
         rng = np.random.default_rng(0)
         self.x0 = rng.standard_normal(SHAPE).astype(np.float32)
@@ -152,12 +162,22 @@ class StepCase:
             "ort 1 thread, no graph optimization": _session(self.model, optimize=False),
         }
         self.sessions["ort 1 thread, IO binding"] = self.sessions["ort 1 thread"]
+        per_call_sessions = {file: _session(model) for file, model in per_call.steps.items()}
+        # per call, the session.run of the graph it runs and the inputs it is fed besides sample, model output,
+        # its noise and its state: the step index and zeros for the noise it does not draw (indexed), none (per call)
+        _, _, noise = self._feeds(self.plan)
+        self.runs = {variant: ([self.sessions[variant].run] * self.calls,
+                               [{"step_index": np.array(i, np.int64), **noise} for i in range(self.calls)])
+                     for variant in self.sessions}
+        self.runs[PER_CALL] = ([per_call_sessions[c["graph"]].run for c in self.per_call_plan["calls"]],
+                               [{} for _ in range(self.calls)])
         self.output_names = [o.name for o in self.model.graph.output]
-        # plan.json's hand-over, per call: (state input, index of the output holding it or None, input holding it)
-        index = {n: j for j, n in enumerate(self.output_names)}
-        self.handover = [[(k, index.get(src), src) for k, src in c["state"].items()] for c in self.plan["calls"]]
+        self.handover, self.per_call_handover = _handover(self.plan), _handover(self.per_call_plan)
         self.nodes = sum(1 for _ in all_nodes(self.model.graph))
         self.ifs = sum(1 for n in all_nodes(self.model.graph) if n.op_type == "If")
+        self.per_call_files = len(per_call.steps)
+        self.per_call_nodes = [sum(1 for _ in all_nodes(per_call.steps[c["graph"]].graph))
+                               for c in self.per_call_plan["calls"]]
 
     # -- numpy
     def numpy_loop(self) -> tuple[float, np.ndarray]:
@@ -176,26 +196,26 @@ class StepCase:
         return (time.perf_counter() - start) / self.calls, x
 
     # -- graph
-    def _feeds(self):
-        x = self.x0 * np.float32(self.plan["init_noise_sigma"])
+    def _feeds(self, plan):
+        """The first sample, call 0's state (per call: none) and zeros for the indexed graph's noise inputs."""
+        x = self.x0 * np.float32(plan["init_noise_sigma"])
         zeros = np.zeros(SHAPE, np.float32)
-        state = {s["input"]: zeros for s in self.plan["state"]}
-        noise = {i["name"]: zeros for i in self.plan["inputs"] if i["name"].startswith("noise")}
+        state = {s["input"]: zeros for s in plan["state"]}
+        noise = {i["name"]: zeros for i in plan.get("inputs", ()) if i["name"].startswith("noise")}
         return x, state, noise
 
     def graph_loop(self, variant: str) -> tuple[float, np.ndarray]:
         if variant.endswith("IO binding"):
             return self._bound_loop(self.sessions[variant])
-        session, plan = self.sessions[variant], self.plan
-        x, state, noise = self._feeds()
-        index = [np.array(i, np.int64) for i in range(self.calls)]
-        handover = self.handover
+        plan, handover = (self.per_call_plan, self.per_call_handover) if variant == PER_CALL else (self.plan, self.handover)
+        runs, fixed = self.runs[variant]
+        x, state, _ = self._feeds(plan)
         start = time.perf_counter()
         for i in range(self.calls):
-            feed = {"sample": x, "model_output": self.outputs[i], "step_index": index[i], **state, **noise}
+            feed = {"sample": x, "model_output": self.outputs[i], **fixed[i], **state}
             for d, row in zip(plan["calls"][i]["noise"], self.noise[i]):
                 feed[d["input"]] = row
-            res = session.run(None, feed)
+            res = runs[i](None, feed)
             x = res[0]
             state = {k: feed[src] if j is None else res[j] for k, j, src in handover[i]}
         return (time.perf_counter() - start) / self.calls, x
@@ -205,7 +225,7 @@ class StepCase:
         may hand any output or input on for several calls, so no buffer is reused), or allocated by ONNX Runtime
         where the output is a placeholder at some calls (its shape changes)."""
         plan, names = self.plan, self.output_names
-        x, state, noise = self._feeds()
+        x, state, noise = self._feeds(plan)
         shaped = [o["name"] for o in plan["outputs"] if o["shape"] == ["batch", "channels", "height", "width"]]
         # get_outputs() lists the bound outputs in the order they were bound: the shaped ones, then these
         unsized = [(len(shaped) + k, n) for k, n in enumerate(n for n in names if n not in shaped)]
@@ -231,6 +251,13 @@ class StepCase:
             x = res["prev_sample"]
             state = {k: res[src] if src in res else feed[src] for k, src in plan["calls"][i]["state"].items()}
         return (time.perf_counter() - start) / self.calls, x
+
+
+def _handover(plan) -> list:
+    """plan.json's hand-over, per call: (state input, index of the output of the call's graph holding it or None,
+    the input holding it)."""
+    outputs = {file: {o["name"]: j for j, o in enumerate(io["outputs"])} for file, io in plan["step_graphs"].items()}
+    return [[(k, outputs[c["graph"]].get(src), src) for k, src in c["state"].items()] for c in plan["calls"]]
 
 
 def _run_floor():
@@ -282,10 +309,12 @@ def step_benchmark(labels, steps: int, rounds: int, say) -> dict:
         ratios = {v: _spread([g / n for g, n in zip(t[v], t["numpy"])]) for v in VARIANTS}
         rows[label] = {"scheduler": cases[label].cls.__name__, "calls": cases[label].calls,
                        "nodes": cases[label].nodes, "ifs": cases[label].ifs,
+                       "per_call_files": cases[label].per_call_files, "per_call_nodes": cases[label].per_call_nodes,
                        "numpy_us": statistics.median(t["numpy"]) * 1e6,
                        "graph_us": {v: statistics.median(t[v]) * 1e6 for v in VARIANTS}, "ratio": ratios}
         say(f"  {label}: numpy {rows[label]['numpy_us']:.0f} us, graph {rows[label]['graph_us'][VARIANTS[0]]:.0f} us, "
-            f"{ratios[VARIANTS[0]][0]:.2f}x")
+            f"{ratios[VARIANTS[0]][0]:.2f}x; per-call graphs {rows[label]['graph_us'][PER_CALL]:.0f} us, "
+            f"{ratios[PER_CALL][0]:.2f}x")
     return {"rows": rows, "run_floor_us": statistics.median(floors) * 1e6, "steps": steps, "rounds": rounds}
 
 
@@ -359,19 +388,28 @@ def markdown(step: dict | None, loops: list[dict]) -> str:
                   f"interleaved rounds (each the fastest of {LOOPS_PER_ROUND} loops); ratio = graph / numpy per round, median [interquartile range]; noise drawn "
                   "before the loop for both; the graph's state handed over as plan.json's `calls[i].state` says "
                   "(arrays re-pointed, not copied); every graph's final sample equal to numpy's bit for bit. "
-                  f"One `session.run` of a one-Identity graph: {step['run_floor_us']:.1f} us.", "",
+                  f"One `session.run` of a one-Identity graph: {step['run_floor_us']:.1f} us. Per-call graphs: "
+                  "`export_step(..., layout=\"per_call\")`, call i running its own graph `calls[i].graph` (no step "
+                  "index, no gathered tables, no If; one session per file, made before timing), timed in the same "
+                  "rounds; its nodes column gives the files and the fewest-most nodes of a call's graph.", "",
                   "| scheduler | calls | nodes (If) | numpy us | graph us, 1 thread | ratio, 1 thread | "
-                  "ratio, all cores | ratio, IO binding | ratio, no graph optimization |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "ratio, all cores | ratio, IO binding | ratio, no graph optimization | per-call files, nodes | "
+                  "per-call graph us, 1 thread | ratio, per-call, 1 thread |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for label, r in step["rows"].items():
             cells = [f"{r['ratio'][v][0]:.2f}x [{r['ratio'][v][1]:.2f}-{r['ratio'][v][2]:.2f}]" for v in VARIANTS]
+            nodes = r.get("per_call_nodes") or [0]
             lines.append(f"| {label} | {r['calls']} | {r['nodes']} ({r['ifs']}) | {r['numpy_us']:.0f} | "
-                         f"{r['graph_us'][v0]:.0f} | " + " | ".join(cells) + " |")
-        med = statistics.median(r["ratio"][v0][0] for r in step["rows"].values())
-        worst = max(step["rows"].items(), key=lambda kv: kv[1]["ratio"][v0][0])
-        best = min(step["rows"].items(), key=lambda kv: kv[1]["ratio"][v0][0])
-        lines += ["", f"1 thread: median ratio {med:.2f}x over {len(step['rows'])} schedulers; slowest {worst[0]} "
-                      f"{worst[1]['ratio'][v0][0]:.2f}x, fastest {best[0]} {best[1]['ratio'][v0][0]:.2f}x."]
+                         f"{r['graph_us'][v0]:.0f} | " + " | ".join(cells[:-1]) + f" | {r.get('per_call_files')}, "
+                         f"{min(nodes)}-{max(nodes)} | {r['graph_us'][PER_CALL]:.0f} | {cells[-1]} |")
+        for v, what in ((v0, "1 thread"), (PER_CALL, "per-call graphs, 1 thread")):
+            med = statistics.median(r["ratio"][v][0] for r in step["rows"].values())
+            worst = max(step["rows"].items(), key=lambda kv: kv[1]["ratio"][v][0])
+            best = min(step["rows"].items(), key=lambda kv: kv[1]["ratio"][v][0])
+            within = sum(r["ratio"][v][0] <= 1.0 for r in step["rows"].values())
+            lines += ["", f"{what}: median ratio {med:.2f}x over {len(step['rows'])} schedulers, {within} at most "
+                          f"1.0x; slowest {worst[0]} {worst[1]['ratio'][v][0]:.2f}x, fastest {best[0]} "
+                          f"{best[1]['ratio'][v][0]:.2f}x."]
     for r in loops:
         lo, hi = r["ratio"][1], r["ratio"][2]
         lines += ["", f"Loop graph (`denoise/model.onnx`, one call per image) against our Python loop (the pipeline "
@@ -384,8 +422,24 @@ def markdown(step: dict | None, loops: list[dict]) -> str:
                   f"{', '.join(f'{t:.4f}' for t in r['rounds_python_s'])} |",
                   f"| loop graph | {r['graph_s']:.4f} | {', '.join(f'{t:.4f}' for t in r['rounds_graph_s'])} |",
                   "", f"Loop graph / Python loop: {r['ratio'][0]:.3f}x (per-image ratios, interquartile range "
-                      f"{lo:.3f}-{hi:.3f})."]
+                      f"{lo:.3f}-{hi:.3f})."
+                  + (f" Carried over from an earlier run: measured {r['measured']}." if r.get("carried_over") else "")]
     return "\n".join(lines)
+
+
+def _earlier_loops(out: Path, measured: set) -> list[dict]:
+    """The loop rows of the results next to ``out`` (its JSON) whose source was not measured now, marked as carried
+    over and labelled with the run they come from; rows written before the label existed take the date and machine
+    of that markdown's first line (the run that wrote them)."""
+    path = out.with_suffix(".json")
+    if not path.is_file():
+        return []
+    rows = json.loads(path.read_text(encoding="utf-8")).get("loops") or []
+    header = out.read_text(encoding="utf-8").split("\n", 1)[0] if out.is_file() else ""
+    found = re.match(r"Run (.+? UTC) on (.+?), (\d+) cores", header)
+    earlier = f"{found[1]} on {found[2]}, {found[3]} cores" if found else "in an earlier run (date and machine unknown)"
+    return [{**r, "measured": r.get("measured", earlier), "carried_over": True} for r in rows
+            if r["source"] not in measured]
 
 
 def main(argv=None) -> int:
@@ -427,8 +481,12 @@ def main(argv=None) -> int:
         loops.append(loop_benchmark(source, steps=args.loop_steps, size=(height, width), scheduler=args.loop_scheduler,
                                     images=args.loop_images, threads=args.loop_threads, say=say))
     end = os.getloadavg()
-    header = (f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC on {platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} cores (shared with other work: load average {load[0]:.2f} at the start, "
+    run = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC on {platform.processor() or platform.machine()}, "
+           f"{os.cpu_count()} cores")
+    for r in loops:
+        r["measured"] = run
+    loops += _earlier_loops(args.out, {r["source"] for r in loops})
+    header = (f"Run {run} (shared with other work: load average {load[0]:.2f} at the start, "
               f"{end[0]:.2f} at the end).")
     text = markdown(step, loops)
     print(header + "\n\n" + text)

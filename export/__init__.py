@@ -15,9 +15,10 @@ This package uses torch, diffusers and optimum; the device runtime (``edge_sched
 - ``convert_scheduler(config, target, **overrides)``: any diffusers scheduler config -> one of
   edge_sched's numpy schedulers (diffusers class names or A1111 sampler names).
 - ``set_scheduler(folder, target, **overrides)``: swap the scheduler of an exported folder.
-- ``export_step(scheduler, output, num_inference_steps=... | timesteps= | sigmas=, step_options=...)``:
-  one scheduler step as an ONNX graph traced from the numpy scheduler, plus its plan
-  (``export/step_graph.py``; the tracer is ``export/numpy_trace.py``).
+- ``export_step(scheduler, output, num_inference_steps=... | timesteps= | sigmas=, step_options=...,
+  layout="indexed"|"per_call")``: one scheduler step as an ONNX graph traced from the numpy scheduler (or,
+  per call, one graph per distinct model call), plus its plan (``export/step_graph.py``; the tracer is
+  ``export/numpy_trace.py``).
 - ``export_loop(source, output, steps=N, size=(H, W), scheduler=, overrides=, batch=, rng="input"|"cuda"|"cpu")``:
   an exported ONNX text-to-image folder plus ``denoise/model.onnx``, the whole denoising loop (UNet,
   guidance, scheduler step) as one ONNX ``Loop`` (``export/loop_graph.py``; torch's CUDA / CPU noise in the

@@ -7,13 +7,31 @@ the plan's per-step numbers as constants. There is no second copy of any update 
 is what the numpy step computes, operation for operation.
 
 Python control flow on the step index (first order at the first step, the lower-order final
-step, Heun's predictor and corrector) is resolved per step. Steps whose traces have the same
-structure are merged into one branch whose per-step constants are tables gathered at
-``step_index``; different structures are branches of an ``If`` chain on the step index. The
-result is one graph taking the step index as an input, which a whole-loop ``Loop`` graph can call
-as its body.
+step, Heun's predictor and corrector) is resolved per step. Two layouts (``layout``):
 
-``step.onnx``
+``"indexed"`` (the default)
+    Steps whose traces have the same structure are merged into one branch whose per-step constants
+    are tables gathered at ``step_index``; different structures are branches of an ``If`` chain on
+    the step index. The result is one graph, ``step.onnx``, taking the step index as an input, which
+    a whole-loop ``Loop`` graph can call as its body.
+``"per_call"`` (``handover="host"`` only)
+    Call ``i`` gets a graph of its own, built from trace ``i`` alone (the same merge, of one call):
+    every constant a plain initializer, no ``step_index`` input, no ``Gather`` of a table, no ``If``.
+    Each ONNX Runtime node costs about 1 us of dispatch, so this is for apps that call the step
+    themselves and pay for every node (the indexed LMS graph runs 25 nodes per steady call, its
+    per-call graph 13). Graphs equal byte for byte (calls with the same structure and the same
+    constants: evenly spaced flow-matching sigmas, say) are one file: ``step_000.onnx``,
+    ``step_001.onnx``... numbered in the order of the first call running each; ``calls[i].graph``
+    names call ``i``'s. Each graph has exactly the inputs its call reads: ``sample``,
+    ``model_output``, the noise it draws (``calls[i].noise``, in order) and the state slots the
+    previous call left (none at call 0); and the outputs ``prev_sample``, ``model_input`` (as
+    below), the fields of every call, and the ``next_state.<name>`` values it computes. So the app
+    keeps no zeros and feeds no unused input: after call ``i`` the state ``calls[i].state`` maps is
+    exactly the state inputs of call ``i + 1``'s graph. ``scale_model_input.onnx`` keeps its
+    ``step_index`` input in both layouts: it runs once per image, before the first call (the step
+    graphs scale for the next call themselves).
+
+``step.onnx`` (layout ``"per_call"``: ``step_000.onnx``... as said above)
     inputs: ``sample``, ``model_output`` (float32, [batch, channels, height, width]),
     ``step_index`` (int64 scalar: the model call, 0 .. num_model_calls - 1), one input per noise
     draw of a step (``noise``, ``noise_1``...; only where some step draws noise), and the carried
@@ -29,18 +47,24 @@ as its body.
     only where some call computes that slot; per call, ``plan.json`` maps every state input of the next
     call to the input or output holding its value (``calls[i].state``: a history slot shifted by one
     is the previous call's ``state.<other>`` or ``model_output``), so the app re-points arrays as the
-    numpy step re-points list entries and nothing is copied. A ``next_state`` output a call does not
-    compute is a one-element placeholder there (an ``If`` output needs a tensor of its rank).
+    numpy step re-points list entries and nothing is copied. In the indexed graph a ``next_state``
+    output a call does not compute is a one-element placeholder there (an ``If`` output needs a
+    tensor of its rank); a per-call graph has no such output.
     ``"graph"`` (for a graph calling the step, such as the whole-loop ``Loop`` body): every state input
     has its ``next_state.<name>`` output at every call (passed through where a step leaves a slot as it
     was), and ``model_input`` is always an output.
 ``scale_model_input.onnx``
     ``sample``, ``step_index`` -> ``model_input``: the scaling before the first call (or a
     mid-schedule start).
-``plan.json``
-    timesteps (what the model sees at each call), ``init_noise_sigma``, per call the noise
-    inputs it reads and where the next call's state comes from, the graphs' inputs, outputs and
-    state slots.
+``plan.json`` (``version`` 3)
+    timesteps (what the model sees at each call), ``init_noise_sigma``, ``layout``, per call
+    (``calls[i]``) the step graph it runs (``graph``), the noise inputs it reads (``noise``) and
+    where the next call's state comes from (``state``); ``graphs`` (``steps``: every step graph file;
+    ``scale_model_input``; indexed also ``step``), ``step_graphs`` ({file: {inputs, outputs}}; the
+    indexed graph's also as ``inputs`` / ``outputs``, as in version 2), ``state`` (the state inputs
+    of call 0's graph, zeros: every slot when indexed, none when per call), ``next_model_input``.
+    Version 3 added ``layout``, ``calls[i].graph``, ``graphs.steps`` and ``step_graphs``; an indexed
+    plan is otherwise version 2's.
 
 Schedulers without a fixed plan (``PLANLESS``) raise :class:`StepExportError` saying why.
 The loop is traced from its first call: state arriving at call ``i`` is what calls ``0 .. i-1``
@@ -71,9 +95,12 @@ from .numpy_trace import ONNX_DTYPES, Recorder, Traced, TraceError, tracing
 OPSET = 17
 IR_VERSION = 8  # what OpenVINO's and older ONNX Runtimes' readers accept with opset 17
 STEP_GRAPH, SCALE_GRAPH, PLAN = "step.onnx", "scale_model_input.onnx", "plan.json"
+PER_CALL_GRAPH = "step_{:03d}.onnx"  # layout "per_call": the distinct graphs, numbered by the first call running each
 PLAN_FORMAT = "edge_sched.step_graph"
-PLAN_VERSION = 2  # 2: per-call state hand-over (calls[i].state), next_model_input, handover
+# 2: per-call state hand-over (calls[i].state), next_model_input, handover; 3: layout, calls[i].graph, step_graphs
+PLAN_VERSION = 3
 HANDOVERS = ("host", "graph")
+LAYOUTS = ("indexed", "per_call")
 # the traced sample: distinct dimensions, so that a constant baked in at that shape is caught
 TRACE_SHAPE = (3, 4, 5, 7)
 AXIS_NAMES = ("batch", "channels", "height", "width")
@@ -106,9 +133,10 @@ class StepExportError(ExportError, ValueError):
 
 @dataclasses.dataclass
 class StepGraphs:
-    step: onnx.ModelProto
+    step: onnx.ModelProto | None  # layout "indexed": the one step graph; "per_call": None (see steps)
     scale_model_input: onnx.ModelProto
     plan: dict
+    steps: dict[str, onnx.ModelProto]  # every step graph by file name: {"step.onnx": step} or step_000.onnx...
 
 
 # ---------------------------------------------------------------------------- public entry points
@@ -123,10 +151,12 @@ def export_step(
     sigmas=None,
     step_options: dict | None = None,
     handover: str = "host",
+    layout: str = "indexed",
     overwrite: bool = False,
 ) -> dict:
-    """Write ``step.onnx``, ``scale_model_input.onnx`` and ``plan.json`` for one schedule into the
-    folder ``output`` (atomically, as ``edge-sched export``); returns the plan.
+    """Write ``step.onnx`` (or, ``layout="per_call"``, ``step_000.onnx``...), ``scale_model_input.onnx``
+    and ``plan.json`` for one schedule into the folder ``output`` (atomically, as ``edge-sched export``);
+    returns the plan.
 
     ``scheduler``: an edge_sched scheduler (its config is used, the object is left as it is) or a
     name (diffusers class name or A1111 sampler name) built from ``config`` (a scheduler config
@@ -134,28 +164,36 @@ def export_step(
     ``step_options``: keyword arguments of the scheduler's ``step`` (``eta``, ``s_churn``...).
     ``handover``: ``"host"`` (state handed over by the caller, per plan.json, nothing copied) or
     ``"graph"`` (every state slot an output at every call); see the module's docstring.
+    ``layout``: ``"indexed"`` (one step graph, the call an input) or ``"per_call"`` (a graph per distinct
+    call, its constants plain initializers; needs ``handover="host"``); see the module's docstring.
     """
     output = Path(output)
     check_replaceable(output, overwrite)
     graphs = build_step_graphs(scheduler, config=config, overrides=overrides,
                                num_inference_steps=num_inference_steps, timesteps=timesteps, sigmas=sigmas,
-                               step_options=step_options, handover=handover)
+                               step_options=step_options, handover=handover, layout=layout)
     with atomic_folder(output, overwrite) as tmp:
-        onnx.save(graphs.step, tmp / STEP_GRAPH)
-        onnx.save(graphs.scale_model_input, tmp / SCALE_GRAPH)
+        for file, model in {**graphs.steps, SCALE_GRAPH: graphs.scale_model_input}.items():
+            onnx.save(model, tmp / file)
         (tmp / PLAN).write_text(json.dumps(graphs.plan, indent=1) + "\n", encoding="utf-8")
         files = {name: hashlib.sha256((tmp / name).read_bytes()).hexdigest()
-                 for name in (STEP_GRAPH, SCALE_GRAPH, PLAN)}
+                 for name in (*graphs.steps, SCALE_GRAPH, PLAN)}
         manifest = {"edge_sched_manifest": 1, "kind": "scheduler_step", "plan": PLAN, "files": files}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return graphs.plan
 
 
 def build_step_graphs(scheduler, *, config=None, overrides=None, num_inference_steps=None, timesteps=None,
-                      sigmas=None, step_options=None, handover="host") -> StepGraphs:
-    """The step graph, the scaling graph and the plan, in memory (see :func:`export_step`)."""
+                      sigmas=None, step_options=None, handover="host", layout="indexed") -> StepGraphs:
+    """The step graphs, the scaling graph and the plan, in memory (see :func:`export_step`)."""
     if handover not in HANDOVERS:
         raise StepExportError(f"handover must be one of {', '.join(map(repr, HANDOVERS))}, got {handover!r}")
+    if layout not in LAYOUTS:
+        raise StepExportError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, got {layout!r}")
+    if layout == "per_call" and handover != "host":
+        raise StepExportError(f"layout='per_call' needs handover='host', got handover={handover!r}: a graph "
+                              "calling the step (handover='graph', the Loop body) calls one graph with the step "
+                              "index as an input, layout='indexed'")
     sched = _fresh_scheduler(scheduler, config, overrides)
     name = type(sched).__name__
     options = _check_step_options(sched, step_options)
@@ -169,13 +207,14 @@ def build_step_graphs(scheduler, *, config=None, overrides=None, num_inference_s
     init_noise_sigma = float(sched.init_noise_sigma)
     try:
         steps, scales = _trace_schedule(sched, options)
-        step_model, handovers = _step_model(f"{name}_step", steps, scales, len(plan_timesteps), handover)
+        step_models, graph_of_call, handovers = _step_models(f"{name}_step", steps, scales, handover, layout)
         scale_model = _scale_model(f"{name}_scale_model_input", scales, len(plan_timesteps))
     except TraceError as e:
         raise StepExportError(f"{name} with {_show({**schedule, **options})} cannot be traced into a graph: "
                               f"{e}") from e
-    plan = _plan(sched, schedule, options, plan_timesteps, init_noise_sigma, steps, step_model, handover, handovers)
-    return StepGraphs(step_model, scale_model, plan)
+    plan = _plan(sched, schedule, options, plan_timesteps, init_noise_sigma, steps, step_models, graph_of_call,
+                 handover, handovers, layout)
+    return StepGraphs(step_models.get(STEP_GRAPH), scale_model, plan, step_models)
 
 
 def _show(kwargs: dict) -> str:
@@ -571,10 +610,11 @@ def _scale_model(name, scales, n_calls) -> onnx.ModelProto:
     return _model(name, *_Merge(scales, outputs, n_calls, info).nodes(outputs), inputs, outputs, info)
 
 
-def _step_model(name, steps, scales, n_calls, handover) -> tuple[onnx.ModelProto, list[dict]]:
-    """The step, then the next call's scale_model_input on its prev_sample (at the last call: the last
-    call's scaling again, an output nobody needs), as one graph. Both are gathered at ``step_index``.
-    Also returns, per call, where the next call's state comes from (see :func:`_handover`)."""
+def _step_models(name, steps, scales, handover, layout) -> tuple[dict[str, onnx.ModelProto], list[str], list[dict]]:
+    """The step graphs: {file: model}, per call the file it runs, and per call where the next call's state
+    comes from (see :func:`_handover`). ``"indexed"``: one graph for every call; ``"per_call"``: call ``i``'s
+    graph from trace ``i`` alone, with exactly the noise and state inputs it reads and the state outputs it
+    computes; equal graphs are one file."""
     inputs, outputs = _interface(steps)
     states = [n for n in inputs if n.startswith("state.")]
     plain = [o for o in outputs if not o.startswith("next_state.")]
@@ -584,35 +624,72 @@ def _step_model(name, steps, scales, n_calls, handover) -> tuple[onnx.ModelProto
         maps = _handover(steps, plain, states)
         computed = {source for m in maps for source in m.values()}
         outputs = plain + [o for o in outputs if o.startswith("next_state.") and o in computed]
-    placeholders = [{o for o in outputs if o.startswith("next_state.") and m[o[len("next_"):]] != o} for m in maps]
+    # no scaling: the next call's model input is prev_sample itself, not a copy of it
+    scaled = handover == "graph" or any(t.outputs["model_input"].name != "sample" for t in scales)
+    # the next call's scaling (at the last call the last call's again, an output nobody needs)
+    next_scales = [scales[min(i + 1, len(steps) - 1)] for i in range(len(steps))]
+    if layout == "indexed":
+        placeholders = [{o for o in outputs if o.startswith("next_state.") and m[o[len("next_"):]] != o}
+                        for m in maps]
+        return ({STEP_GRAPH: _step_model(name, steps, next_scales, inputs, outputs, placeholders, scaled)},
+                [STEP_GRAPH] * len(steps), maps)
+    files, by_bytes, graph_of_call, own_maps = {}, {}, [], []
+    for i, t in enumerate(steps):
+        # the state after call i is exactly what call i + 1 takes: the slots this call leaves in the scheduler
+        own_map = {s: source for s, source in maps[i].items() if "next_" + s in t.outputs}
+        expected = {k for k in steps[i + 1].rec.inputs if k.startswith("state.")} if i + 1 < len(steps) else None
+        if expected is not None and set(own_map) != expected:
+            raise TraceError(f"call {i + 1} reads state {sorted(expected)}, call {i} leaves {sorted(own_map)}")
+        own_inputs = {k: v for k, v in inputs.items()
+                      if k != "step_index" and (not k.startswith(("noise", "state.")) or k in t.rec.inputs)}
+        own_outputs = plain + [o for o in outputs if o.startswith("next_state.") and o in own_map.values()]
+        model = _step_model(name, [t], [next_scales[i]], own_inputs, own_outputs, [set()], scaled)
+        key = model.SerializeToString(deterministic=True)
+        if key not in by_bytes:
+            by_bytes[key] = PER_CALL_GRAPH.format(len(files))
+            files[by_bytes[key]] = model
+        graph_of_call.append(by_bytes[key])
+        own_maps.append(own_map)
+    return files, graph_of_call, own_maps
+
+
+def _step_model(name, steps, next_scales, inputs, outputs, placeholders, scaled) -> onnx.ModelProto:
+    """The step, then (``scaled``) the next call's scale_model_input on its prev_sample, as one graph serving
+    the calls of ``steps``; with more than one call their constants are gathered at ``step_index``."""
     info = _output_info(steps, outputs, inputs)
     for o in set().union(*placeholders):
         info[o] = (*info[o], False)
-    nodes, inits = _Merge(steps, outputs, n_calls, info, placeholders=placeholders).nodes(outputs)
-    if handover == "host" and all(t.outputs["model_input"].name == "sample" for t in scales):
-        # no scaling: the next call's model input is prev_sample itself, not a copy of it
-        return _model(name, nodes, inits, inputs, outputs, info), maps
-    scale_outputs = ["model_input"]
-    scale_info = _output_info(scales, scale_outputs, {})
+    nodes, inits = _Merge(steps, outputs, len(steps), info, placeholders=placeholders).nodes(outputs)
+    if not scaled:
+        return _model(name, nodes, inits, inputs, outputs, info)
+    scale_info = _output_info(next_scales, ["model_input"], {})
     # the next call's scaling, its tables shifted by one call: gathered at step_index itself, no index arithmetic
-    next_scales = [scales[min(i + 1, n_calls - 1)] for i in range(n_calls)]
-    merge = _Merge(next_scales, scale_outputs, n_calls, scale_info, prefix="scale.", rename={"sample": "prev_sample"})
+    merge = _Merge(next_scales, ["model_input"], len(steps), scale_info, prefix="scale.",
+                   rename={"sample": "prev_sample"})
     scale_nodes, scale_inits = merge.nodes(["model_input"])
-    outputs.insert(1, "model_input")
     info["model_input"] = scale_info["model_input"]
-    return _model(name, nodes + scale_nodes, inits + scale_inits, inputs, outputs, info), maps
+    return _model(name, nodes + scale_nodes, inits + scale_inits, inputs, [outputs[0], "model_input", *outputs[1:]],
+                  info)
 
 
 # ---------------------------------------------------------------------------- the plan
-def _plan(sched, schedule, options, timesteps, init_noise_sigma, steps, model, handover, handovers) -> dict:
-    graph = model.graph
-
+def _plan(sched, schedule, options, timesteps, init_noise_sigma, steps, step_models, graph_of_call, handover,
+          handovers, layout) -> dict:
     def io(values):
         return [{"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
                  "shape": [d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
                            for d in v.type.tensor_type.shape.dim]} for v in values]
 
+    first = step_models[graph_of_call[0]].graph  # indexed: the one graph
+    interfaces = {file: {"inputs": io(m.graph.input), "outputs": io(m.graph.output)} for file, m in step_models.items()}
     sigmas = getattr(sched, "sigmas", None)
+    if layout == "indexed":
+        graphs = {"step": STEP_GRAPH, "steps": [STEP_GRAPH], "scale_model_input": SCALE_GRAPH}
+        interface = interfaces[STEP_GRAPH]
+        step_call = "step(x, model_output, i, noise..., state)"
+    else:
+        graphs, interface = {"steps": list(step_models), "scale_model_input": SCALE_GRAPH}, {}
+        step_call = "(the graph calls[i].graph)(x, model_output, calls[i].noise..., state)"
     return {
         "format": PLAN_FORMAT,
         "version": PLAN_VERSION,
@@ -625,20 +702,21 @@ def _plan(sched, schedule, options, timesteps, init_noise_sigma, steps, model, h
         "timestep_dtype": timesteps.dtype.name,
         "sigmas": np.asarray(sigmas).tolist() if isinstance(sigmas, np.ndarray) and sigmas.ndim == 1 else None,
         "init_noise_sigma": init_noise_sigma,
-        "graphs": {"step": STEP_GRAPH, "scale_model_input": SCALE_GRAPH},
-        "inputs": io(graph.input),
-        "outputs": io(graph.output),
+        "layout": layout,
+        "graphs": graphs,
+        **interface,
+        "step_graphs": interfaces,
         "handover": handover,
         "state": [{"input": v.name, **({"output": "next_" + v.name} if handover == "graph" else {}),
-                   "initial": "zeros"} for v in graph.input if v.name.startswith("state.")],
-        "next_model_input": "model_input" if any(v.name == "model_input" for v in graph.output) else "prev_sample",
-        "calls": [{"timestep": t.item(),
+                   "initial": "zeros"} for v in first.input if v.name.startswith("state.")],
+        "next_model_input": "model_input" if any(v.name == "model_input" for v in first.output) else "prev_sample",
+        "calls": [{"timestep": t.item(), "graph": file,
                    "noise": [_draw_info(j, kind, interval) for j, (kind, interval) in enumerate(s.noise)],
                    "state": handed}
-                  for t, s, handed in zip(timesteps, steps, handovers)],
-        "usage": ("x = initial noise * init_noise_sigma; model_input = scale_model_input(x, 0); state = zeros; "
-                  "for each call i: model_output = model(model_input, timesteps[i]); draw calls[i].noise in "
-                  "order; out = step(x, model_output, i, noise..., state); x = out.prev_sample; model_input = "
+                  for t, file, s, handed in zip(timesteps, graph_of_call, steps, handovers)],
+        "usage": ("x = initial noise * init_noise_sigma; model_input = scale_model_input(x, 0); state = zeros "
+                  "(plan.state); for each call i: model_output = model(model_input, timesteps[i]); draw "
+                  f"calls[i].noise in order; out = {step_call}; x = out.prev_sample; model_input = "
                   "out[next_model_input]; state = {name: (the step's inputs and outputs)[source] for name, "
                   "source in calls[i].state}"),
     }
@@ -661,4 +739,4 @@ def _jsonable(value):
     return value
 
 
-__all__ = ["HANDOVERS", "PLANLESS", "StepExportError", "StepGraphs", "build_step_graphs", "export_step"]
+__all__ = ["HANDOVERS", "LAYOUTS", "PLANLESS", "StepExportError", "StepGraphs", "build_step_graphs", "export_step"]

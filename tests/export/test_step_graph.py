@@ -81,6 +81,9 @@ CASES = {
     "ddpm": ("DDPMScheduler", SD, {"num_inference_steps": 10}, {}),
     "flow_match_euler": ("FlowMatchEulerDiscreteScheduler", {"shift": 3.0}, {"num_inference_steps": 10}, {}),
     "flow_match_heun": ("FlowMatchHeunDiscreteScheduler", {"shift": 3.0}, {"num_inference_steps": 6}, {}),
+    # evenly spaced, unshifted: every call the same Euler step (dt -0.25), one graph for all in layout "per_call"
+    "flow_match_euler_custom_sigmas": ("FlowMatchEulerDiscreteScheduler", {"shift": 1.0},
+                                       {"sigmas": [1.0, 0.75, 0.5, 0.25]}, {}),
 }
 # cases held to the rule of tests/parity/brownian_parity.py and test_sa_solver.py, where torch's float32
 # exp / log (MKL, not correctly rounded) move diffusers by more than the bound (torchsde's query-time grid;
@@ -185,19 +188,26 @@ def _openvino(folder):
 
 
 def run_graph(graphs, sched_after, draws, load, seed=0):
-    """The app's loop of plan.json's "usage", with the draws our numpy loop made, call by call."""
+    """The app's loop of plan.json's "usage", with the draws our numpy loop made, call by call: each call runs
+    the graph ``calls[i].graph`` (layout "indexed": always step.onnx, fed the step index and zeros for the noise
+    it does not draw; "per_call": exactly the inputs its graph has)."""
     plan = graphs.plan
-    step, scale = load(graphs.step, "step.onnx"), load(graphs.scale_model_input, "scale_model_input.onnx")
+    steps = {file: load(model, file) for file, model in graphs.steps.items()}
+    scale = load(graphs.scale_model_input, "scale_model_input.onnx")
     x = initial_sample(seed) * np.float32(plan["init_noise_sigma"])
     zeros = np.zeros_like(x)
     state = {s["input"]: zeros for s in plan["state"]}
-    noise_inputs = {i["name"]: zeros for i in plan["inputs"] if i["name"].startswith("noise")}
     model_input = scale({"sample": x, "step_index": np.array(0, dtype=np.int64)})["model_input"]
     outs = []
     for i, call in enumerate(plan["calls"]):
         t = np.asarray(call["timestep"], dtype=plan["timestep_dtype"])
-        feed = {"sample": x, "model_output": model_fn(model_input, t), "step_index": np.array(i, dtype=np.int64),
-                **state, **noise_inputs}
+        inputs = [v["name"] for v in plan["step_graphs"][call["graph"]]["inputs"]]
+        feed = {"sample": x, "model_output": model_fn(model_input, t), **state,
+                **{n: zeros for n in inputs if n.startswith("noise")}}
+        if "step_index" in inputs:
+            feed["step_index"] = np.array(i, dtype=np.int64)
+        assert sorted(feed) == sorted(inputs), f"call {i}: fed {sorted(feed)}, the graph takes {sorted(inputs)}"
+        step = steps[call["graph"]]
         drawn = draws.get(i, [])
         assert [d["kind"] for d in call["noise"] if d["kind"] != "brownian"] == [k for k, _ in drawn], \
             f"call {i}: the plan's draws {call['noise']} are not what the numpy step drew"
@@ -395,6 +405,129 @@ def test_pndm_steady_step_re_points_its_history():
 def test_unknown_handover_refused():
     with pytest.raises(StepExportError, match="handover must be one of 'host', 'graph', got 'copy'"):
         build_step_graphs("Euler", config=SD, num_inference_steps=4, handover="copy")
+
+
+# ---------------------------------------------------------------------------- layout "per_call"
+PER_CALL_CASES = ["lms", "ipndm", "heun", "dpmpp_2m_karras", "euler_ancestral", "pndm", "unipc_3", "flow_match_euler",
+                  "euler_custom_sigmas", "flow_match_euler_custom_sigmas", "dpmpp_2m_sde_karras", "dpmpp_sde_karras"]
+
+
+def _tables_gathered(model) -> list[str]:
+    return [n.input[0] for n in all_nodes(model.graph) if n.op_type == "Gather" and n.input[0].endswith("_table")]
+
+
+@pytest.mark.parametrize("case", PER_CALL_CASES)
+def test_per_call_layout_matches_numpy(case):
+    """layout="per_call": call i runs its own graph (calls[i].graph), traced from call i alone: no step index, no
+    If, no gathered table; it takes exactly the noise it draws and the state the previous call handed over
+    (run_graph asserts the feed is the graph's inputs), and the loop gives the numpy loop bit for bit."""
+    name, config, schedule, options = CASES[case]
+    graphs = build_step_graphs(name, config=config, step_options=options, layout="per_call", **schedule)
+    plan = graphs.plan
+    assert plan["layout"] == "per_call" and graphs.step is None and "inputs" not in plan
+    assert sorted({c["graph"] for c in plan["calls"]}) == sorted(graphs.steps) == sorted(plan["graphs"]["steps"])
+    assert sorted(plan["step_graphs"]) == sorted(graphs.steps)
+    for file, model in graphs.steps.items():
+        assert not [n for n in all_nodes(model.graph) if n.op_type == "If"], file
+        assert not _tables_gathered(model), file
+        assert [i["name"] for i in plan["step_graphs"][file]["inputs"]] == [i.name for i in model.graph.input]
+        assert "step_index" not in [i.name for i in model.graph.input]
+    first = plan["step_graphs"][plan["calls"][0]["graph"]]["inputs"]
+    assert plan["state"] == [] == [i for i in first if i["name"].startswith("state.")]  # nothing before call 0
+    for call in plan["calls"]:  # the noise inputs of a call's graph are the draws it makes, in order
+        inputs = [i["name"] for i in plan["step_graphs"][call["graph"]]["inputs"]]
+        assert [n for n in inputs if n.startswith("noise")] == [d["input"] for d in call["noise"]]
+    indexed = build_step_graphs(name, config=config, step_options=options, **schedule)
+    assert plan["next_model_input"] == indexed.plan["next_model_input"]
+    assert [o["name"] for o in plan["step_graphs"][plan["calls"][0]["graph"]]["outputs"]
+            if not o["name"].startswith("next_state.")] == \
+        [o["name"] for o in indexed.plan["outputs"] if not o["name"].startswith("next_state.")]
+    ours, sched_after, draws = run_numpy(name, config, schedule, options)
+    got = run_graph(graphs, sched_after, draws, lambda model, file: _ort(model))
+    distance = numpy_distance(ours, got)
+    assert distance[1] == 0, f"{case}, per_call: ONNX Runtime differs from the numpy step in {distance[1]} values"
+
+
+def _nodes_run(graph, known: dict) -> list:
+    """The nodes an indexed step graph runs at one call (``known`` = {"step_index": i}): its own, and of each If
+    the branch that call takes (the branch number gathered at step_index, compared by Equal)."""
+    consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    ran = []
+    for n in graph.node:
+        ran.append(n)
+        if n.op_type == "Gather" and n.input[0] in consts and n.input[1] in known:
+            known[n.output[0]] = consts[n.input[0]][known[n.input[1]]]
+        elif n.op_type == "Equal" and n.input[0] in known and n.input[1] in consts:
+            known[n.output[0]] = bool(known[n.input[0]] == consts[n.input[1]])
+        elif n.op_type == "If":
+            branches = {a.name: a.g for a in n.attribute}
+            ran += _nodes_run(branches["then_branch" if known[n.input[0]] else "else_branch"], known)
+    return ran
+
+
+@pytest.mark.parametrize("case", ["lms", "ipndm", "heun"])
+def test_per_call_graph_is_the_indexed_call_without_its_dispatch(case):
+    """What the layout is for: at every call, the per-call graph runs exactly the nodes the indexed graph runs
+    there less its dispatch: the Gather of each per-call table, the branch Gather, an Equal and an If per level
+    of the chain, and the placeholder Constants of state the call does not compute."""
+    name, config, schedule, options = CASES[case]
+    indexed = build_step_graphs(name, config=config, **schedule).step
+    per_call = build_step_graphs(name, config=config, layout="per_call", **schedule)
+    for i, call in enumerate(per_call.plan["calls"]):
+        ran = _nodes_run(indexed.graph, {"step_index": i})
+        dispatch = [n for n in ran if n.op_type in ("Equal", "If", "Constant")
+                    or n.op_type == "Gather" and n.input[0].endswith(("_table", "branch_of_call"))]
+        assert [n for n in ran if n.op_type == "If"] and _tables_gathered(indexed)
+        own = [n.op_type for n in all_nodes(per_call.steps[call["graph"]].graph)]
+        assert sorted(own) == sorted(n.op_type for n in ran if n not in dispatch), f"{case}, call {i}"
+
+
+def test_per_call_identical_calls_share_one_file(tmp_path):
+    """Evenly spaced unshifted flow-matching sigmas make every call the same graph: one file for four calls. A
+    schedule whose calls all differ writes one file per call, each a distinct graph."""
+    name, config, schedule, options = CASES["flow_match_euler_custom_sigmas"]
+    plan = export_step(name, tmp_path / "same", config=config, layout="per_call", **schedule)
+    assert plan["num_model_calls"] == 4 and [c["graph"] for c in plan["calls"]] == ["step_000.onnx"] * 4
+    assert sorted(p.name for p in (tmp_path / "same").iterdir()) == ["edge_sched.json", "plan.json",
+                                                                    "scale_model_input.onnx", "step_000.onnx"]
+    name, config, schedule, options = CASES["heun"]
+    graphs = build_step_graphs(name, config=config, layout="per_call", **schedule)
+    files = [c["graph"] for c in graphs.plan["calls"]]
+    assert files == [f"step_{i:03d}.onnx" for i in range(len(files))]
+    assert len({m.SerializeToString(deterministic=True) for m in graphs.steps.values()}) == len(files)
+
+
+def test_per_call_folder_manifest_covers_every_file(tmp_path):
+    import hashlib
+
+    out = tmp_path / "lms"
+    plan = export_step("LMS", out, config=SD, num_inference_steps=6, layout="per_call")
+    written = sorted(p.name for p in out.iterdir())
+    assert written == sorted(["edge_sched.json", "plan.json", "scale_model_input.onnx", *plan["graphs"]["steps"]])
+    assert len(plan["graphs"]["steps"]) == 6
+    assert json.loads((out / "plan.json").read_text()) == json.loads(json.dumps(plan))
+    manifest = json.loads((out / "edge_sched.json").read_text())
+    assert sorted(manifest["files"]) == sorted(set(written) - {"edge_sched.json"})
+    assert all(hashlib.sha256((out / f).read_bytes()).hexdigest() == h for f, h in manifest["files"].items())
+    for file in plan["graphs"]["steps"]:
+        onnx.checker.check_model(onnx.load(out / file), full_check=True)
+
+
+def test_per_call_layout_refused_with_the_graph_handover_and_unknown_layouts():
+    with pytest.raises(StepExportError, match="layout='per_call' needs handover='host', got handover='graph'"):
+        build_step_graphs("Euler", config=SD, num_inference_steps=4, handover="graph", layout="per_call")
+    with pytest.raises(StepExportError, match="layout must be one of 'indexed', 'per_call', got 'per_step'"):
+        build_step_graphs("Euler", config=SD, num_inference_steps=4, layout="per_step")
+
+
+@pytest.mark.parametrize("case", ["heun", "dpmpp_2m_karras", "euler_ancestral"])
+def test_per_call_openvino_f32(case, tmp_path):
+    """The per-call graphs in OpenVINO (held to diffusers at the parity bound, as test_openvino_f32)."""
+    name, config, schedule, options = CASES[case]
+    graphs = build_step_graphs(name, config=config, step_options=options, layout="per_call", **schedule)
+    ours, sched_after, draws = run_numpy(name, config, schedule, options)
+    got = run_graph(graphs, sched_after, draws, _openvino(tmp_path))
+    diffusers_error(case, got)
 
 
 # ---------------------------------------------------------------------------- the folder and the plan
