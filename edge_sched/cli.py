@@ -87,6 +87,7 @@ def cmd_export(args) -> int:
         allow_pickle=args.allow_pickle,
         static_shapes=export.parse_static_shapes(args.static_shapes) if args.static_shapes else None,
         weight_compression=args.weight_compression,
+        fuse_attention=args.fuse_attention,
         config=args.config,
     )
     for name, numbers in manifest["validation"].items():
@@ -266,7 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--static-shapes", metavar="BxHxW",
                    help="fix every graph input for NPU-style devices: batch x height x width, e.g. 1x512x512")
     p.add_argument("--weight-compression", choices=["int8", "int4"],
-                   help="OpenVINO weights through nncf (int4: the UNet, the rest int8); needs nncf")
+                   help="OpenVINO weights through nncf (int4: the UNet, the rest int8; needs nncf); onnx: int8 "
+                   "weight-only, kept int8 in memory by ONNX Runtime")
+    p.add_argument("--fuse-attention", action="store_true",
+                   help="onnx, fp32: attention as ONNX Runtime's MultiHeadAttention (tiled on the CPU: no score "
+                   "matrix in memory, faster); the graphs then need ONNX Runtime")
     p.add_argument("--config", metavar="FOLDER",
                    help="for a single-file .safetensors SOURCE: local diffusers folder with the pipeline's configs")
     p.set_defaults(func=cmd_export)

@@ -10,6 +10,12 @@ move glibc's adaptive thresholds). Fixed thresholds (blocks under 32 MB from the
 of freed heap kept) remove the faults. Set ``EDGE_SCHED_MALLOC_TUNING=0`` to leave the process's
 malloc alone. Linux with glibc only; elsewhere a no-op.
 
+``return_large_blocks()`` (low-memory pipelines): the opposite trade. Blocks of 1 MB and more get their own
+mappings, unmapped when freed, so an engine's freed activations leave the process at once instead of
+staying in glibc's pools between the graph's steps. Measured on an int8 SD1.5 UNet at 512x512 in ONNX Runtime
+(no memory arena): peak 1,374 MB against 1,579 MB with glibc's adaptive threshold; the page faults it brings
+back cost far less than a UNet call.
+
 ``trim_heap()``: engines parse a graph's file into temporary buffers and free them once the session
 exists; glibc keeps freed heap in its pools, so the process stays as large as the loading peak.
 ``malloc_trim(0)`` returns it (about 450 MB after loading an fp32 SD1.5 pipeline in ONNX Runtime),
@@ -25,6 +31,7 @@ import sys
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 << 20  # glibc's largest adaptive value on 64-bit systems
+LOW_MEMORY_MMAP_THRESHOLD = 1 << 20
 TRIM_THRESHOLD = 64 << 20
 
 
@@ -46,6 +53,16 @@ def keep_freed_memory() -> bool:
     if libc is None or not hasattr(libc, "mallopt"):
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def return_large_blocks() -> bool:
+    """Blocks of 1 MB and more mapped on their own and unmapped when freed (module doc); True if set."""
+    if os.environ.get("EDGE_SCHED_MALLOC_TUNING", "1") == "0":
+        return False
+    libc = _glibc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, LOW_MEMORY_MMAP_THRESHOLD))
 
 
 def trim_heap() -> None:

@@ -11,7 +11,8 @@ This package uses torch, diffusers and optimum; the device runtime (``edge_sched
   encoders, ``text_embeds`` / ``time_ids``) through optimum's exporters; DDPMPipeline / DDIMPipeline
   (``UNet2DModel``, optionally class-conditional) directly (see ``export/direct.py``).
   Options: ``static_shapes={"batch", "height", "width"}`` (``export/static.py``),
-  ``weight_compression="int8"|"int4"`` (OpenVINO, nncf), ``scheduler=`` + ``scheduler_overrides=``.
+  ``weight_compression="int8"|"int4"`` (OpenVINO, nncf; ONNX: weight-only int8, ``export/onnx_rewrite.py``),
+  ``fuse_attention=True`` (ONNX fp32: ONNX Runtime's MultiHeadAttention), ``scheduler=`` + ``scheduler_overrides=``.
 - ``convert_scheduler(config, target, **overrides)``: any diffusers scheduler config -> one of
   edge_sched's numpy schedulers (diffusers class names or A1111 sampler names).
 - ``set_scheduler(folder, target, **overrides)``: swap the scheduler of an exported folder.
@@ -28,8 +29,9 @@ This package uses torch, diffusers and optimum; the device runtime (``edge_sched
 The manifest ``edge_sched.json`` (version 1):
 
 - ``format`` ("onnx" | "openvino"), ``dtype`` ("fp32" | "fp16": weights; graph inputs and outputs stay
-  float32 in both formats), ``weight_compression`` (null | "int8" | "int4"; OpenVINO only; int4 applies
-  to the UNet, the other components get int8)
+  float32 in both formats), ``weight_compression`` (null | "int8" | "int4"; int4 is OpenVINO's and
+  applies to the UNet, the other components get int8; ONNX int8 is weight-only through DequantizeLinear),
+  ``fused_attention`` (true: the ONNX graphs use com.microsoft.MultiHeadAttention and need ONNX Runtime)
 - ``pipeline`` (diffusers class name), ``family`` ("sd" | "sdxl" | "unet2d"), ``prediction_type``
 - ``source`` {id, kind: local | hub, revision}, ``exporter`` {package: version}
 - ``components`` {name: {file, inputs, outputs}}; each input/output {name, shape, dtype}; a shape holds

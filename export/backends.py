@@ -30,6 +30,12 @@ class OnnxBackend:
         if dtype not in ("fp32", "fp16"):
             raise ExportError(f"dtype {dtype!r} is not supported for format 'onnx' (supported: fp32, fp16)")
         self.dtype = dtype
+        self.fused_attention = False
+
+    def enable_attention_fusion(self) -> None:
+        if self.dtype != "fp32":
+            raise ExportError("fuse_attention is for fp32 graphs (ONNX Runtime's CPU attention kernel is float32)")
+        self.fused_attention = True
 
     def submodels(self, pipe, family: str = "sd") -> dict:
         if family == "unet2d":
@@ -55,6 +61,10 @@ class OnnxBackend:
                 export(model=model, config=config, output=path, device="cpu", input_shapes=dict(DEFAULT_DUMMY_SHAPES))
         if self.dtype == "fp16":
             to_fp16_onnx(path)
+        if self.fused_attention:
+            from .onnx_rewrite import fuse_attention
+
+            fuse_attention(path)
 
     @staticmethod
     def tokenizer_graphs(folder: Path, check_prompts, warn=None) -> list[str]:
@@ -78,8 +88,12 @@ class OnnxBackend:
 
     @staticmethod
     def compress_weights(path: Path, mode: str, component: str = "unet") -> None:
-        raise ExportError(f"weight compression {mode!r} is for format 'openvino' (through nncf); "
-                          "for onnx use dtype fp16")
+        """Weight-only int8 (``export/onnx_rewrite.py``); int4 is OpenVINO's (nncf)."""
+        if mode != "int8":
+            raise ExportError(f"weight compression {mode!r} is for format 'openvino' (through nncf); onnx has int8")
+        from .onnx_rewrite import compress_onnx_weights
+
+        compress_onnx_weights(path)
 
     @staticmethod
     def describe(path: Path) -> dict:
@@ -121,6 +135,11 @@ class OpenVINOBackend:
         if dtype not in ("fp32", "fp16"):
             raise ExportError(f"dtype {dtype!r} is not supported for format 'openvino' (supported: fp32, fp16)")
         self.dtype = dtype
+
+    @staticmethod
+    def enable_attention_fusion() -> None:
+        raise ExportError("fuse_attention is for format 'onnx' (ONNX Runtime's MultiHeadAttention); OpenVINO fuses "
+                          "attention itself when it compiles")
 
     def submodels(self, pipe, family: str = "sd") -> dict:
         if family == "unet2d":

@@ -58,13 +58,17 @@ def export_pipeline(
     progress: Callable[[str], None] | None = _stderr,
     static_shapes: dict | None = None,
     weight_compression: str | None = None,
+    fuse_attention: bool = False,
 ) -> dict:
     """Export a supported pipeline (``source.PIPELINES``; local diffusers folder or Hub repo id) to
     ``output`` in optimum's folder layout, plus fast tokenizers, the converted scheduler and the
     ``edge_sched.json`` manifest. Returns the manifest.
 
     ``static_shapes``: {"batch", "height", "width"} fixes every graph input (NPU-style devices);
-    ``weight_compression``: "int8" | "int4" (OpenVINO, through nncf). A full disk is reported as such.
+    ``weight_compression``: "int8" | "int4" (OpenVINO, through nncf); "int8" for onnx: weight-only int8
+    through DequantizeLinear (``export/onnx_rewrite.py``). ``fuse_attention`` (onnx, fp32): attention as
+    ONNX Runtime's MultiHeadAttention, whose CPU kernel never holds the score matrix (the graphs then need
+    ONNX Runtime). A full disk is reported as such.
     ``source`` may be a single-file ``.safetensors`` checkpoint with ``config`` a local diffusers folder.
 
     Nothing is left half-written: everything is built in a temporary folder next to ``output`` and
@@ -82,6 +86,8 @@ def export_pipeline(
     from .backends import BACKENDS
 
     backend = BACKENDS[format](dtype)
+    if fuse_attention:
+        backend.enable_attention_fusion()
     if weight_compression is not None:
         _check_compression(format, weight_compression)
     output = Path(output).expanduser().absolute()
@@ -136,8 +142,10 @@ def _check_compression(format: str, mode: str) -> None:
 
     if mode not in COMPRESSION:
         raise ExportError(f"unknown weight compression {mode!r}; choose one of {', '.join(COMPRESSION)}")
-    if format != "openvino":
-        raise ExportError(f"weight compression {mode} is for format 'openvino' (through nncf); for onnx use dtype fp16")
+    if format == "onnx":
+        if mode != "int8":
+            raise ExportError(f"weight compression {mode} is for format 'openvino' (through nncf); onnx has int8")
+        return  # our own rewrite, no nncf
     try:
         import nncf  # noqa: F401
     except ImportError as e:
@@ -265,6 +273,7 @@ def _export_into(tmp: Path, resolved, backend, dtype: str, our_scheduler, valida
         "format": backend.name,
         "dtype": dtype,
         "weight_compression": compression,
+        "fused_attention": getattr(backend, "fused_attention", False),
         "pipeline": resolved.pipeline_class,
         "family": family,
         "prediction_type": _prediction_type(pipe, family),

@@ -58,11 +58,15 @@ def spread_batch(x: np.ndarray, batch: int, what: str, strict: bool = True) -> n
     return np.concatenate([x] * (batch // x.shape[0]))
 
 
-def run_batched(component, feeds_for, n: int, batch_input: str) -> dict[str, np.ndarray]:
+def run_batched(component, feeds_for, n: int, batch_input: str, max_batch: int | None = None) -> dict[str, np.ndarray]:
     """Run ``component`` on ``n`` items; ``feeds_for(rows, count)`` gives the feeds of a slice. A graph
-    with a static batch (``batch_input``'s first dim) runs in chunks of that size."""
+    with a static batch (``batch_input``'s first dim) runs in chunks of that size; a dynamic one in chunks
+    of ``max_batch`` when given (low-memory mode: one image row at a time, half the activations of a
+    guided UNet call)."""
     shape = component.inputs[batch_input].shape
     size = shape[0] if shape else None
+    if size is None and max_batch is not None and n > max_batch:
+        size = max_batch if n % max_batch == 0 else 1
     if size is None or size == n:
         return component(**feeds_for(slice(0, n), n))
     if n % size:

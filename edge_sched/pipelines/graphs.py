@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..heap import trim_heap
+from ..heap import return_large_blocks, trim_heap
 from ..jsonfile import read_json
 from ..runtime import EngineError, graph_file, load_component
 from ..runtime.base import Component
@@ -44,6 +44,8 @@ class Graphs:
 
             raise PipelineLoadError(f"{self.folder}: this pipeline has no {name} component")
         if name not in self._loaded:
+            if self.low_memory:
+                return_large_blocks()  # freed activations leave the process at once (heap.py)
             options = dict(self.options)
             if options.get("static_shapes"):  # {component: {input: shape}}: this component's part only
                 options["static_shapes"] = options["static_shapes"].get(name)

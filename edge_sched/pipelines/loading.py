@@ -131,7 +131,7 @@ Components = Graphs  # the old name of pipe.graphs' class
 
 def engine_options(backend: str, *, device=None, providers=None, provider_options=None, allow_cpu_fallback=False,
                    num_threads=None, inference_precision="f32", cache_dir=None, static_shapes=None,
-                   graph_optimization_level="all", performance_hint="LATENCY", cpu_memory_arena=None,
+                   graph_optimization_level=None, performance_hint="LATENCY", cpu_memory_arena=None,
                    session_options=None, ov_config=None) -> dict:
     """Split the user's engine arguments into what the chosen engine takes; refuse ones it cannot use.
     ``session_options`` (an onnxruntime SessionOptions, as optimum takes it) and ``ov_config`` (OpenVINO

@@ -4,7 +4,7 @@ DDPM/DDIM), as openvino.genai serves its pipelines with one loop and a blend hoo
 Each step: the latents (doubled for classifier-free guidance), ``scheduler.scale_model_input``, the
 pipeline's input hook (the 9-channel inpainting concat), the UNet with the pipeline's extra feeds (text
 embeddings, SDXL's added conditioning, LCM's ``timestep_cond``, class labels), run in chunks of the
-graph's static batch when it has one, guidance (and guidance rescale), ``scheduler.step``, the
+graph's static batch when it has one (in low-memory mode one image row at a time), guidance (and guidance rescale), ``scheduler.step``, the
 pipeline's blend hook (latent-masking inpainting), the NaN check, ``callback_on_step_end``, progress.
 
 diffusers' contracts kept here: guidance is re-read every step (``pipe._guidance_scale``), so a
@@ -130,7 +130,8 @@ def _run_denoiser(pipe, graph, spec: Denoiser, sample: np.ndarray, t, extra: dic
         return {spec.sample: sample[rows], "timestep": pipe.timestep_feed(graph, timestep, n),
                 **{k: v[rows] for k, v in extra.items()}, **fixed}
 
-    out = pipe.run_batched(graph, feeds, sample.shape[0], spec.sample)
+    one_row = 1 if pipe.graphs.low_memory else None
+    out = pipe.run_batched(graph, feeds, sample.shape[0], spec.sample, one_row)
     name = next((n for n in spec.outputs if n in out), None)
     if name is None:
         if len(out) != 1:

@@ -250,6 +250,31 @@ def check_onnx_external_data(path: Path) -> int:
     return len(tensors)
 
 
+_MODEL_METADATA = 14  # ModelProto.metadata_props: StringStringEntryProto {1: key, 2: value}
+
+
+def model_metadata(path: Path) -> dict[str, str]:
+    """The ONNX file's ``metadata_props`` (a top-level scan: the graph is skipped, not parsed); {} for a file
+    that cannot be read (the engine then says what is wrong with it)."""
+    props = {}
+    try:
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return props
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                view = memoryview(mapped)
+                try:
+                    for number, wire, a, b in _fields(view, 0, len(view)):
+                        if number == _MODEL_METADATA and wire == 2:
+                            entry = {n: _text(view, x, y) for n, w, x, y in _fields(view, a, b) if w == 2}
+                            props[entry.get(1, "")] = entry.get(2, "")
+                finally:
+                    view.release()
+    except (_Malformed, OSError):
+        return {}
+    return props
+
+
 def check_openvino_weights(xml: Path) -> None:
     """An IR's graph and ``.bin``: regular files inside the model folder (HF cache symlinks allowed)."""
     xml = Path(xml)

@@ -183,8 +183,12 @@ def test_bad_format_and_dtype(tiny_sd, tmp_path):
         export.export_pipeline(tiny_sd, tmp_path / "o", format="tflite", progress=None)
     with pytest.raises(ExportError, match="unknown dtype 'int3'"):
         export.export_pipeline(tiny_sd, tmp_path / "o", format="onnx", dtype="int3", progress=None)
-    with pytest.raises(ExportError, match="weight compression int8 is for format 'openvino'"):
-        export.export_pipeline(tiny_sd, tmp_path / "o", format="onnx", weight_compression="int8", progress=None)
+    with pytest.raises(ExportError, match="weight compression int4 is for format 'openvino'.*onnx has int8"):
+        export.export_pipeline(tiny_sd, tmp_path / "o", format="onnx", weight_compression="int4", progress=None)
+    with pytest.raises(ExportError, match="fuse_attention is for format 'onnx'"):
+        export.export_pipeline(tiny_sd, tmp_path / "o", format="openvino", fuse_attention=True, progress=None)
+    with pytest.raises(ExportError, match="fuse_attention is for fp32 graphs"):
+        export.export_pipeline(tiny_sd, tmp_path / "o", format="onnx", dtype="fp16", fuse_attention=True, progress=None)
     with pytest.raises(ExportError, match="unknown weight compression 'int2'; choose one of int8, int4"):
         export.export_pipeline(tiny_sd, tmp_path / "o", format="openvino", weight_compression="int2", progress=None)
     assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,7 @@
 
 ``pipeline_folder(kind, how)``: a tiny random-weight diffusers pipeline (tests/export/tiny.py) of ``kind``
 (see BUILDERS), as its diffusers folder (how="source"), exported by edge-sched's export/ ("edge-onnx",
-"edge-openvino") or by optimum's exporters ("optimum-onnx"; "optimum-openvino" for "sd"); each built
+"edge-openvino"; "edge-onnx-fused", "edge-onnx-int8", "edge-openvino-int8": EXPORT_OPTIONS) or by optimum's exporters ("optimum-onnx"; "optimum-openvino" for "sd"); each built
 lazily, once a session. ``sd_folders(how)`` is ``pipeline_folder("sd", how)``, ``tiny_sd_source`` its source.
 ``reference_pipeline(name, kind)``: diffusers' pipeline class ``name`` on ``pipeline_folder(kind, "source")``,
 loaded once (``reference_sd``: the StableDiffusionPipeline one). ``tokenizer_folders`` /
@@ -37,7 +37,12 @@ BUILDERS = {
     "ddim": functools.partial(build_tiny_ddpm, ddim=True),
 }
 OPTIMUM_TASKS = {"sd": "text-to-image", "inpaint": "inpainting", "lcm": "text-to-image", "sdxl": "text-to-image"}
-HOWS = ("source", "edge-onnx", "edge-openvino", "optimum-onnx", "optimum-openvino")
+HOWS = ("source", "edge-onnx", "edge-openvino", "optimum-onnx", "optimum-openvino", "edge-onnx-fused", "edge-onnx-int8",
+        "edge-openvino-int8")
+#: export options of the small-memory folders: attention fused for ONNX Runtime, int8 weights
+EXPORT_OPTIONS = {"edge-onnx-fused": dict(format="onnx", fuse_attention=True),
+                  "edge-onnx-int8": dict(format="onnx", fuse_attention=True, weight_compression="int8"),
+                  "edge-openvino-int8": dict(format="openvino", weight_compression="int8")}
 SD_FOLDERS = ("edge-onnx", "edge-openvino", "optimum-onnx", "optimum-openvino")
 
 #: diffusers' from_pretrained options per reference pipeline class
@@ -55,7 +60,8 @@ def _build(kind: str, how: str, source: Path | None, out: Path) -> Path:
     if how.startswith("edge-"):
         import export
 
-        export.export_pipeline(source, out, format=how.removeprefix("edge-"), progress=None)
+        options = EXPORT_OPTIONS.get(how, dict(format=how.removeprefix("edge-")))
+        export.export_pipeline(source, out, progress=None, **options)
     elif how == "optimum-onnx" and kind in OPTIMUM_TASKS:
         from optimum.exporters.onnx import main_export
 

@@ -9,7 +9,7 @@ import pytest
 from edge_sched.pipelines import FluxPipeline, StableDiffusion3Pipeline
 from edge_sched.runtime import EngineError
 
-from .pipeline_runs import load_ours, record, run_both
+from .pipeline_runs import LOW_MEMORY_ROUNDING, load_ours, record, run_both
 
 BOUND = 1e-3
 SIZE = dict(height=32, width=32)
@@ -81,7 +81,8 @@ def test_low_memory_gives_the_same_image_with_one_graph_at_a_time(cls, kind, flo
         if low:
             assert pipe.graphs.loaded == [], "a graph stayed loaded after the call"
             assert all(loaded == ["transformer"] for loaded in seen), seen
-    np.testing.assert_array_equal(images[True], images[False])
+    # the transformer runs one row at a time in low-memory mode: only 1-row against 2-row rounding differs
+    assert np.abs(images[True] - images[False]).max() <= LOW_MEMORY_ROUNDING
 
 
 def test_sana_reshape_and_low_memory(flow_folder, flow_reference):

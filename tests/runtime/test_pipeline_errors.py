@@ -11,6 +11,8 @@ import pytest
 from edge_sched.pipelines import DiffusionPipeline, NonFiniteLatentsError, PipelineLoadError, StableDiffusionPipeline
 from edge_sched.runtime import EngineError
 
+from .pipeline_runs import LOW_MEMORY_ROUNDING
+
 
 @pytest.fixture(scope="module")
 def onnx_folder(sd_folders):
@@ -148,7 +150,9 @@ def test_low_memory_mode_same_image_one_graph_at_a_time(onnx_folder):
 
     a = normal("a cat", num_inference_steps=3, generator=1, output_type="np").images
     b = lean("a cat", num_inference_steps=3, generator=1, output_type="np", callback_on_step_end=watch).images
-    np.testing.assert_array_equal(a, b)
+    # one UNet row at a time in low-memory mode: ONNX Runtime rounds 1-row and 2-row calls differently in the
+    # last bits (test_small_memory_graphs.py checks the rows)
+    assert np.abs(a - b).max() <= LOW_MEMORY_ROUNDING
     assert all(loaded == ["unet"] for loaded in seen), seen  # the text encoder was released before denoising
     assert lean.graphs.loaded == []  # and the VAE after decoding
     normal.release()
