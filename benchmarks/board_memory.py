@@ -12,8 +12,10 @@ runners.GraphClock), next to the graph's weights on disk, so the rest is activat
 Modes: default (every graph compiled at load, as most users run it), low-memory (one graph in memory at
 a time: ``low_memory=True``, diffusers' ``enable_model_cpu_offload``), low-memory + VAE tiling
 (``enable_vae_tiling()`` with 256-pixel tiles: at 512x512 the config's 512-pixel tiles would not tile
-at all), the same three on int8 weights (``export --weight-compression int8``), and the low-memory tiled
-modes in the fast precision.
+at all), the same three on int8 weights (``export --weight-compression int8``), the low-memory tiled
+modes in the fast precision, and ONNX Runtime on the ``onnx-int8`` folder (``--weight-compression int8
+--fuse-attention``: weights kept int8 in memory, attention without a score matrix; low-memory mode runs the
+UNet one row at a time) and on the fp32 ONNX folder. Each int8 mode's image is compared with the fp32 one.
 
     python benchmarks/board_memory.py [--steps 2] [--modes ...]   # writes benchmarks/results/board_memory.md
     python benchmarks/board_memory.py --model tiny --size 32 --out /tmp/x.md  # a quick check of the script
@@ -25,12 +27,14 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "benchmarks" / ".cache"
 RESULT = ROOT / "benchmarks" / "results" / "board_memory.md"
-#: mode -> (export variant, low_memory, VAE tile size in pixels or None, precision)
+#: mode -> (export variant, low_memory, VAE tile size in pixels or None, precision); the variant's format
+#: picks the engine (onnx: ONNX Runtime, openvino: OpenVINO)
 MODES = {
     "fp32": ("openvino", False, None, "exact"),
     "fp32, low-memory": ("openvino", True, None, "exact"),
@@ -40,6 +44,10 @@ MODES = {
     "int8, low-memory, VAE tiling": ("openvino-int8", True, 256, "exact"),
     "fp32, low-memory, VAE tiling, fast": ("openvino", True, 256, "fast"),
     "int8, low-memory, VAE tiling, fast": ("openvino-int8", True, 256, "fast"),
+    # ONNX Runtime: int8 weights kept int8 in memory (DequantizeLinear per layer), fused attention
+    "ORT int8, low-memory, VAE tiling": ("onnx-int8", True, 256, "exact"),
+    "ORT int8, VAE tiling": ("onnx-int8", False, 256, "exact"),
+    "ORT fp32, low-memory, VAE tiling": ("onnx", True, 256, "exact"),
 }
 #: board sizes the README speaks of, and what the OS and a desktop-less system keep for themselves (MB)
 BOARDS_MB = (2048, 4096, 8192)
@@ -58,11 +66,11 @@ def reset_peak():
     return _reset()
 runners.reset_peak = reset_peak
 folder, low_memory, tile, size, steps = sys.argv[2], sys.argv[3] == "1", json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-precision = sys.argv[7]
+precision, backend, image_path = sys.argv[7], sys.argv[8], sys.argv[9]
 from edge_sched.pipelines import DiffusionPipeline
 after_imports = status_mb("VmRSS")
 clock = GraphClock()
-pipe = DiffusionPipeline.from_pretrained(folder, backend="openvino", precision=precision, low_memory=low_memory)
+pipe = DiffusionPipeline.from_pretrained(folder, backend=backend, precision=precision, low_memory=low_memory)
 pipe.set_progress_bar_config(disable=True)
 if tile:
     pipe.enable_vae_tiling()
@@ -72,9 +80,11 @@ peak_before_image = peak_rss_mb()
 clock.peaks = {}
 image = pipe("a photo of a cat", height=size, width=size, num_inference_steps=steps, guidance_scale=7.5,
              generator=0, output_type="np").images
+import numpy as np
+np.save(image_path, image)
 print(json.dumps({"after_imports": after_imports, "after_load": after_load, "peak_load": peak_before_image,
                   "graph_peaks": clock.peaks, "shape": list(image.shape),
-                  "peak": max(overall[0], peak_rss_mb())}))
+                  "peak": max(overall[0], peak_rss_mb(), *clock.peaks.values())}))  # every reading is a lower bound
 """
 
 
@@ -105,10 +115,15 @@ def build_folders(model: str, cache: Path, variants) -> dict:
     return folders
 
 
-def run_mode(mode: str, folder: Path, size: int, steps: int) -> dict:
+def engine(mode: str) -> str:
+    return "onnxruntime" if MODES[mode][0].startswith("onnx") else "openvino"
+
+
+def run_mode(mode: str, folder: Path, size: int, steps: int, image: Path) -> dict:
     _, low_memory, tile, precision = MODES[mode]
     done = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / "benchmarks"), str(folder), "1" if low_memory else "0",
-                           json.dumps(tile), str(size), str(steps), precision], capture_output=True, text=True, cwd=ROOT)
+                           json.dumps(tile), str(size), str(steps), precision, engine(mode), str(image)],
+                          capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise RuntimeError(f"{mode}: the child failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -116,27 +131,49 @@ def run_mode(mode: str, folder: Path, size: int, steps: int) -> dict:
     return result
 
 
+def image_differences(results: dict, images: Path) -> None:
+    """Each int8 mode's image against the fp32 image of the same engine and tiling (same seed): what the int8
+    weights change (``results[mode]["image_vs_fp32"]``: max, mean abs, images in [0, 1])."""
+    import numpy as np
+
+    names = list(results)
+    for i, mode in enumerate(names):
+        variant, _, tile, precision = MODES[mode]
+        if "int8" not in variant:
+            continue
+        fp32 = next((j for j, m in enumerate(names) if MODES[m][0] == variant.replace("-int8", "") and MODES[m][2] == tile
+                     and MODES[m][3] == precision), None)
+        if fp32 is not None:
+            a, b = np.load(images / f"{i}.npy"), np.load(images / f"{fp32}.npy")
+            results[mode]["image_vs_fp32"] = [float(np.abs(a - b).max()), float(np.abs(a - b).mean())]
+
+
 def boards_that_fit(peak_mb: float) -> str:
     fits = [f"{b // 1024} GB" for b in BOARDS_MB if peak_mb + SYSTEM_RESERVE_MB <= b]
     return ", ".join(fits) if fits else "none of 2/4/8 GB"
 
 
+def _difference(r: dict) -> str:
+    d = r.get("image_vs_fp32")
+    return f"{d[0]:.3f} / {d[1]:.4f}" if d else ""
+
+
 def report(results: dict, size: int, steps: int) -> str:
     lines = [f"# SD1.5 at {size}x{size} on small boards (`python benchmarks/board_memory.py`)", "",
-             f"SD1.5-architecture pipeline, random weights, OpenVINO CPU, float32 compute (the fast modes: the device's "
+             f"SD1.5-architecture pipeline, random weights, OpenVINO CPU (rows marked ORT: ONNX Runtime CPU), float32 compute (the fast modes: the device's "
              f"default precision), {steps} Euler steps with "
              "guidance (UNet batch 2), one image, one fresh process per mode. Peak = VmHWM. Per graph: the peak "
              "inside its calls (VmHWM reset before each call) / its weights on disk. A board fits when peak + "
              f"{SYSTEM_RESERVE_MB} MB (kernel and a desktop-less OS) is at most its memory.", "",
              "| mode | after imports MB | after load MB | text encoder peak / weights | UNet peak / weights "
-             "| VAE decoder peak / weights | peak RSS MB | held by | boards |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| VAE decoder peak / weights | peak RSS MB | held by | boards | image vs fp32 max / mean |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for mode, r in results.items():
         peaks, weights = r["graph_peaks"], r["weights_mb"]
         cells = [f"{peaks.get(g, 0):.0f} / {weights[g]:.0f}" for g in ("text_encoder", "unet", "vae_decoder")]
         holder = max(peaks, key=peaks.get) if max(peaks.values()) >= r["peak_load"] else "loading"
         lines.append(f"| {mode} | {r['after_imports']:.0f} | {r['after_load']:.0f} | {' | '.join(cells)} | "
-                     f"{r['peak']:.0f} | {holder} | {boards_that_fit(r['peak'])} |")
+                     f"{r['peak']:.0f} | {holder} | {boards_that_fit(r['peak'])} | {_difference(r)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -151,9 +188,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     folders = build_folders(args.model, args.cache, {MODES[m][0] for m in args.modes})
     results = {}
-    for mode in args.modes:
-        results[mode] = run_mode(mode, folders[MODES[mode][0]], args.size, args.steps)
-        print(mode, json.dumps(results[mode]), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in args.modes:
+            results[mode] = run_mode(mode, folders[MODES[mode][0]], args.size, args.steps, Path(tmp) / f"{len(results)}.npy")
+            print(mode, json.dumps(results[mode]), flush=True)
+        image_differences(results, Path(tmp))
     text = report(results, args.size, args.steps)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

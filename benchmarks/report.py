@@ -363,6 +363,7 @@ SIDE_REPORTS = (
     ("import_time.md", "Import and load time (`python benchmarks/import_time.py`)"),
     ("tiny_generation.md", "One tiny generation (`python benchmarks/tiny_generation.py`)"),
     ("board_memory.md", "SD1.5 at 512x512 on small boards (`python benchmarks/board_memory.py`)"),
+    ("board_memory_ort.md", "SD1.5 at 512x512 on small boards, ONNX Runtime (`python benchmarks/board_memory.py`)"),
     ("loop_graph_speed.md", "Scheduler graphs (`python benchmarks/loop_graph_speed.py`)"),
     ("guidance_interval.md", "Guidance interval (`python benchmarks/guidance_interval.py`)"),
     ("soak.md", "Soak (`python benchmarks/soak.py`)"),

@@ -34,6 +34,9 @@ VARIANTS = {
     "onnx-fp16": dict(format="onnx", dtype="fp16"),
     "openvino-fp16": dict(format="openvino", dtype="fp16"),
     "openvino-int8": dict(format="openvino", weight_compression="int8"),
+    # ONNX Runtime on small boards: int8 weights kept int8 in memory, attention that holds no score matrix
+    "onnx-int8": dict(format="onnx", weight_compression="int8", fuse_attention=True),
+    "onnx-fused": dict(format="onnx", fuse_attention=True),
 }
 
 
