@@ -7,7 +7,9 @@ per output channel (symmetric: scale = max |w| / 127 over the channel, zero poin
 marked ``edge_sched.weights = int8-dequantize`` (metadata), which tells our runtime to run it in an order
 that keeps one dequantized weight alive at a time (``edge_sched/runtime/onnxruntime_engine.py``): ONNX
 Runtime does not constant-fold these nodes, so the weights stay int8 in memory (a quarter of float32).
-Embedding tables (``Gather``) and small tensors (norms, biases) keep float32.
+Embedding tables (``Gather``) and small tensors (norms, biases) keep float32. Other ONNX Runtime hosts should
+run these graphs at the "basic" optimization level too: at "all" it turns DequantizeLinear + MatMul into its
+MatMulNBits, which holds the weights repacked and computes differently (tests/export/test_onnx_rewrite.py).
 
 ``fuse_attention(path)``: the attention core torch exports for ``scaled_dot_product_attention``
 (q and k each scaled by sqrt(1 / sqrt(head_dim)), MatMul, Softmax, MatMul, with their head reshapes and
@@ -32,7 +34,7 @@ WEIGHTS_KEY, INT8_DEQUANTIZE = "edge_sched.weights", "int8-dequantize"
 #: smaller weights (biases, norms, tiny convs) are not worth a node each
 MIN_ELEMENTS = 4096
 #: where the weight input sits and its output-channel axis, per consumer
-_WEIGHT_AXIS = {"Conv": lambda node: 0, "MatMul": lambda node: 1,
+_WEIGHT_AXIS = {"Conv": lambda node: 0, "MatMul": lambda node: -1,
                 "Gemm": lambda node: 0 if _attr(node, "transB", 0) else 1}
 #: ONNX Runtime's contrib operators
 _MS_DOMAIN = "com.microsoft"
@@ -98,13 +100,14 @@ def compress_onnx_weights(path: Path) -> dict:
                 rule = _WEIGHT_AXIS.get(node.op_type)
                 axes.setdefault(name, set()).add(rule(node) if rule and i == 1 else None)
     chosen = {}
+    graph_inputs = {i.name for i in graph.input}  # old-style graphs list initializers as inputs: left float
     for name, found in axes.items():
         t = inits[name]
-        if len(found) != 1 or None in found or t.data_type != onnx.TensorProto.FLOAT:
+        if len(found) != 1 or None in found or t.data_type != onnx.TensorProto.FLOAT or name in graph_inputs:
             continue  # also used as something else than a weight (or by two layouts): left float
         weight = numpy_helper.to_array(t)
         if weight.size >= MIN_ELEMENTS and weight.ndim >= 2:
-            chosen[name] = (weight, next(iter(found)))
+            chosen[name] = (weight, next(iter(found)) % weight.ndim)
     if not chosen:  # a tiny graph: nothing worth it, left as it is
         return {"weights": 0, "float32_mb": 0.0, "int8_mb": 0.0}
     before = after = 0
@@ -220,9 +223,19 @@ def fuse_attention(path: Path) -> int:
     return len(replace)
 
 
+def _subgraph_inputs(graph) -> set:
+    """Every name a node inside an If / Loop / Scan body reads (outer-scope values among them)."""
+    names = set()
+    for node in graph.node:
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                names |= {x for n in sub.node for x in n.input} | _subgraph_inputs(sub)
+    return names
+
+
 def _prune(graph) -> None:
     """Drop the nodes and initializers nothing reads any more (the scale's shape arithmetic)."""
-    needed = {o.name for o in graph.output}
+    needed = {o.name for o in graph.output} | _subgraph_inputs(graph)
     kept = []
     for node in reversed(list(graph.node)):
         if any(o in needed for o in node.output):
