@@ -98,14 +98,15 @@ def test_cli_maps_every_option(monkeypatch, capsys, tmp_path):
     rc = main(["export", "org/model", str(tmp_path / "o"), "--format", "openvino", "--dtype", "fp16",
                "--scheduler", "EulerDiscreteScheduler", "--set", "timestep_spacing=trailing", "--set", "steps_offset=1",
                "--overwrite", "--revision", "abc", "--cache-dir", "/c", "--token", "t", "--local-files-only",
-               "--allow-pickle", "--static-shapes", "1x64x64", "--weight-compression", "int8", "--config", "/cfg"])
+               "--allow-pickle", "--static-shapes", "1x64x64", "--weight-compression", "int8", "--fuse-attention",
+               "--config", "/cfg"])
     assert rc == 0
     assert seen == {
         "source": "org/model", "output": str(tmp_path / "o"), "format": "openvino", "dtype": "fp16",
         "scheduler": "EulerDiscreteScheduler", "scheduler_overrides": {"timestep_spacing": "trailing", "steps_offset": 1},
         "overwrite": True, "revision": "abc", "token": "t", "cache_dir": "/c", "local_files_only": True,
         "allow_pickle": True, "static_shapes": {"batch": 1, "height": 64, "width": 64},
-        "weight_compression": "int8", "config": "/cfg",
+        "weight_compression": "int8", "fuse_attention": True, "config": "/cfg",
     }
     out = capsys.readouterr().out
     assert "unet: max abs diff 1e-06, max rel diff 2e-07" in out
