@@ -127,7 +127,8 @@ def test_broken_folder(digits_copy, breakage, message):
     (["--format", "onnx", "--dtype", "int8"], "argument --dtype: invalid choice: 'int8'", 2),
     (["--format", "onnx", "--set", "foo"], "scheduler override 'foo' is not of the form key=value", 1),
     (["--format", "onnx", "--static-shapes", "1x2"], r"static shapes must look like 1x512x512", 1),
-    (["--format", "onnx", "--weight-compression", "int8"], "weight compression int8 is for format 'openvino'", 1),
+    (["--format", "onnx", "--weight-compression", "int4"], "weight compression int4 is for format 'openvino'", 1),
+    (["--format", "openvino", "--fuse-attention"], "fuse_attention is for format 'onnx'", 1),
     (["--format", "onnx", "--scheduler", "Nope"], "unknown scheduler 'Nope'", 1),
     (["--format", "onnx", "--revision", "main"], "--revision applies to Hub repos, not to a local folder", 1),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)

@@ -30,10 +30,10 @@ def unet_batches(pipe, monkeypatch) -> list[int]:
     """The batch of every UNet evaluation the loop makes."""
     seen, real = [], type(pipe).run_batched
 
-    def spy(component, feeds_for, n, batch_input):
+    def spy(component, feeds_for, n, batch_input, max_batch=None):
         if component.name == "unet":
             seen.append(n)
-        return real(component, feeds_for, n, batch_input)
+        return real(component, feeds_for, n, batch_input, max_batch)
 
     monkeypatch.setattr(pipe, "run_batched", spy)
     return seen
