@@ -45,24 +45,25 @@ def _glibc():
         return None
 
 
+def _mallopt():
+    """glibc's mallopt, or None (another C library, or EDGE_SCHED_MALLOC_TUNING=0)."""
+    if os.environ.get("EDGE_SCHED_MALLOC_TUNING", "1") == "0":
+        return None
+    libc = _glibc()
+    return getattr(libc, "mallopt", None) if libc is not None else None
+
+
 def keep_freed_memory() -> bool:
     """Fixed malloc thresholds for the process (see the module doc); True if they were set."""
-    if os.environ.get("EDGE_SCHED_MALLOC_TUNING", "1") == "0":
-        return False
-    libc = _glibc()
-    if libc is None or not hasattr(libc, "mallopt"):
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    mallopt = _mallopt()
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def return_large_blocks() -> bool:
     """Blocks of 1 MB and more mapped on their own and unmapped when freed (module doc); True if set."""
-    if os.environ.get("EDGE_SCHED_MALLOC_TUNING", "1") == "0":
-        return False
-    libc = _glibc()
-    if libc is None or not hasattr(libc, "mallopt"):
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, LOW_MEMORY_MMAP_THRESHOLD))
+    mallopt = _mallopt()
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, LOW_MEMORY_MMAP_THRESHOLD))
 
 
 def trim_heap() -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from optimum.utils import DEFAULT_DUMMY_SHAPES
 
 from .errors import ExportError
+from .onnx_rewrite import EXTERNAL_DATA_BYTES, save_onnx_over
 
 # nncf weight-compression modes by our name; int4 keeps the first and last layers in int8 (nncf's default)
 COMPRESSION = ("int8", "int4")
@@ -373,13 +374,4 @@ def to_fp16_onnx(path: Path) -> None:
     model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=inferred is not None)
     if inferred is not None:
         inferred.unlink()
-    for name in old_files:
-        (path.parent / name).unlink(missing_ok=True)
-    if old_files or model.ByteSize() > EXTERNAL_DATA_BYTES:
-        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=path.name + "_data", size_threshold=1024)
-    else:
-        onnx.save(model, str(path))
-
-
-EXTERNAL_DATA_BYTES = 1_800_000_000  # below protobuf's 2 GB limit for one message
+    save_onnx_over(model, path, old_files, EXTERNAL_DATA_BYTES)

@@ -38,7 +38,7 @@ _WEIGHT_AXIS = {"Conv": lambda node: 0, "MatMul": lambda node: -1,
                 "Gemm": lambda node: 0 if _attr(node, "transB", 0) else 1}
 #: ONNX Runtime's contrib operators
 _MS_DOMAIN = "com.microsoft"
-_EMBED_LIMIT = 1_800_000_000  # protobuf's 2 GB limit, with room for the graph itself
+EXTERNAL_DATA_BYTES = 1_800_000_000  # below protobuf's 2 GB limit for one message
 
 
 def _attr(node, name, default=None):
@@ -56,12 +56,14 @@ def _load(path: Path) -> tuple[onnx.ModelProto, list[str]]:
     return model, files
 
 
-def _save(model: onnx.ModelProto, path: Path, old_files: list[str]) -> None:
-    """Save over ``path`` (inside an export's temporary folder: a failure discards the whole folder); the
-    weights go to ``<name>_data`` when the graph had external data or is too large to embed."""
-    for name in old_files:  # onnx refuses to write over an existing data file; these are in memory now
+def save_onnx_over(model: onnx.ModelProto, path: Path, old_files, limit: int | None = None) -> None:
+    """Save ``model`` over ``path`` (inside an export's temporary folder: a failure discards the whole folder),
+    after deleting the external data files it was read from (``old_files``: onnx refuses to write over one; their
+    contents are in memory now). The weights go to one ``<name>_data`` file when the graph had external data or is
+    larger than ``limit`` bytes (default ``EXTERNAL_DATA_BYTES``)."""
+    for name in old_files:
         (path.parent / name).unlink(missing_ok=True)
-    if old_files or model.ByteSize() > _EMBED_LIMIT:
+    if old_files or model.ByteSize() > (EXTERNAL_DATA_BYTES if limit is None else limit):
         onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                   location=path.name + "_data", size_threshold=1024)
     else:
@@ -134,7 +136,7 @@ def compress_onnx_weights(path: Path) -> dict:
     opset = next(o for o in model.opset_import if o.domain in ("", "ai.onnx"))
     opset.version = max(opset.version, 13)  # per-axis DequantizeLinear
     _set_metadata(model, WEIGHTS_KEY, INT8_DEQUANTIZE)
-    _save(model, path, old_files)
+    save_onnx_over(model, path, old_files)
     return {"weights": len(chosen), "float32_mb": before / 2**20, "int8_mb": after / 2**20}
 
 
@@ -219,7 +221,7 @@ def fuse_attention(path: Path) -> int:
         _prune(graph)
         if not any(o.domain == _MS_DOMAIN for o in model.opset_import):
             model.opset_import.append(helper.make_opsetid(_MS_DOMAIN, 1))
-        _save(model, path, old_files)
+        save_onnx_over(model, path, old_files)
     return len(replace)
 
 
