@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edge_sched.runtime.external_data import model_metadata
+from export.errors import ExportError
 from export.onnx_rewrite import INT8_DEQUANTIZE, WEIGHTS_KEY, compress_onnx_weights, quantize_per_channel
 
 RNG = np.random.default_rng(0)
@@ -18,7 +20,7 @@ MM_W = RNG.standard_normal((64, 96), dtype=np.float32)
 TABLE = RNG.standard_normal((100, 64), dtype=np.float32)  # read by Gather: an embedding, left float
 
 
-def _graph(weights: dict) -> onnx.ModelProto:
+def _graph(weights: dict, opset: int = 17) -> onnx.ModelProto:
     nodes = [
         helper.make_node("Conv", ["x", "conv_w"], ["c1"], pads=[1, 1, 1, 1]),
         helper.make_node("Conv", ["c1", "conv2_w"], ["c2"], pads=[1, 1, 1, 1]),
@@ -32,7 +34,7 @@ def _graph(weights: dict) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 96]),
          helper.make_tensor_value_info("emb", TensorProto.FLOAT, [3, 64])],
         [numpy_helper.from_array(v, k) for k, v in weights.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     return model
 
@@ -82,3 +84,12 @@ def test_quantize_per_channel_keeps_a_zero_channel_zero():
     w[2] = 0
     q, scale = quantize_per_channel(w, 0)
     assert q.dtype == np.int8 and np.all(q[2] == 0) and scale[2] == 1 and np.abs(q).max() == 127
+
+
+def test_an_opset_before_13_is_refused_and_left_as_it_was(tmp_path):
+    path = tmp_path / "model.onnx"
+    onnx.save(_graph({"conv_w": CONV_W, "conv2_w": CONV2_W, "mm_w": MM_W, "table": TABLE}, opset=11), str(path))
+    before = path.read_bytes()
+    with pytest.raises(ExportError, match="opset 11; int8 weights need opset 13"):
+        compress_onnx_weights(path)
+    assert path.read_bytes() == before
