@@ -28,11 +28,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from edge_sched.runtime.onnxruntime_engine import INT8_WEIGHTS_METADATA
+
 from .errors import ExportError
 
 
-#: graph metadata key (and value) for weight-only int8 through DequantizeLinear; the runtime reads it
-WEIGHTS_KEY, INT8_DEQUANTIZE = "edge_sched.weights", "int8-dequantize"
+#: graph metadata key (and value) for weight-only int8 through DequantizeLinear: the runtime's, which reads it
+WEIGHTS_KEY, INT8_DEQUANTIZE = INT8_WEIGHTS_METADATA
 #: smaller weights (biases, norms, tiny convs) are not worth a node each
 MIN_ELEMENTS = 4096
 #: where the weight input sits and its output-channel axis, per consumer

@@ -4,8 +4,9 @@ DDPM/DDIM), as openvino.genai serves its pipelines with one loop and a blend hoo
 Each step: the latents (doubled for classifier-free guidance), ``scheduler.scale_model_input``, the
 pipeline's input hook (the 9-channel inpainting concat), the UNet with the pipeline's extra feeds (text
 embeddings, SDXL's added conditioning, LCM's ``timestep_cond``, class labels), run in chunks of the
-graph's static batch when it has one (in low-memory mode one image row at a time), guidance (and guidance rescale), ``scheduler.step``, the
-pipeline's blend hook (latent-masking inpainting), the NaN check, ``callback_on_step_end``, progress.
+graph's static batch when it has one (in low-memory mode one image row at a time), guidance (and
+guidance rescale), ``scheduler.step``, the pipeline's blend hook (latent-masking inpainting), the NaN
+check, ``callback_on_step_end``, progress.
 
 diffusers' contracts kept here: guidance is re-read every step (``pipe._guidance_scale``), so a
 callback may switch it off (diffusers' ``SDCFGCutoffCallback`` sets it to 0 and keeps the conditional
