@@ -9,7 +9,8 @@ loop graph against our Python loop on the same engine and graphs.
    Graph variants: one intra-op thread (the headline; numpy is single-threaded), all cores, IO binding
    (each output written into a fresh array, no copy), graph optimizations off, and ``layout="per_call"``'s graphs
    (one thread; the app runs ``calls[i].graph`` at call i, one session per file made before timing; no step
-   index, no gathered tables, no If). Each round times numpy and every
+   index, no gathered tables, no If), and those graphs in plan.json's static ``buffers`` (every call's inputs
+   and outputs bound once, before timing: one ``run_with_iobinding`` per call). Each round times numpy and every
    variant (the fastest of three loops each), in a rotating order; the ratio is graph / numpy per round,
    reported as the median over the rounds with the interquartile range. The floor of one ``session.run`` (a graph holding one Identity of a
    1x4x64x64 tensor) is measured in the same rounds.
@@ -54,6 +55,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from edge_sched.schedulers import scheduler_class  # noqa: E402
 from edge_sched.schedulers.configuration import init_parameters  # noqa: E402
+from export.buffer_plan import input_values  # noqa: E402
 from export.graph_splice import all_nodes  # noqa: E402
 from export.step_graph import build_step_graphs  # noqa: E402
 
@@ -89,8 +91,9 @@ FAMILIES = {
 QUICK = ["Euler", "Euler a", "DPM++ 2M Karras", "UniPC"]
 LOOPS_PER_ROUND = 3
 PER_CALL = "ort 1 thread, per-call graphs"
+BUFFERS = "ort 1 thread, per-call graphs, buffer plan"
 VARIANTS = ("ort 1 thread", "ort all cores", "ort 1 thread, IO binding", "ort 1 thread, no graph optimization",
-            PER_CALL)
+            PER_CALL, BUFFERS)
 
 
 def _config(cls, extra: dict) -> dict:
@@ -187,6 +190,7 @@ class StepCase:
                      for variant in self.sessions}
         self.runs[PER_CALL] = ([per_call_sessions[c["graph"]].run for c in self.per_call_plan["calls"]],
                                [{} for _ in range(self.calls)])
+        self.bound = self._bind_buffers(per_call_sessions)
         self.output_names = [o.name for o in self.model.graph.output]
         self.handover, self.per_call_handover = _handover(self.plan), _handover(self.per_call_plan)
         self.nodes = sum(1 for _ in all_nodes(self.model.graph))
@@ -220,7 +224,40 @@ class StepCase:
         noise = {i["name"]: zeros for i in plan.get("inputs", ()) if i["name"].startswith("noise")}
         return x, state, noise
 
+    def _bind_buffers(self, sessions):
+        """plan.json's ``buffers`` (layout "per_call"): one array per planned buffer, every call's inputs and
+        outputs bound once, here, for the whole benchmark. The models' outputs and the noise are bound where they
+        lie (this case's arrays; in an app, the planned buffers the model and the generator wrote), also where a
+        later call reads them as state (PNDM's history of model outputs)."""
+        plan, buffers = self.per_call_plan, self.per_call_plan["buffers"]
+        arrays = [np.empty(SHAPE, np.float32) for _ in buffers["arrays"]]
+        given = {}  # value (call, input name) -> the array holding it
+        for i, call in enumerate(plan["calls"]):
+            given[(i, "model_output")] = self.outputs[i]
+            given.update({(i, d["input"]): row for d, row in zip(call["noise"], self.noise[i])})
+        runs, bindings = [], []
+        for call, where, reads in zip(plan["calls"], buffers["calls"], input_values(plan)):
+            session = sessions[call["graph"]]
+            io = session.io_binding()
+            for name, b in where["inputs"].items():
+                value = reads["step"][name]
+                io.bind_cpu_input(name, given[value] if value in given else arrays[b])
+            for name, b in where["outputs"].items():
+                io.bind_output(name, "cpu", 0, np.float32, SHAPE, arrays[b].ctypes.data)
+            runs.append(session.run_with_iobinding)
+            bindings.append(io)
+        return arrays, list(zip(runs, bindings))  # the arrays stay referenced as long as the bindings
+
     def graph_loop(self, variant: str) -> tuple[float, np.ndarray]:
+        if variant == BUFFERS:
+            arrays, calls = self.bound
+            buffers = self.per_call_plan["buffers"]
+            x, _, _ = self._feeds(self.per_call_plan)
+            np.copyto(arrays[buffers["sample"]], x)
+            start = time.perf_counter()
+            for run, io in calls:
+                run(io)
+            return (time.perf_counter() - start) / self.calls, arrays[buffers["final_sample"]].copy()
         if variant.endswith("IO binding"):
             return self._bound_loop(self.sessions[variant])
         plan, handover = (self.per_call_plan, self.per_call_handover) if variant == PER_CALL else (self.plan, self.handover)
@@ -326,11 +363,13 @@ def step_benchmark(labels, steps: int, rounds: int, say) -> dict:
         rows[label] = {"scheduler": cases[label].cls.__name__, "calls": cases[label].calls,
                        "nodes": cases[label].nodes, "ifs": cases[label].ifs,
                        "per_call_files": cases[label].per_call_files, "per_call_nodes": cases[label].per_call_nodes,
+                       "buffers": len(cases[label].per_call_plan["buffers"]["arrays"]),
                        "numpy_us": statistics.median(t["numpy"]) * 1e6,
                        "graph_us": {v: statistics.median(t[v]) * 1e6 for v in VARIANTS}, "ratio": ratios}
         say(f"  {label}: numpy {rows[label]['numpy_us']:.0f} us, graph {rows[label]['graph_us'][VARIANTS[0]]:.0f} us, "
             f"{ratios[VARIANTS[0]][0]:.2f}x; per-call graphs {rows[label]['graph_us'][PER_CALL]:.0f} us, "
-            f"{ratios[PER_CALL][0]:.2f}x")
+            f"{ratios[PER_CALL][0]:.2f}x; buffer plan {rows[label]['graph_us'][BUFFERS]:.0f} us, "
+            f"{ratios[BUFFERS][0]:.2f}x")
     return {"rows": rows, "run_floor_us": statistics.median(floors) * 1e6, "steps": steps, "rounds": rounds}
 
 
@@ -407,18 +446,25 @@ def markdown(step: dict | None, loops: list[dict]) -> str:
                   f"One `session.run` of a one-Identity graph: {step['run_floor_us']:.1f} us. Per-call graphs: "
                   "`export_step(..., layout=\"per_call\")`, call i running its own graph `calls[i].graph` (no step "
                   "index, no gathered tables, no If; one session per file, made before timing, all allocating from one shared arena), timed in the same "
-                  "rounds; its nodes column gives the files and the fewest-most nodes of a call's graph.", "",
+                  "rounds; its nodes column gives the files and the fewest-most nodes of a call's graph. Buffer plan: "
+                  "the same per-call graphs run as plan.json's `buffers` lay out the loop's arrays, every call's "
+                  "inputs and outputs bound once before timing (ONNX Runtime IO binding; the model's output and the "
+                  "noise bound where they lie), so the timed loop is one `run_with_iobinding` per call and nothing "
+                  "is allocated, converted or copied.", "",
                   "| scheduler | calls | nodes (If) | numpy us | graph us, 1 thread | ratio, 1 thread | "
                   "ratio, all cores | ratio, IO binding | ratio, no graph optimization | per-call files, nodes | "
-                  "per-call graph us, 1 thread | ratio, per-call, 1 thread |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "per-call graph us, 1 thread | ratio, per-call, 1 thread | buffers | buffer plan us, 1 thread | "
+                  "ratio, buffer plan, 1 thread |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for label, r in step["rows"].items():
             cells = [f"{r['ratio'][v][0]:.2f}x [{r['ratio'][v][1]:.2f}-{r['ratio'][v][2]:.2f}]" for v in VARIANTS]
             nodes = r.get("per_call_nodes") or [0]
             lines.append(f"| {label} | {r['calls']} | {r['nodes']} ({r['ifs']}) | {r['numpy_us']:.0f} | "
-                         f"{r['graph_us'][v0]:.0f} | " + " | ".join(cells[:-1]) + f" | {r.get('per_call_files')}, "
-                         f"{min(nodes)}-{max(nodes)} | {r['graph_us'][PER_CALL]:.0f} | {cells[-1]} |")
-        for v, what in ((v0, "1 thread"), (PER_CALL, "per-call graphs, 1 thread")):
+                         f"{r['graph_us'][v0]:.0f} | " + " | ".join(cells[:-2]) + f" | {r.get('per_call_files')}, "
+                         f"{min(nodes)}-{max(nodes)} | {r['graph_us'][PER_CALL]:.0f} | {cells[-2]} | "
+                         f"{r['buffers']} | {r['graph_us'][BUFFERS]:.0f} | {cells[-1]} |")
+        for v, what in ((v0, "1 thread"), (PER_CALL, "per-call graphs, 1 thread"),
+                        (BUFFERS, "per-call graphs in the buffer plan, 1 thread")):
             med = statistics.median(r["ratio"][v][0] for r in step["rows"].values())
             worst = max(step["rows"].items(), key=lambda kv: kv[1]["ratio"][v][0])
             best = min(step["rows"].items(), key=lambda kv: kv[1]["ratio"][v][0])

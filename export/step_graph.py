@@ -56,7 +56,7 @@ step, Heun's predictor and corrector) is resolved per step. Two layouts (``layou
 ``scale_model_input.onnx``
     ``sample``, ``step_index`` -> ``model_input``: the scaling before the first call (or a
     mid-schedule start).
-``plan.json`` (``version`` 3)
+``plan.json`` (``version`` 4)
     timesteps (what the model sees at each call), ``init_noise_sigma``, ``layout``, per call
     (``calls[i]``) the step graph it runs (``graph``), the noise inputs it reads (``noise``) and
     where the next call's state comes from (``state``); ``graphs`` (``steps``: every step graph file;
@@ -64,7 +64,9 @@ step, Heun's predictor and corrector) is resolved per step. Two layouts (``layou
     indexed graph's also as ``inputs`` / ``outputs``, as in version 2), ``state`` (the state inputs
     of call 0's graph, zeros: every slot when indexed, none when per call), ``next_model_input``.
     Version 3 added ``layout``, ``calls[i].graph``, ``graphs.steps`` and ``step_graphs``; an indexed
-    plan is otherwise version 2's.
+    plan is otherwise version 2's. Version 4 added, per call layout only, ``buffers``: a static memory
+    plan (``export/buffer_plan.py``) placing every array of the loop in one of a few buffers, so an app
+    binds each call's inputs and outputs once and the loop allocates and copies nothing.
 
 Schedulers without a fixed plan (``PLANLESS``) raise :class:`StepExportError` saying why.
 The loop is traced from its first call: state arriving at call ``i`` is what calls ``0 .. i-1``
@@ -89,6 +91,7 @@ from edge_sched.schedulers.configuration import init_parameters
 from edge_sched.schedulers.resolve import resolve_scheduler
 
 from .atomic import MANIFEST, atomic_folder, check_replaceable
+from .buffer_plan import plan_buffers
 from .errors import ExportError
 from .numpy_trace import ONNX_DTYPES, Recorder, Traced, TraceError, tracing
 
@@ -97,8 +100,9 @@ IR_VERSION = 8  # what OpenVINO's and older ONNX Runtimes' readers accept with o
 STEP_GRAPH, SCALE_GRAPH, PLAN = "step.onnx", "scale_model_input.onnx", "plan.json"
 PER_CALL_GRAPH = "step_{:03d}.onnx"  # layout "per_call": the distinct graphs, numbered by the first call running each
 PLAN_FORMAT = "edge_sched.step_graph"
-# 2: per-call state hand-over (calls[i].state), next_model_input, handover; 3: layout, calls[i].graph, step_graphs
-PLAN_VERSION = 3
+# 2: per-call state hand-over (calls[i].state), next_model_input, handover; 3: layout, calls[i].graph, step_graphs;
+# 4: buffers (layout "per_call")
+PLAN_VERSION = 4
 HANDOVERS = ("host", "graph")
 LAYOUTS = ("indexed", "per_call")
 # the traced sample: distinct dimensions, so that a constant baked in at that shape is caught
@@ -690,7 +694,7 @@ def _plan(sched, schedule, options, timesteps, init_noise_sigma, steps, step_mod
     else:
         graphs, interface = {"steps": list(step_models), "scale_model_input": SCALE_GRAPH}, {}
         step_call = "(the graph calls[i].graph)(x, model_output, calls[i].noise..., state)"
-    return {
+    plan = {
         "format": PLAN_FORMAT,
         "version": PLAN_VERSION,
         "scheduler": {"class": type(sched).__name__, "config": _jsonable(dict(sched.config))},
@@ -720,6 +724,9 @@ def _plan(sched, schedule, options, timesteps, init_noise_sigma, steps, step_mod
                   "out[next_model_input]; state = {name: (the step's inputs and outputs)[source] for name, "
                   "source in calls[i].state}"),
     }
+    if layout == "per_call":
+        plan["buffers"] = plan_buffers(plan)
+    return plan
 
 
 def _draw_info(j, kind, interval) -> dict:

@@ -26,9 +26,10 @@ def test_step_benchmark_one_round(tmp_path):
         assert row["numpy_us"] > 0 and all(v > 0 for v in row["graph_us"].values()), label
         assert set(row["ratio"]) == set(row["graph_us"])
         assert "ort 1 thread, per-call graphs" in row["graph_us"] and len(row["per_call_nodes"]) == row["calls"]
+        assert "ort 1 thread, per-call graphs, buffer plan" in row["graph_us"] and row["buffers"] > 0
     text = out.read_text()
     assert all(f"| {label} |" in text for label in LABELS)
-    assert "| per-call graph us, 1 thread | ratio, per-call, 1 thread |" in text
+    assert "| per-call graph us, 1 thread | ratio, per-call, 1 thread | buffers |" in text
     assert results["loops"] == []
 
 

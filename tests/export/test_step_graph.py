@@ -448,6 +448,74 @@ def test_per_call_layout_matches_numpy(case):
     assert distance[1] == 0, f"{case}, per_call: ONNX Runtime differs from the numpy step in {distance[1]} values"
 
 
+def run_graph_in_buffers(graphs, sched_after, draws, seed=0):
+    """The app's loop with plan.json's static ``buffers``: every array of the loop in one of the planned buffers,
+    each call's inputs and outputs bound once (ONNX Runtime IO binding, before the loop), the model's output and
+    the noise written into their buffers, nothing else allocated or copied (the outputs are copied out here for
+    the comparison only)."""
+    plan, buffers = graphs.plan, graphs.plan["buffers"]
+    x = initial_sample(seed) * np.float32(plan["init_noise_sigma"])
+    assert all(a == {"dtype": "float32", "shape": ["batch", "channels", "height", "width"]} for a in buffers["arrays"])
+    arrays = [np.empty_like(x) for _ in buffers["arrays"]]
+    sessions = {file: ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+                for file, model in graphs.steps.items()}
+    bound = []
+    for i, (call, where) in enumerate(zip(plan["calls"], buffers["calls"])):
+        names = {"inputs": [v["name"] for v in plan["step_graphs"][call["graph"]]["inputs"]],
+                 "outputs": [v["name"] for v in plan["step_graphs"][call["graph"]]["outputs"]]}
+        assert {k: sorted(v) for k, v in names.items()} == {k: sorted(where[k]) for k in names}, f"call {i}"
+        assert not set(where["inputs"].values()) & set(where["outputs"].values()), f"call {i} writes what it reads"
+        assert len(set(where["outputs"].values())) == len(where["outputs"]), f"call {i}: two outputs, one buffer"
+        assert where["inputs"]["model_output"] != where["model_input"], f"call {i}: the model writes what it reads"
+        io = sessions[call["graph"]].io_binding()
+        for name, b in where["inputs"].items():
+            io.bind_cpu_input(name, arrays[b])
+        for name, b in where["outputs"].items():
+            io.bind_output(name, "cpu", 0, np.float32, list(x.shape), arrays[b].ctypes.data)
+        bound.append(io)
+    np.copyto(arrays[buffers["sample"]], x)
+    scale = _ort(graphs.scale_model_input)
+    np.copyto(arrays[buffers["model_input"]], scale({"sample": x, "step_index": np.array(0, np.int64)})["model_input"])
+    outs = []
+    for i, (call, where, io) in enumerate(zip(plan["calls"], buffers["calls"], bound)):
+        t = np.asarray(call["timestep"], dtype=plan["timestep_dtype"])
+        np.copyto(arrays[where["inputs"]["model_output"]], model_fn(arrays[where["model_input"]], t))
+        generated = iter(v for _, v in draws.get(i, []))
+        for d in call["noise"]:
+            np.copyto(arrays[where["inputs"][d["input"]]],
+                      sched_after.noise_sampler(*d["interval"]) if d["kind"] == "brownian" else next(generated))
+        sessions[call["graph"]].run_with_iobinding(io)
+        outs.append({f: arrays[where["outputs"][f]].copy() for f in FIELDS if f in where["outputs"]})
+    assert np.array_equal(arrays[buffers["final_sample"]], outs[-1]["prev_sample"])
+    return outs
+
+
+@pytest.mark.parametrize("case", PER_CALL_CASES)
+def test_per_call_buffer_plan_runs_the_loop_in_place(case):
+    """plan.json's static buffers: bound once, the loop reusing a few buffers for every array (a history slot keeps
+    its buffer while re-pointed), it still gives the numpy loop bit for bit, every field at every call."""
+    name, config, schedule, options = CASES[case]
+    graphs = build_step_graphs(name, config=config, step_options=options, layout="per_call", **schedule)
+    ours, sched_after, draws = run_numpy(name, config, schedule, options)
+    got = run_graph_in_buffers(graphs, sched_after, draws)
+    distance = numpy_distance(ours, got)
+    assert distance[1] == 0, f"{case}, buffer plan: ONNX Runtime differs from the numpy step in {distance[1]} values"
+    # arrays the loop writes: the first sample and model input, per call the model's output, its noise draws and the
+    # graph's outputs; the plan reuses buffers, so it has fewer
+    written = 2 + sum(1 + len(c["noise"]) + len(b["outputs"])
+                      for c, b in zip(graphs.plan["calls"], graphs.plan["buffers"]["calls"]))
+    assert len(graphs.plan["buffers"]["arrays"]) < written / 2, (len(graphs.plan["buffers"]["arrays"]), written)
+
+
+def test_buffer_plan_only_for_the_per_call_layout():
+    from export.buffer_plan import plan_buffers
+
+    indexed = build_step_graphs("Euler", config=SD, num_inference_steps=4)
+    assert "buffers" not in indexed.plan
+    with pytest.raises(ValueError, match="a buffer plan is made for layout 'per_call', not 'indexed'"):
+        plan_buffers(indexed.plan)
+
+
 def _nodes_run(graph, known: dict) -> list:
     """The nodes an indexed step graph runs at one call (``known`` = {"step_index": i}): its own, and of each If
     the branch that call takes (the branch number gathered at step_index, compared by Equal)."""
