@@ -448,18 +448,56 @@ def test_per_call_layout_matches_numpy(case):
     assert distance[1] == 0, f"{case}, per_call: ONNX Runtime differs from the numpy step in {distance[1]} values"
 
 
-def run_graph_in_buffers(graphs, sched_after, draws, seed=0):
+def _ort_bound(graphs):
+    """ONNX Runtime: per call an IO binding of the planned arrays, made once; returns the call's run."""
+    sessions = {file: ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+                for file, model in graphs.steps.items()}
+
+    def bind(file, inputs, outputs):
+        io = sessions[file].io_binding()
+        for name, array in inputs.items():
+            io.bind_cpu_input(name, array)
+        for name, array in outputs.items():
+            io.bind_output(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+        return lambda: sessions[file].run_with_iobinding(io)
+
+    return bind
+
+
+def _openvino_bound(folder):
+    """OpenVINO (f32): per call an infer request whose input and output tensors are the planned arrays, set once."""
+    ov = pytest.importorskip("openvino")
+
+    def make(graphs):
+        core, compiled = ov.Core(), {}
+        for file, model in graphs.steps.items():
+            onnx.save(model, folder / file)
+            compiled[file] = core.compile_model(core.read_model(folder / file), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+        def bind(file, inputs, outputs):
+            request = compiled[file].create_infer_request()
+            for name, array in inputs.items():
+                request.set_tensor(name, ov.Tensor(array, shared_memory=True))
+            for name, array in outputs.items():
+                request.set_tensor(compiled[file].output(name), ov.Tensor(array, shared_memory=True))
+            return request.infer
+
+        return bind
+
+    return make
+
+
+def run_graph_in_buffers(graphs, sched_after, draws, make_bind=_ort_bound, seed=0):
     """The app's loop with plan.json's static ``buffers``: every array of the loop in one of the planned buffers,
-    each call's inputs and outputs bound once (ONNX Runtime IO binding, before the loop), the model's output and
-    the noise written into their buffers, nothing else allocated or copied (the outputs are copied out here for
-    the comparison only)."""
+    each call's inputs and outputs bound once, before the loop (ONNX Runtime IO binding, OpenVINO tensors), the
+    model's output and the noise written into their buffers, nothing else allocated or copied (the outputs are
+    copied out here for the comparison only)."""
     plan, buffers = graphs.plan, graphs.plan["buffers"]
     x = initial_sample(seed) * np.float32(plan["init_noise_sigma"])
     assert all(a == {"dtype": "float32", "shape": ["batch", "channels", "height", "width"]} for a in buffers["arrays"])
     arrays = [np.empty_like(x) for _ in buffers["arrays"]]
-    sessions = {file: ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-                for file, model in graphs.steps.items()}
-    bound = []
+    bind = make_bind(graphs)
+    runs = []
     for i, (call, where) in enumerate(zip(plan["calls"], buffers["calls"])):
         names = {"inputs": [v["name"] for v in plan["step_graphs"][call["graph"]]["inputs"]],
                  "outputs": [v["name"] for v in plan["step_graphs"][call["graph"]]["outputs"]]}
@@ -467,24 +505,20 @@ def run_graph_in_buffers(graphs, sched_after, draws, seed=0):
         assert not set(where["inputs"].values()) & set(where["outputs"].values()), f"call {i} writes what it reads"
         assert len(set(where["outputs"].values())) == len(where["outputs"]), f"call {i}: two outputs, one buffer"
         assert where["inputs"]["model_output"] != where["model_input"], f"call {i}: the model writes what it reads"
-        io = sessions[call["graph"]].io_binding()
-        for name, b in where["inputs"].items():
-            io.bind_cpu_input(name, arrays[b])
-        for name, b in where["outputs"].items():
-            io.bind_output(name, "cpu", 0, np.float32, list(x.shape), arrays[b].ctypes.data)
-        bound.append(io)
+        runs.append(bind(call["graph"], {n: arrays[b] for n, b in where["inputs"].items()},
+                         {n: arrays[b] for n, b in where["outputs"].items()}))
     np.copyto(arrays[buffers["sample"]], x)
     scale = _ort(graphs.scale_model_input)
     np.copyto(arrays[buffers["model_input"]], scale({"sample": x, "step_index": np.array(0, np.int64)})["model_input"])
     outs = []
-    for i, (call, where, io) in enumerate(zip(plan["calls"], buffers["calls"], bound)):
+    for i, (call, where, run) in enumerate(zip(plan["calls"], buffers["calls"], runs)):
         t = np.asarray(call["timestep"], dtype=plan["timestep_dtype"])
         np.copyto(arrays[where["inputs"]["model_output"]], model_fn(arrays[where["model_input"]], t))
         generated = iter(v for _, v in draws.get(i, []))
         for d in call["noise"]:
             np.copyto(arrays[where["inputs"][d["input"]]],
                       sched_after.noise_sampler(*d["interval"]) if d["kind"] == "brownian" else next(generated))
-        sessions[call["graph"]].run_with_iobinding(io)
+        run()
         outs.append({f: arrays[where["outputs"][f]].copy() for f in FIELDS if f in where["outputs"]})
     assert np.array_equal(arrays[buffers["final_sample"]], outs[-1]["prev_sample"])
     return outs
@@ -505,6 +539,26 @@ def test_per_call_buffer_plan_runs_the_loop_in_place(case):
     written = 2 + sum(1 + len(c["noise"]) + len(b["outputs"])
                       for c, b in zip(graphs.plan["calls"], graphs.plan["buffers"]["calls"]))
     assert len(graphs.plan["buffers"]["arrays"]) < written / 2, (len(graphs.plan["buffers"]["arrays"]), written)
+
+
+@pytest.mark.parametrize("case", ["pndm", "lms", "dpmpp_2m_sde_karras"])
+def test_per_call_buffer_plan_openvino_f32(case, tmp_path):
+    """The same in OpenVINO, its infer requests' tensors set once to the planned arrays (PNDM's history of model
+    outputs, LMS's shifting derivatives, SDE noise), held to diffusers at the parity bound as test_openvino_f32."""
+    name, config, schedule, options = CASES[case]
+    graphs = build_step_graphs(name, config=config, step_options=options, layout="per_call", **schedule)
+    _, sched_after, draws = run_numpy(name, config, schedule, options)
+    diffusers_error(case, run_graph_in_buffers(graphs, sched_after, draws, _openvino_bound(tmp_path)))
+
+
+def test_buffer_plan_names_an_input_no_value_reaches():
+    from export.buffer_plan import plan_buffers
+
+    plan = dict(build_step_graphs("LMS", config=SD, num_inference_steps=4, layout="per_call").plan)
+    plan["calls"] = [dict(c) for c in plan["calls"]]
+    plan["calls"][1]["state"] = {}  # call 2's graph reads state.derivatives.* that nothing hands it
+    with pytest.raises(ValueError, match=r"call 2: the plan gives no value for the graph's inputs \['state\."):
+        plan_buffers(plan)
 
 
 def test_buffer_plan_only_for_the_per_call_layout():
