@@ -205,6 +205,40 @@ def cmd_export_loop(args) -> int:
     return 0
 
 
+def cmd_export_step(args) -> int:
+    try:
+        import export
+        from export.scheduler import resolve_target
+        from export.step_graph import split_settings
+    except ImportError as e:
+        raise RuntimeError(f"`edge-sched export-step` needs the export extra: pip install 'edge-sched[export]' ({e})") from e
+    settings = dict(export.parse_override(item) for item in args.set or [])
+    cls, _ = resolve_target(args.scheduler)
+    overrides, step_options = split_settings(cls, settings)
+    scheduler = export.convert_scheduler(args.config if args.config is not None else {}, args.scheduler, **overrides)
+    plan = export.export_step(scheduler, args.output, num_inference_steps=args.steps, timesteps=args.timesteps,
+                              sigmas=args.sigmas, step_options=step_options, layout=args.layout,
+                              overwrite=args.overwrite)
+    files = len(plan["graphs"]["steps"])
+    buffers = f", {len(plan['buffers']['arrays'])} buffers" if "buffers" in plan else ""
+    print(f"exported the {plan['scheduler']['class']} step ({plan['num_model_calls']} model calls; layout "
+          f"{plan['layout']}: {files} step graph{'s' if files != 1 else ''}{buffers}) to {args.output}")
+    return 0
+
+
+def _number_list(kind):
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.replace(" ", "").split(",") if v]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be comma-separated {kind.__name__} values, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError("is empty")
+        return values
+
+    return parse
+
+
 def cmd_compare(args) -> int:
     from .compare import cmd_compare as run
 
@@ -299,6 +333,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it is an earlier export")
     p.set_defaults(func=cmd_export_loop)
 
+    p = sub.add_parser("export-step", help="write one scheduler step as ONNX graphs plus plan.json (timesteps, state "
+                       "hand-over, buffer plan), for apps that call their own UNet")
+    p.add_argument("scheduler", metavar="NAME", type=_scheduler_name, help="diffusers class name or A1111 sampler name")
+    p.add_argument("output", metavar="OUTPUT", help="folder to create")
+    schedule = p.add_mutually_exclusive_group(required=True)
+    schedule.add_argument("--steps", type=int, help="inference steps")
+    schedule.add_argument("--timesteps", type=_number_list(int), metavar="T,T,...", help="custom timesteps")
+    schedule.add_argument("--sigmas", type=_number_list(float), metavar="S,S,...", help="custom sigmas")
+    p.add_argument("--config", metavar="PATH", help="a scheduler_config.json, or a folder holding one (directly or "
+                   "in scheduler/, as a pipeline folder does); default: the scheduler's own defaults")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append",
+                   help="scheduler config key or step option, e.g. use_karras_sigmas=true, eta=0.5 (repeatable)")
+    p.add_argument("--layout", default="indexed", choices=["indexed", "per_call"],
+                   help="one step.onnx taking the call's index, or a graph per call with plan.json's buffer plan "
+                   "(fewer nodes per call; see the README's 'Apps without Python')")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it is an earlier export")
+    p.set_defaults(func=cmd_export_step)
+
     p = sub.add_parser("generate", help="generate images from an exported pipeline folder, Hub repo or built-in model")
     p.add_argument("prompt", metavar="PROMPT", nargs="?", help="the prompt (class names for class-conditional models)")
     p.add_argument("--model", required=True, help="pipeline folder, Hub repo id, or built-in model name")
@@ -373,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _interrupted(args) -> str:
-    if args.command in ("export", "export-loop"):
+    if args.command in ("export", "export-loop", "export-step"):
         return f"interrupted; {args.output} was left as it was"
     if args.command == "generate":
         return "interrupted; no image was written"

@@ -26,7 +26,6 @@ final ``denoised``). The manifest ``edge_sched.json`` gains ``components.denoise
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
 from pathlib import Path
@@ -39,7 +38,6 @@ from edge_sched.jsonfile import read_json
 import edge_sched.pipelines  # noqa: F401  (registers the pipeline classes)
 from edge_sched.pipelines.base import PIPELINE_CLASSES
 from edge_sched.pipelines.config_fixes import fix_scheduler_config
-from edge_sched.schedulers.configuration import init_parameters
 
 from .atomic import MANIFEST, PARTIAL_MARKER, atomic_folder, check_not_nested, check_replaceable
 from .errors import ExportError, SourceError
@@ -49,7 +47,7 @@ from .mt19937_graph import cpu_draws
 from .philox_graph import MIN_OPSET as PHILOX_OPSET
 from .philox_graph import cuda_draws
 from .scheduler import convert_scheduler
-from .step_graph import IR_VERSION, OPSET as STEP_OPSET, StepExportError, build_step_graphs
+from .step_graph import IR_VERSION, OPSET as STEP_OPSET, StepExportError, build_step_graphs, split_settings
 
 RNG_MODES = ("input", "cuda", "cpu")
 FORMATS = ("onnx", "openvino")
@@ -141,19 +139,7 @@ def _scheduler_and_options(source: _Source, scheduler, settings: dict):
     config = dict(own.config)
     target = scheduler or config.get("_class_name")
     cls, _ = resolve_target(str(target))
-    step_params = [p for p, v in inspect.signature(cls.step).parameters.items()
-                   if p not in ("self", "model_output", "timestep", "sample", "generator", "return_dict",
-                                "variance_noise", "noise") and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
-    config_params = init_parameters(cls)
-    overrides, step_options = {}, {}
-    for key, value in settings.items():
-        if key in config_params:
-            overrides[key] = value
-        elif key in step_params:
-            step_options[key] = value
-        else:
-            raise LoopExportError(f"{cls.__name__} has no option {key!r}: its config keys are "
-                                  f"{', '.join(config_params)}; its step options are {', '.join(step_params) or 'none'}")
+    overrides, step_options = split_settings(cls, settings, error=LoopExportError)
     return convert_scheduler(config, target, **overrides), step_options
 
 

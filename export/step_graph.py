@@ -247,11 +247,34 @@ def _fresh_scheduler(scheduler, config, overrides) -> SchedulerMixin:
     return cls.from_config(base, **{**options, **overrides})
 
 
+def step_option_names(cls) -> list[str]:
+    """The keyword arguments of ``cls.step`` a caller may set (``eta``, ``s_churn``...): not those the export
+    supplies itself."""
+    params = inspect.signature(cls.step).parameters
+    return [p for p, v in params.items() if p not in RESERVED_STEP_ARGS
+            and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+
+
+def split_settings(cls, settings: dict, error=None) -> tuple[dict, dict]:
+    """Command-line ``key=value`` settings routed where scheduler class ``cls`` has them: (config overrides, step
+    options); a key it has neither way raises ``error`` (default :class:`StepExportError`) naming both lists."""
+    config_params, step_params = init_parameters(cls), step_option_names(cls)
+    overrides, step_options = {}, {}
+    for key, value in settings.items():
+        if key in config_params:
+            overrides[key] = value
+        elif key in step_params:
+            step_options[key] = value
+        else:
+            raise (error or StepExportError)(
+                f"{cls.__name__} has no option {key!r}: its config keys are {', '.join(config_params)}; its step "
+                f"options are {', '.join(step_params) or 'none'}")
+    return overrides, step_options
+
+
 def _check_step_options(sched, step_options) -> dict:
     options = dict(step_options or {})
-    params = inspect.signature(sched.step).parameters
-    allowed = [p for p, v in params.items() if p not in RESERVED_STEP_ARGS
-               and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+    allowed = step_option_names(type(sched))
     bad = sorted(set(options) - set(allowed))
     if bad:
         kind = "the export supplies" if set(bad) & set(RESERVED_STEP_ARGS) else "has no"
@@ -746,4 +769,5 @@ def _jsonable(value):
     return value
 
 
-__all__ = ["HANDOVERS", "LAYOUTS", "PLANLESS", "StepExportError", "StepGraphs", "build_step_graphs", "export_step"]
+__all__ = ["HANDOVERS", "LAYOUTS", "PLANLESS", "StepExportError", "StepGraphs", "build_step_graphs", "export_step",
+           "split_settings", "step_option_names"]

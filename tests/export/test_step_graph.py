@@ -677,6 +677,63 @@ def test_export_step_folder(tmp_path):
     assert all(c["noise"] == [{"input": "noise", "kind": "normal"}] for c in plan["calls"])
 
 
+def test_export_step_command(tmp_path, capsys):
+    """`edge-sched export-step`: the folder export_step writes for the same scheduler, config and schedule; --config
+    reads a pipeline folder's scheduler/scheduler_config.json; --set routes each key to the config or the step."""
+    from edge_sched.cli import main
+
+    out = tmp_path / "dpm"
+    assert main(["export-step", "DPM++ 2M Karras", str(out), "--steps", "6", "--layout", "per_call"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    same = build_step_graphs("DPM++ 2M Karras", config={}, num_inference_steps=6, layout="per_call").plan
+    assert plan == json.loads(json.dumps(same))
+    assert sorted(p.name for p in out.iterdir()) == sorted(["edge_sched.json", "plan.json", "scale_model_input.onnx",
+                                                            *plan["graphs"]["steps"]])
+    said = capsys.readouterr().out
+    assert f"6 model calls; layout per_call: 6 step graphs, {len(plan['buffers']['arrays'])} buffers" in said
+
+    pipeline = tmp_path / "pipeline"
+    (pipeline / "scheduler").mkdir(parents=True)
+    (pipeline / "scheduler" / "scheduler_config.json").write_text(json.dumps({"_class_name": "PNDMScheduler", **SD}))
+    ddim = tmp_path / "ddim"
+    assert main(["export-step", "DDIMScheduler", str(ddim), "--steps", "4", "--config", str(pipeline),
+                 "--set", "eta=0.5", "--set", "clip_sample=false"]) == 0
+    plan = json.loads((ddim / "plan.json").read_text())
+    assert plan["scheduler"]["class"] == "DDIMScheduler" and plan["step_options"] == {"eta": 0.5}
+    assert plan["scheduler"]["config"]["clip_sample"] is False
+    assert plan["scheduler"]["config"]["beta_schedule"] == "scaled_linear"  # from the pipeline's config
+    assert plan["num_model_calls"] == 4 and plan["layout"] == "indexed"
+    euler = tmp_path / "euler"
+    assert main(["export-step", "Euler", str(euler), "--timesteps", "999,700,400,100", "--config", str(pipeline)]) == 0
+    assert json.loads((euler / "plan.json").read_text())["timesteps"] == [999.0, 700.0, 400.0, 100.0]
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["Euler a", "{out}", "--steps", "4", "--set", "etta=1"], 1,
+     "EulerAncestralDiscreteScheduler has no option 'etta': its config keys are"),
+    (["DPMAdaptiveScheduler", "{out}", "--steps", "4"], 1, "DPMAdaptiveScheduler cannot be exported as a step graph"),
+    (["Euler", "{out}", "--timesteps", "999,x"], 2, "argument --timesteps: must be comma-separated int values"),
+    (["Euler", "{out}"], 2, "one of the arguments --steps --timesteps --sigmas is required"),
+    (["Euler", "{out}", "--steps", "4", "--config", "{tmp}/nowhere.json"], 1, "nowhere.json"),
+    (["Euler", "{existing}", "--steps", "4"], 1, "already exists; pass overwrite=True (--overwrite)"),
+])
+def test_export_step_command_refuses_bad_input(tmp_path, capsys, args, status, message):
+    from edge_sched.cli import main
+
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    argv = [a.format(out=tmp_path / "out", tmp=tmp_path, existing=existing) for a in args]
+    try:
+        got = main(["export-step", *argv])
+    except SystemExit as e:  # argparse's usage errors
+        got = e.code
+    assert got == status
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+
+
 def test_heun_plan_counts_both_evaluations():
     graphs = build_step_graphs("HeunDiscreteScheduler", config=SD, num_inference_steps=5)
     assert graphs.plan["num_inference_steps"] == 5 and graphs.plan["num_model_calls"] == 9
