@@ -11,6 +11,7 @@ m-point Gauss-Legendre rule integrates it exactly, which is what we do, once per
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -37,12 +38,16 @@ def lms_coefficients(sigmas: np.ndarray, order: int) -> np.ndarray:
         a, b = s[rows, None], s[rows + 1, None]
         x = (b - a) / 2 * nodes_01 + (a + b) / 2  # quadrature points on [sigma_i, sigma_{i+1}]
         nodes = s[rows[:, None] - np.arange(m)]  # sigma_i, sigma_{i-1}, ..., sigma_{i-m+1}
-        for j in range(m):
-            basis = np.ones_like(x)
-            for k in range(m):
-                if k != j:
-                    basis = basis * (x - nodes[:, k : k + 1]) / (nodes[:, j : j + 1] - nodes[:, k : k + 1])
-            table[rows, j] = (b[:, 0] - a[:, 0]) / 2 * (basis @ weights)
+        # two equal nodes (a 'leading' schedule whose first timestep is clamped to the last training one, as the
+        # 1000-step schedule a fresh scheduler holds with steps_offset=1) leave that row undefined: NaN, as
+        # diffusers' quad gives; step() warns if it ever uses such a row
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for j in range(m):
+                basis = np.ones_like(x)
+                for k in range(m):
+                    if k != j:
+                        basis = basis * (x - nodes[:, k : k + 1]) / (nodes[:, j : j + 1] - nodes[:, k : k + 1])
+                table[rows, j] = (b[:, 0] - a[:, 0]) / 2 * (basis @ weights)
     return table
 
 
@@ -78,6 +83,7 @@ class LMSDiscreteScheduler(_SigmaDiscreteScheduler):
         self.timesteps = np.asarray(steps, dtype=np.float32)
         self._set_sigmas(sigmas)
         self._coefficients = {4: lms_coefficients(self.sigmas, 4)}  # per order; 4 is step's default
+        self._undefined: dict[int, set] = {}
         self.derivatives = []
 
     def get_lms_coefficient(self, order: int, t: int, current_order: int) -> float:
@@ -89,6 +95,13 @@ class LMSDiscreteScheduler(_SigmaDiscreteScheduler):
         if order not in self._coefficients:
             self._coefficients[order] = lms_coefficients(self.sigmas, order)
         return self._coefficients[order]
+
+    def _undefined_rows(self, order: int) -> set:
+        """The steps whose ``order`` weights are undefined (two equal sigmas among their nodes)."""
+        if order not in self._undefined:
+            table = self._coefficient_table(order)
+            self._undefined[order] = set(np.flatnonzero(~np.isfinite(table).all(axis=1)).tolist())
+        return self._undefined[order]
 
     def step(self, model_output: np.ndarray, timestep, sample: np.ndarray, order: int = 4, return_dict: bool = True):
         self._require_timesteps()
@@ -107,6 +120,10 @@ class LMSDiscreteScheduler(_SigmaDiscreteScheduler):
         # diffusers ties the effective order to the step index, not to how many derivatives
         # it holds (they differ when a pipeline starts mid-schedule); zip stops at the shorter
         coeffs = self._coefficient_table(order)[i, : min(i + 1, order)].astype(np.float32)
+        if i in self._undefined_rows(order):
+            warnings.warn(f"LMS step {i}: the schedule repeats a sigma among {self.sigmas[max(i - order + 1, 0):i + 2]}"
+                          ", so its multistep weights are undefined and the sample is no longer finite (in diffusers too); "
+                          "use another timestep_spacing or steps_offset", RuntimeWarning, stacklevel=2)
         update = None
         for c, d in zip(coeffs, reversed(self.derivatives)):
             update = c * d if update is None else update + c * d

@@ -116,3 +116,32 @@ def test_bad_input():
         s.step(x, s.timesteps[0], x, order=0)
     with pytest.raises(SchedulerNotReadyError):
         object.__new__(LMSDiscreteScheduler).step(x, 1.0, x)
+
+
+def test_a_clamped_leading_schedule_warns_at_the_step_not_at_construction():
+    """SD1.5's config (leading spacing, steps_offset=1) clamps the first of 1000 timesteps to the last training one:
+    two equal sigmas, so the second step's LMS weights are undefined. Building the scheduler (which holds that
+    1000-step schedule, as diffusers' does) and planning 20 steps warns nothing; stepping through the clamped
+    schedule warns, and the sample leaves the finite numbers as diffusers' does."""
+    import warnings
+
+    import torch
+
+    config = dict(SD, steps_offset=1, timestep_spacing="leading")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LMSDiscreteScheduler(**config).set_timesteps(20)
+    ours, theirs = LMSDiscreteScheduler(**config), diffusers.LMSDiscreteScheduler(**config)
+    ours.set_timesteps(1000)
+    theirs.set_timesteps(1000)
+    assert ours.sigmas[0] == ours.sigmas[1]
+    x, y = np.ones((1, 1, 2, 2), np.float32), torch.ones(1, 1, 2, 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for t in ours.timesteps[:3]:
+            x = ours.step(x * 0.1, t, x).prev_sample
+        for t in theirs.timesteps[:3]:
+            y = theirs.step(y * 0.1, t, y).prev_sample
+    ours_said = [str(w.message) for w in caught if "LMS step" in str(w.message)]
+    assert ours_said and ours_said[0].startswith("LMS step 1: the schedule repeats a sigma")
+    assert not np.isfinite(x).any() and not torch.isfinite(y).any()
