@@ -39,8 +39,8 @@ def lms_coefficients(sigmas: np.ndarray, order: int) -> np.ndarray:
         x = (b - a) / 2 * nodes_01 + (a + b) / 2  # quadrature points on [sigma_i, sigma_{i+1}]
         nodes = s[rows[:, None] - np.arange(m)]  # sigma_i, sigma_{i-1}, ..., sigma_{i-m+1}
         # two equal nodes (a 'leading' schedule whose first timestep is clamped to the last training one, as the
-        # 1000-step schedule a fresh scheduler holds with steps_offset=1) leave that row undefined: NaN, as
-        # diffusers' quad gives; step() warns if it ever uses such a row
+        # 1000-step schedule a fresh scheduler holds with steps_offset=1) leave that row undefined: NaN here
+        # (diffusers' quad gives inf or NaN there); step() warns if it ever uses such a row
         with np.errstate(divide="ignore", invalid="ignore"):
             for j in range(m):
                 basis = np.ones_like(x)
